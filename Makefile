@@ -1,0 +1,24 @@
+# Fleet API: every target sets up .venv from requirements.txt first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve the API with gunicorn on http://127.0.0.1:8000
+	$(BIN)/gunicorn -c gunicorn.conf.py
+
+test: $(STAMP)  ## the whole test suite
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache reports var

