@@ -31,9 +31,8 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     """Build one app with its own store and blocklist; nothing is module-level."""
     config = config or Settings.from_env()
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
-    if store is None:
-        store = open_store(config.store_url)
-        seed_store(store, config.data_path, hasher)
+    store = store or open_store(config.store_url)
+    seed_store(store, config.data_path, hasher)
     tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
 
     app = falcon.App(middleware=[AuthMiddleware(tokens, store)])

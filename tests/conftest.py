@@ -29,10 +29,6 @@ def store(settings):
 
 @pytest.fixture
 def app(settings, store):
-    from fleet_api.passwords import PasswordHasher
-    from fleet_api.seed import seed_store
-
-    seed_store(store, settings.data_path, PasswordHasher(settings.scrypt_n))
     return create_app(settings, store=store)
 
 

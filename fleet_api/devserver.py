@@ -1,0 +1,122 @@
+"""Start and stop a real gunicorn serving Fleet API on a free loopback port.
+
+Used by the real-server tests, `make load` and `make bench`: the server runs
+with the project's own gunicorn.conf.py, and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from fleet_api.settings import PROJECT_ROOT
+
+GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """`with GunicornServer(workers=4, env={...}) as server: server.url`"""
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        app: str | None = None,
+        port: int | None = None,
+        log_path: Path | None = None,
+        ready_path: str = "/api/users",
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = env or {}
+        self.args = args or []
+        self.app = app
+        self.log_path = log_path
+        self.ready_path = ready_path
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "gunicorn",
+            "-c", str(GUNICORN_CONF),
+            "--bind", f"127.0.0.1:{self.port}",
+            "--no-control-socket",
+        ]
+        if self.workers:
+            cmd += ["--workers", str(self.workers)]
+        cmd += self.args
+        if self.app:
+            cmd.append(self.app)
+        return cmd
+
+    def start(self) -> "GunicornServer":
+        env = {**os.environ, **self.env}
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            self.command(), cwd=PROJECT_ROOT, env=env,
+            stdout=self._log, stderr=self._log, start_new_session=True,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answered: up
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer on {self.url} in {self.startup_timeout}s")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM the master (graceful), SIGKILL its group if it lingers."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> "GunicornServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
