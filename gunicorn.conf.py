@@ -6,16 +6,19 @@ variables named below.
 
 import os
 
-from fleet_api.settings import SECRET_ENV, ephemeral_secret
+from fleet_api.settings import PROJECT_ROOT, SECRET_ENV, ephemeral_secret
 
 wsgi_app = "fleet_api.app:get_app()"
 bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
 
-# The store is process-local for now, so every request must reach the one
-# process that holds it: one worker, threads for concurrency.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# The embedded default store: one SQLite file that every worker shares.
+os.environ.setdefault("FLEET_STORE", f"sqlite:///{PROJECT_ROOT / 'var' / 'fleet.db'}")
+
+# Several processes for the cores, a few threads each to overlap the waits on
+# SQLite's fsync; figures behind these numbers are in the README.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # We don't use gunicornc; a shared default socket path would also make two
 # instances on one host fight over it.

@@ -11,7 +11,9 @@ import os
 import signal
 import socket
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +56,12 @@ class GunicornServer:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self._log = None
+        # Unless told otherwise, each server gets its own fresh SQLite store,
+        # never the repository's var/fleet.db that `make run` uses.
+        self._tmpdir = None
+        if "FLEET_STORE" not in self.env:
+            self._tmpdir = tempfile.mkdtemp(prefix="fleet-server-")
+            self.env["FLEET_STORE"] = f"sqlite:///{self._tmpdir}/fleet.db"
 
     @property
     def pid(self) -> int:
@@ -118,5 +126,10 @@ class GunicornServer:
     def __enter__(self) -> "GunicornServer":
         return self.start()
 
+    def cleanup(self) -> None:
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.cleanup()

@@ -15,9 +15,20 @@ from fleet_api.store import open_store
 TEST_SCRYPT_N = 2**4
 
 
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path) -> str:
+    """The contract suite runs once per store backend, same assertions."""
+    if request.param == "memory":
+        return "memory://"
+    return f"sqlite:///{tmp_path / 'fleet.db'}"
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=TEST_SCRYPT_N)
+def settings(store_url) -> Settings:
+    return Settings(secret_key=secrets.token_urlsafe(48), store_url=store_url, scrypt_n=TEST_SCRYPT_N)
 
 
 @pytest.fixture

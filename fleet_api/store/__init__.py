@@ -14,4 +14,8 @@ def open_store(url: str) -> Store:
         from fleet_api.store.memory import MemoryStore
 
         return MemoryStore()
-    raise ValueError(f"unsupported store URL {url!r}: use memory://")
+    if scheme == "sqlite":
+        from fleet_api.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    raise ValueError(f"unsupported store URL {url!r}: use memory://, sqlite:///path or postgresql://...")

@@ -116,8 +116,9 @@ class Store(abc.ABC):
     def seed(self, users: list[User], ships: list[Ship]) -> bool:
         """Load start-up data once, keeping its ids.
 
-        Returns False without writing when the store already holds data, so
-        many workers starting at once seed it exactly once.
+        Returns False without writing when the store was seeded before (even
+        if every row has since been deleted), so many workers starting at
+        once seed it exactly once, and a restart never resurrects deletions.
         """
 
     def close(self) -> None:  # pragma: no cover - backends with resources override

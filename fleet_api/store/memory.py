@@ -24,6 +24,7 @@ class MemoryStore(Store):
         self._ships: dict[int, Ship] = {}
         self._revoked: dict[str, int] = {}
         self._last_purge = 0
+        self._seeded = False
         # Ids are never reused, so a deleted user's old token can't name a new one.
         self._user_ids = itertools.count(1)
         self._ship_ids = itertools.count(1)
@@ -125,12 +126,13 @@ class MemoryStore(Store):
 
     # --- lifecycle ---------------------------------------------------------
     def is_empty(self) -> bool:
-        return not self._users and not self._ships
+        return not self._seeded
 
     def seed(self, users, ships) -> bool:
         with self._lock:
-            if self._users or self._ships:
+            if self._seeded:
                 return False
+            self._seeded = True
             self._users = {u.id: u for u in users}
             self._ships = {s["id"]: ship_record(s["id"], s) for s in ships}
             self._user_ids = itertools.count(max(self._users, default=0) + 1)

@@ -1,0 +1,240 @@
+"""SQLite store: one database file shared by every worker process of a host.
+
+WAL lets readers run while one writer commits; `synchronous=FULL` makes a
+commit durable before we answer. Every write takes the write lock up front
+(`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
+lock upgrade, and each public method is one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from fleet_api.store.base import SHIP_FIELDS, NameTaken, Ship, Store, User, ship_record
+
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    token_version INTEGER NOT NULL DEFAULT 0,
+    kept_jti TEXT
+);
+CREATE TABLE IF NOT EXISTS ships (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    affiliation TEXT NOT NULL,
+    category TEXT NOT NULL,
+    crew INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    manufacturer TEXT NOT NULL,
+    model TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    ship_class TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+"""
+
+_USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
+_SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
+
+
+def path_from_url(url: str) -> Path:
+    """sqlite:///relative/path.db or sqlite:////absolute/path.db"""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///path/to/fleet.db")
+    return Path(url[len(prefix):])
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str) -> None:
+        self.path = path_from_url(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        with self._write() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    # --- connections -------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        """One connection per thread, made anew in a forked child."""
+        db = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=BUSY_TIMEOUT_MS / 1000)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            self._local.db, self._local.pid = db, os.getpid()
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def _write(self):
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _query(self, sql: str, params=()) -> list[tuple]:
+        return self._db().execute(sql, params).fetchall()
+
+    # --- users -------------------------------------------------------------
+    def list_users(self) -> list[User]:
+        return [User(*row) for row in self._query(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+
+    def get_user(self, user_id: int) -> User | None:
+        rows = self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return User(*rows[0]) if rows else None
+
+    def get_user_by_name(self, name: str) -> User | None:
+        rows = self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
+        return User(*rows[0]) if rows else None
+
+    def create_user(self, name: str, password_hash: str) -> User:
+        try:
+            with self._write() as db:
+                row = db.execute(
+                    f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}",
+                    (name, password_hash),
+                ).fetchone()
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
+        return User(*row)
+
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None):
+        try:
+            with self._write() as db:
+                if password_hash is None:
+                    cursor = db.execute(
+                        f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
+                        (name, user_id),
+                    )
+                else:
+                    cursor = db.execute(
+                        "UPDATE users SET name = ?, password_hash = ?, "
+                        "token_version = token_version + 1, kept_jti = ? "
+                        f"WHERE id = ? RETURNING {_USER_COLUMNS}",
+                        (name, password_hash, kept_jti, user_id),
+                    )
+                row = cursor.fetchone()
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
+        return User(*row) if row else None
+
+    def delete_user(self, user_id: int) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+
+    # --- ships -------------------------------------------------------------
+    def list_ships(self) -> list[Ship]:
+        return [_ship(row) for row in self._query(f"SELECT {_SHIP_COLUMNS} FROM ships ORDER BY id")]
+
+    def get_ship(self, ship_id: int) -> Ship | None:
+        rows = self._query(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,))
+        return _ship(rows[0]) if rows else None
+
+    def create_ship(self, fields: Ship) -> Ship:
+        columns = ", ".join(SHIP_FIELDS)
+        marks = ", ".join("?" * len(SHIP_FIELDS))
+        with self._write() as db:
+            row = db.execute(
+                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
+                _ship_values(fields),
+            ).fetchone()
+        return _ship(row)
+
+    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None:
+        assignments = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
+        with self._write() as db:
+            row = db.execute(
+                f"UPDATE ships SET {assignments} WHERE id = ? RETURNING {_SHIP_COLUMNS}",
+                (*_ship_values(fields), ship_id),
+            ).fetchone()
+        return _ship(row) if row else None
+
+    def delete_ship(self, ship_id: int) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
+
+    # --- token blocklist ---------------------------------------------------
+    def revoke_token(self, jti: str, expires_at: int) -> None:
+        # The purge rides along with each revocation: one indexed range delete,
+        # so the table never holds much more than the tokens still alive.
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (jti, expires_at),
+            )
+            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(time.time()),))
+
+    def is_token_revoked(self, jti: str) -> bool:
+        return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
+
+    def purge_expired_tokens(self, now: int) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
+
+    # --- lifecycle ---------------------------------------------------------
+    def is_empty(self) -> bool:
+        return not self._query("SELECT 1 FROM meta WHERE key = 'seeded'")
+
+    def seed(self, users, ships) -> bool:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone():
+                return False
+            db.executemany(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                [(u.id, u.name, u.password_hash, u.token_version, u.kept_jti) for u in users],
+            )
+            db.executemany(
+                f"INSERT INTO ships ({_SHIP_COLUMNS}) VALUES ({', '.join('?' * (len(SHIP_FIELDS) + 1))})",
+                [(s["id"], *_ship_values(s)) for s in ships],
+            )
+            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(time.time())),))
+        return True
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
+
+
+def _ship_values(fields: Ship) -> tuple:
+    return tuple(
+        orjson.dumps(fields[name]).decode() if name == "roles" else fields[name]
+        for name in SHIP_FIELDS
+    )
+
+
+def _ship(row: tuple) -> Ship:
+    ship = dict(zip(("id",) + SHIP_FIELDS, row))
+    ship["roles"] = orjson.loads(ship["roles"])
+    return ship_record(ship["id"], ship)
