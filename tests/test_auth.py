@@ -1,0 +1,531 @@
+"""POST /auth/login, POST /auth/refresh, DELETE /auth/logout and /auth/logout2,
+the tokens they hand out, and how the bearer-token check answers (issue 2)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import falcon.testing
+import jwt
+import pytest
+
+from fleet_api.app import create_app
+from fleet_api.settings import Settings
+
+LOGGED_OUT = {"message": "Successfully logged out."}
+MISSING = {"error": "Bad Request", "message": "Username or password missing."}
+INVALID = {"error": "Unauthorized", "message": "Username or password invalid."}
+REVOKED = {"error": "Unauthorized", "message": "Token has been revoked"}
+EXPIRED = {"error": "Unauthorized", "message": "Token has expired"}
+UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
+NO_HEADER = {"error": "Unauthorized", "message": "Missing Authorization Header"}
+ONLY_ACCESS = {"error": "Unprocessable Entity", "message": "Only access tokens are allowed"}
+ONLY_REFRESH = {"error": "Unprocessable Entity", "message": "Only refresh tokens are allowed"}
+
+SHIP = {
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
+}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def claims_of(token: str, settings: Settings) -> dict:
+    return jwt.decode(token, settings.secret_key, algorithms=["HS256"])
+
+
+def create_ship(client, headers):
+    """An access-token route: 201 when the token is good."""
+    return client.simulate_post("/api/ships", json=SHIP, headers=headers)
+
+
+def refresh(client, headers):
+    return client.simulate_post("/auth/refresh", headers=headers)
+
+
+def change_password(client, session, user_id=1, name="user", password="new password"):
+    return client.simulate_put(
+        f"/api/users/{user_id}", json={"name": name, "password": password}, headers=session.headers
+    )
+
+
+def assert_unauthorized(result, body):
+    assert result.status_code == 401, result.text
+    assert result.json == body
+    assert result.headers.get("WWW-Authenticate") == "Bearer"
+
+
+def assert_unprocessable(result, message=None):
+    assert result.status_code == 422, result.text
+    assert result.json["error"] == "Unprocessable Entity"
+    if message is not None:
+        assert result.json["message"] == message
+
+
+# --- login -----------------------------------------------------------------
+
+
+def test_login_returns_an_access_and_a_refresh_token(client):
+    result = client.simulate_post("/auth/login", json={"username": "user", "password": "password"})
+
+    assert result.status_code == 200
+    assert result.headers["Content-Type"].startswith("application/json")
+    assert set(result.json) == {"access_token", "refresh_token"}
+    assert all(isinstance(token, str) and token for token in result.json.values())
+
+
+def test_login_works_for_every_seed_user(client, settings):
+    result = client.simulate_post("/auth/login", json={"username": "guest", "password": "guest"})
+
+    assert result.status_code == 200
+    assert claims_of(result.json["access_token"], settings)["sub"] == "2"
+
+
+def test_login_response_is_not_cacheable(client):
+    result = client.simulate_post("/auth/login", json={"username": "user", "password": "password"})
+
+    assert result.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"password": "password"},
+        {"username": "user"},
+        {"username": "", "password": "password"},
+        {"username": "user", "password": ""},
+        {"username": "", "password": ""},
+    ],
+    ids=["nothing", "no-username", "no-password", "empty-username", "empty-password", "both-empty"],
+)
+def test_login_without_username_or_password_is_400_missing(client, body):
+    result = client.simulate_post("/auth/login", json=body)
+
+    assert result.status_code == 400
+    assert result.json == MISSING
+
+
+def test_login_without_a_body_is_400_missing(client):
+    result = client.simulate_post("/auth/login")
+
+    assert result.status_code == 400
+    assert result.json == MISSING
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/x-www-form-urlencoded", "username=user&password=password"),
+        ("text/plain", "user:password"),
+        (None, "username=user&password=password"),
+    ],
+    ids=["form", "text", "no-content-type"],
+)
+def test_login_with_a_non_json_body_is_400_missing(client, content_type, body):
+    result = client.simulate_post("/auth/login", body=body, content_type=content_type)
+
+    assert result.status_code == 400
+    assert result.json == MISSING
+
+
+def test_login_as_unknown_user_is_401_invalid(client):
+    result = client.simulate_post("/auth/login", json={"username": "nobody", "password": "password"})
+
+    assert_unauthorized(result, INVALID)
+
+
+def test_login_with_wrong_password_is_401_invalid(client):
+    result = client.simulate_post("/auth/login", json={"username": "user", "password": "guest"})
+
+    assert_unauthorized(result, INVALID)
+
+
+def test_login_with_another_users_password_is_401_invalid(client):
+    result = client.simulate_post("/auth/login", json={"username": "guest", "password": "password"})
+
+    assert_unauthorized(result, INVALID)
+
+
+# --- token claims ----------------------------------------------------------
+
+
+def test_tokens_are_signed_hs256_with_the_secret_key(auth, settings):
+    for token in (auth.access_token, auth.refresh_token):
+        assert jwt.get_unverified_header(token)["alg"] == "HS256"
+        claims_of(token, settings)  # verifies the signature or raises
+
+
+def test_access_token_claims(auth, settings):
+    claims = claims_of(auth.access_token, settings)
+
+    assert claims["sub"] == "1"
+    assert claims["type"] == "access"
+    assert isinstance(claims["jti"], str) and claims["jti"]
+    assert claims["nbf"] == claims["iat"]
+    assert abs(claims["iat"] - time.time()) < 60
+    assert claims["exp"] - claims["iat"] == 15 * 60
+
+
+def test_refresh_token_claims(auth, settings):
+    claims = claims_of(auth.refresh_token, settings)
+
+    assert claims["sub"] == "1"
+    assert claims["type"] == "refresh"
+    assert isinstance(claims["jti"], str) and claims["jti"]
+    assert claims["nbf"] == claims["iat"]
+    assert abs(claims["iat"] - time.time()) < 60
+    assert claims["exp"] - claims["iat"] == 30 * 24 * 3600
+
+
+def test_every_token_has_its_own_jti(login, settings):
+    first, second = login(), login()
+    tokens = [first.access_token, first.refresh_token, second.access_token, second.refresh_token]
+
+    jtis = {claims_of(token, settings)["jti"] for token in tokens}
+
+    assert len(jtis) == 4
+
+
+def test_token_lifetimes_come_from_settings():
+    settings = Settings(
+        secret_key=secrets.token_urlsafe(48),
+        scrypt_n=16,
+        access_token_ttl=123,
+        refresh_token_ttl=4567,
+    )
+    client = falcon.testing.TestClient(create_app(settings))
+    tokens = client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).json
+
+    access = claims_of(tokens["access_token"], settings)
+    refreshed = claims_of(tokens["refresh_token"], settings)
+
+    assert access["exp"] - access["iat"] == 123
+    assert refreshed["exp"] - refreshed["iat"] == 4567
+
+
+# --- refresh ---------------------------------------------------------------
+
+
+def test_refresh_returns_a_new_access_token(client, auth, settings):
+    result = refresh(client, auth.refresh_headers)
+
+    assert result.status_code == 200
+    assert set(result.json) == {"access_token"}
+    claims = claims_of(result.json["access_token"], settings)
+    assert claims["type"] == "access"
+    assert claims["sub"] == "1"
+    assert claims["exp"] - claims["iat"] == 15 * 60
+    assert claims["jti"] != claims_of(auth.access_token, settings)["jti"]
+
+
+def test_refreshed_access_token_works(client, auth):
+    token = refresh(client, auth.refresh_headers).json["access_token"]
+
+    assert create_ship(client, bearer(token)).status_code == 201
+
+
+def test_refresh_response_is_not_cacheable(client, auth):
+    result = refresh(client, auth.refresh_headers)
+
+    assert result.headers["Cache-Control"] == "no-store"
+
+
+def test_refresh_without_authorization_header_is_401(client):
+    assert_unauthorized(refresh(client, {}), NO_HEADER)
+
+
+def test_refresh_with_an_access_token_is_422_only_refresh(client, auth):
+    result = refresh(client, auth.headers)
+
+    assert_unprocessable(result)
+    assert result.json == ONLY_REFRESH
+
+
+def test_refresh_for_a_deleted_user_is_401_unknown_user(client, auth):
+    assert client.simulate_delete("/api/users/1", headers=auth.headers).status_code == 204
+
+    assert_unauthorized(refresh(client, auth.refresh_headers), UNKNOWN_USER)
+
+
+# --- logout ----------------------------------------------------------------
+
+
+def test_logout_answers_successfully_logged_out(client, auth):
+    result = client.simulate_delete("/auth/logout", headers=auth.headers)
+
+    assert result.status_code == 200
+    assert result.json == LOGGED_OUT
+
+
+def test_logout_revokes_the_access_token(client, auth):
+    client.simulate_delete("/auth/logout", headers=auth.headers)
+
+    assert_unauthorized(create_ship(client, auth.headers), REVOKED)
+
+
+def test_logout_twice_is_401_revoked(client, auth):
+    client.simulate_delete("/auth/logout", headers=auth.headers)
+
+    assert_unauthorized(client.simulate_delete("/auth/logout", headers=auth.headers), REVOKED)
+
+
+def test_logout_leaves_the_refresh_token_working(client, auth):
+    client.simulate_delete("/auth/logout", headers=auth.headers)
+
+    assert refresh(client, auth.refresh_headers).status_code == 200
+
+
+def test_logout_leaves_other_sessions_working(client, login):
+    mine, other = login(), login()
+    client.simulate_delete("/auth/logout", headers=mine.headers)
+
+    assert create_ship(client, other.headers).status_code == 201
+
+
+def test_logout_with_a_refresh_token_is_422_only_access(client, auth):
+    result = client.simulate_delete("/auth/logout", headers=auth.refresh_headers)
+
+    assert_unprocessable(result)
+    assert result.json == ONLY_ACCESS
+
+
+def test_logout_without_authorization_header_is_401(client):
+    assert_unauthorized(client.simulate_delete("/auth/logout"), NO_HEADER)
+
+
+def test_logout2_answers_successfully_logged_out(client, auth):
+    result = client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
+
+    assert result.status_code == 200
+    assert result.json == LOGGED_OUT
+
+
+def test_logout2_revokes_the_refresh_token(client, auth):
+    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
+
+    assert_unauthorized(refresh(client, auth.refresh_headers), REVOKED)
+
+
+def test_logout2_twice_is_401_revoked(client, auth):
+    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
+
+    result = client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
+
+    assert_unauthorized(result, REVOKED)
+
+
+def test_logout2_leaves_the_access_token_working(client, auth):
+    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
+
+    assert create_ship(client, auth.headers).status_code == 201
+
+
+def test_logout2_with_an_access_token_is_422_only_refresh(client, auth):
+    result = client.simulate_delete("/auth/logout2", headers=auth.headers)
+
+    assert_unprocessable(result)
+    assert result.json == ONLY_REFRESH
+
+
+def test_logout2_without_authorization_header_is_401(client):
+    assert_unauthorized(client.simulate_delete("/auth/logout2"), NO_HEADER)
+
+
+# --- the bearer-token check --------------------------------------------------
+
+
+def test_access_route_without_authorization_header_is_401_missing_header(client):
+    assert_unauthorized(create_ship(client, {}), NO_HEADER)
+
+
+def test_access_route_with_a_refresh_token_is_422_only_access(client, auth):
+    result = create_ship(client, auth.refresh_headers)
+
+    assert_unprocessable(result)
+    assert result.json == ONLY_ACCESS
+
+
+def _reissued(token: str, settings: Settings, key: str | None = None, **changes) -> str:
+    """The same token's claims with `changes`, signed with `key` (the app's by default)."""
+    claims = {**claims_of(token, settings), **changes}
+    return jwt.encode(claims, key or settings.secret_key, algorithm="HS256")
+
+
+def test_expired_access_token_is_401_token_has_expired(client, auth, settings):
+    now = int(time.time())
+    token = _reissued(auth.access_token, settings, iat=now - 1000, nbf=now - 1000, exp=now - 100)
+
+    assert_unauthorized(create_ship(client, bearer(token)), EXPIRED)
+
+
+def test_expired_refresh_token_is_401_token_has_expired(client, auth, settings):
+    now = int(time.time())
+    token = _reissued(auth.refresh_token, settings, iat=now - 1000, nbf=now - 1000, exp=now - 100)
+
+    assert_unauthorized(refresh(client, bearer(token)), EXPIRED)
+
+
+def test_access_token_expires_after_its_configured_lifetime():
+    settings = Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=16, access_token_ttl=1)
+    client = falcon.testing.TestClient(create_app(settings))
+    token = client.simulate_post(
+        "/auth/login", json={"username": "user", "password": "password"}
+    ).json["access_token"]
+
+    time.sleep(2.1)
+
+    assert_unauthorized(create_ship(client, bearer(token)), EXPIRED)
+
+
+def test_token_signed_with_another_key_is_422(client, auth, settings):
+    forged = _reissued(auth.access_token, settings, key=secrets.token_urlsafe(48))
+
+    assert_unprocessable(create_ship(client, bearer(forged)))
+
+
+def test_token_with_tampered_claims_is_422(client, login, settings):
+    guest = login("guest", "guest")
+    header, _, signature = guest.access_token.split(".")
+    as_user = _reissued(guest.access_token, settings, sub="1").split(".")[1]
+    tampered = f"{header}.{as_user}.{signature}"
+
+    assert_unprocessable(client.simulate_delete("/api/users/1", headers=bearer(tampered)))
+    assert client.simulate_get("/api/users/1").status_code == 200
+
+
+def test_unsigned_token_is_422(client, auth, settings):
+    unsigned = jwt.encode(claims_of(auth.access_token, settings), None, algorithm="none")
+
+    assert_unprocessable(create_ship(client, bearer(unsigned)))
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "abc.def", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30."])
+def test_malformed_token_is_422(client, token):
+    assert_unprocessable(create_ship(client, bearer(token)))
+
+
+def test_token_under_another_scheme_is_422_bad_header(client, auth):
+    result = create_ship(client, {"Authorization": f"Basic {auth.access_token}"})
+
+    assert_unprocessable(result, "Bad Authorization header. Expected value 'Bearer <JWT>'")
+
+
+def test_bearer_without_a_token_is_422_bad_header(client):
+    result = create_ship(client, {"Authorization": "Bearer"})
+
+    assert_unprocessable(result, "Bad Authorization header. Expected value 'Bearer <JWT>'")
+
+
+# --- deleted users -----------------------------------------------------------
+
+
+def test_deleted_users_access_token_is_401_at_once(client, auth):
+    assert client.simulate_delete("/api/users/1", headers=auth.headers).status_code == 204
+
+    result = create_ship(client, auth.headers)
+
+    assert result.status_code == 401
+    assert result.headers.get("WWW-Authenticate") == "Bearer"
+
+
+def test_deleted_users_other_sessions_are_401(client, login):
+    first, second = login(), login()
+    client.simulate_delete("/api/users/1", headers=first.headers)
+
+    assert create_ship(client, second.headers).status_code == 401
+    assert refresh(client, second.refresh_headers).status_code == 401
+
+
+def test_deleted_users_token_does_not_work_for_a_new_user_of_the_same_name(client, auth):
+    client.simulate_delete("/api/users/1", headers=auth.headers)
+    assert client.simulate_post("/api/users", json={"name": "user", "password": "password"}).status_code == 201
+
+    assert create_ship(client, auth.headers).status_code == 401
+    assert refresh(client, auth.refresh_headers).status_code == 401
+
+
+# --- password changes ------------------------------------------------------
+
+
+def test_password_change_keeps_the_access_token_that_made_it(client, auth):
+    assert change_password(client, auth).status_code == 200
+
+    assert create_ship(client, auth.headers).status_code == 201
+
+
+def test_password_change_revokes_the_users_other_access_tokens(client, login):
+    changer, other = login(), login()
+    change_password(client, changer)
+
+    assert_unauthorized(create_ship(client, other.headers), REVOKED)
+
+
+def test_password_change_revokes_the_users_refresh_tokens(client, login):
+    changer, other = login(), login()
+    change_password(client, changer)
+
+    assert_unauthorized(refresh(client, changer.refresh_headers), REVOKED)
+    assert_unauthorized(refresh(client, other.refresh_headers), REVOKED)
+
+
+def test_password_change_revokes_access_tokens_from_an_earlier_refresh(client, login):
+    changer, other = login(), login()
+    refreshed = refresh(client, other.refresh_headers).json["access_token"]
+    change_password(client, changer)
+
+    assert_unauthorized(create_ship(client, bearer(refreshed)), REVOKED)
+
+
+def test_password_change_leaves_other_users_tokens_working(client, login):
+    changer, guest = login(), login("guest", "guest")
+    change_password(client, changer)
+
+    assert create_ship(client, guest.headers).status_code == 201
+    assert refresh(client, guest.refresh_headers).status_code == 200
+
+
+def test_password_change_lets_the_new_password_log_in_and_not_the_old(client, auth):
+    change_password(client, auth, password="new password")
+
+    old = client.simulate_post("/auth/login", json={"username": "user", "password": "password"})
+    new = client.simulate_post("/auth/login", json={"username": "user", "password": "new password"})
+    assert_unauthorized(old, INVALID)
+    assert new.status_code == 200
+
+
+def test_tokens_issued_after_a_password_change_work(client, auth, login):
+    change_password(client, auth, password="new password")
+    fresh = login("user", "new password")
+
+    assert create_ship(client, fresh.headers).status_code == 201
+    assert refresh(client, fresh.refresh_headers).status_code == 200
+
+
+def test_second_password_change_revokes_tokens_issued_after_the_first(client, login):
+    changer = login()
+    change_password(client, changer, password="second")
+    between = login("user", "second")
+    change_password(client, changer, password="third")
+
+    assert_unauthorized(create_ship(client, between.headers), REVOKED)
+    assert create_ship(client, changer.headers).status_code == 201
+
+
+def test_resending_the_same_password_revokes_nothing(client, login):
+    changer, other = login(), login()
+    result = change_password(client, changer, name="renamed", password="password")
+
+    assert result.status_code == 200
+    assert create_ship(client, other.headers).status_code == 201
+    assert refresh(client, other.refresh_headers).status_code == 200
+    assert refresh(client, changer.refresh_headers).status_code == 200
