@@ -18,4 +18,8 @@ def open_store(url: str) -> Store:
         from fleet_api.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from fleet_api.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(f"unsupported store URL {url!r}: use memory://, sqlite:///path or postgresql://...")
