@@ -1,0 +1,466 @@
+"""GET/POST /api/ships and GET/PUT/DELETE /api/ships/{id} (issue 2), with the
+example README's own bodies."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+# The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
+SHIP_1 = {
+    "affiliation": "Rebel Alliance",
+    "category": "Starfighters",
+    "crew": 1,
+    "id": 1,
+    "length": 13,
+    "manufacturer": "Incom Corporation",
+    "model": "T-65 X-Wing",
+    "roles": ["Space Superiority Starfighter", "Escort"],
+    "ship_class": "Starfighter",
+}
+SHIP_2 = {
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "id": 2,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
+}
+# The README's `POST /api/ships` and `PUT /api/ships/16` request bodies.
+STAR_DESTROYER = {
+    "ship_class": "Star Destroyer",
+    "model": "Imperial I-class Star Destroyer",
+    "affiliation": "Empire",
+    "category": "Capital Ships",
+    "crew": 37085,
+    "length": 1600,
+    "manufacturer": "Kuat Drive Yards",
+    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
+}
+STAR_DESTROYER_II = {**STAR_DESTROYER, "model": "Imperial II-class Star Destroyer", "crew": 37050}
+
+SHIP_FIELDS = {"affiliation", "category", "crew", "id", "length", "manufacturer", "model", "roles", "ship_class"}
+STRING_FIELDS = ["affiliation", "category", "manufacturer", "model", "ship_class"]
+INT_FIELDS = ["crew", "length"]
+REQUIRED_FIELDS = sorted(SHIP_FIELDS - {"id"})
+
+MISSING_FIELD = ["Missing data for required field."]
+NOT_A_STRING = ["Not a valid string."]
+NOT_AN_INTEGER = ["Not a valid integer."]
+AT_LEAST_ONE = ["Must be greater than or equal to 1."]
+UNKNOWN_FIELD = ["Unknown field."]
+NOT_FOUND = {"error": "Not Found"}
+ID_MISMATCH = {"error": "Bad Request", "message": "Request data id has to match resource id."}
+
+
+def post_ship(client, auth, body):
+    return client.simulate_post("/api/ships", json=body, headers=auth.headers)
+
+
+def put_ship(client, auth, ship_id, body):
+    return client.simulate_put(f"/api/ships/{ship_id}", json=body, headers=auth.headers)
+
+
+def ship_count(client) -> int:
+    return len(client.simulate_get("/api/ships").json)
+
+
+def assert_validation_error(result, message):
+    assert result.status_code == 400, result.text
+    assert result.json == {"error": "Bad Request", "message": message}
+
+
+# --- GET -------------------------------------------------------------------
+
+
+def test_list_ships_returns_the_fifteen_seed_ships_in_id_order(client):
+    result = client.simulate_get("/api/ships")
+
+    assert result.status_code == 200
+    assert [ship["id"] for ship in result.json] == list(range(1, 16))
+
+
+def test_list_ships_shows_every_field_of_every_ship(client):
+    ships = client.simulate_get("/api/ships").json
+
+    assert all(set(ship) == SHIP_FIELDS for ship in ships)
+    assert ships[0] == SHIP_1
+    assert ships[1] == SHIP_2
+
+
+def test_list_ships_needs_no_token(client):
+    assert client.simulate_get("/api/ships").status_code == 200
+
+
+def test_get_ship_2_is_the_readme_example(client):
+    result = client.simulate_get("/api/ships/2")
+
+    assert result.status_code == 200
+    assert result.headers["Content-Type"].startswith("application/json")
+    assert result.json == SHIP_2
+
+
+@pytest.mark.parametrize("ship_id", [0, 16, 999, 9223372036854775807])
+def test_get_missing_ship_is_404(client, ship_id):
+    result = client.simulate_get(f"/api/ships/{ship_id}")
+
+    assert result.status_code == 404
+    assert result.json == NOT_FOUND
+
+
+def test_get_ship_with_non_numeric_id_is_404(client):
+    result = client.simulate_get("/api/ships/x-wing")
+
+    assert result.status_code == 404
+    assert result.json == NOT_FOUND
+
+
+# --- POST ------------------------------------------------------------------
+
+
+def test_create_the_readme_star_destroyer(client, auth):
+    result = post_ship(client, auth, STAR_DESTROYER)
+
+    assert result.status_code == 201
+    assert result.json == {**STAR_DESTROYER, "id": 16}
+
+
+def test_create_ship_sets_an_absolute_location(client, auth):
+    result = post_ship(client, auth, STAR_DESTROYER)
+
+    location = urlsplit(result.headers["Location"])
+    assert location.scheme in ("http", "https")
+    assert location.netloc
+    assert location.path == "/api/ships/16"
+
+
+def test_created_ship_is_found_at_its_location(client, auth):
+    result = post_ship(client, auth, STAR_DESTROYER)
+
+    found = client.simulate_get(urlsplit(result.headers["Location"]).path)
+    assert found.status_code == 200
+    assert found.json == result.json
+
+
+def test_created_ship_appears_in_the_list(client, auth):
+    post_ship(client, auth, STAR_DESTROYER)
+
+    assert client.simulate_get("/api/ships").json[-1] == {**STAR_DESTROYER, "id": 16}
+
+
+def test_create_ship_without_token_is_401(client):
+    result = client.simulate_post("/api/ships", json=STAR_DESTROYER)
+
+    assert result.status_code == 401
+    assert result.json == {"error": "Unauthorized", "message": "Missing Authorization Header"}
+    assert ship_count(client) == 15
+
+
+def test_create_ship_with_refresh_token_is_422(client, auth):
+    result = client.simulate_post("/api/ships", json=STAR_DESTROYER, headers=auth.refresh_headers)
+
+    assert result.status_code == 422
+    assert result.json == {"error": "Unprocessable Entity", "message": "Only access tokens are allowed"}
+    assert ship_count(client) == 15
+
+
+def test_create_ship_with_empty_roles_is_201(client, auth):
+    result = post_ship(client, auth, {**STAR_DESTROYER, "roles": []})
+
+    assert result.status_code == 201
+    assert result.json["roles"] == []
+
+
+def test_create_ship_with_an_id_is_400_unknown_field(client, auth):
+    result = post_ship(client, auth, {**STAR_DESTROYER, "id": 16})
+
+    assert_validation_error(result, {"id": UNKNOWN_FIELD})
+    assert ship_count(client) == 15
+
+
+def test_create_ship_with_an_unknown_field_is_400(client, auth):
+    result = post_ship(client, auth, {**STAR_DESTROYER, "hyperdrive": "Class 2"})
+
+    assert_validation_error(result, {"hyperdrive": UNKNOWN_FIELD})
+
+
+def test_create_ship_with_empty_body_object_lists_every_field_as_missing(client, auth):
+    result = post_ship(client, auth, {})
+
+    assert_validation_error(result, {field: MISSING_FIELD for field in REQUIRED_FIELDS})
+
+
+@pytest.mark.parametrize("field", REQUIRED_FIELDS)
+def test_create_ship_without_a_field_is_400_missing(client, auth, field):
+    body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
+
+    result = post_ship(client, auth, body)
+
+    assert_validation_error(result, {field: MISSING_FIELD})
+
+
+@pytest.mark.parametrize("field", STRING_FIELDS)
+@pytest.mark.parametrize("value", [42, 4.2, True, ["Empire"], {"name": "Empire"}])
+def test_create_ship_with_a_non_string_text_field_is_400(client, auth, field, value):
+    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+
+    assert_validation_error(result, {field: NOT_A_STRING})
+
+
+@pytest.mark.parametrize("field", STRING_FIELDS + INT_FIELDS + ["roles"])
+def test_create_ship_with_a_null_field_is_400(client, auth, field):
+    result = post_ship(client, auth, {**STAR_DESTROYER, field: None})
+
+    assert result.status_code == 400
+    assert set(result.json["message"]) == {field}
+
+
+@pytest.mark.parametrize("field", INT_FIELDS)
+@pytest.mark.parametrize(
+    "value", [True, False, 1.5, 37085.5, "12", "twelve", [12]], ids=repr
+)
+def test_create_ship_with_a_non_integer_count_is_400(client, auth, field, value):
+    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+
+    assert_validation_error(result, {field: NOT_AN_INTEGER})
+
+
+@pytest.mark.parametrize("field", INT_FIELDS)
+@pytest.mark.parametrize("value", [0, -1, -37085])
+def test_create_ship_with_a_count_below_one_is_400(client, auth, field, value):
+    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+
+    assert_validation_error(result, {field: AT_LEAST_ONE})
+
+
+@pytest.mark.parametrize("field", INT_FIELDS)
+def test_create_ship_with_a_count_of_one_is_201(client, auth, field):
+    result = post_ship(client, auth, {**STAR_DESTROYER, field: 1})
+
+    assert result.status_code == 201
+    assert result.json[field] == 1
+
+
+@pytest.mark.parametrize("value", ["Destroyer", 3, {"0": "Destroyer"}], ids=repr)
+def test_create_ship_with_roles_not_a_list_is_400(client, auth, value):
+    result = post_ship(client, auth, {**STAR_DESTROYER, "roles": value})
+
+    assert_validation_error(result, {"roles": ["Not a valid list."]})
+
+
+@pytest.mark.parametrize("item", [1, True, None, ["Carrier"]], ids=repr)
+def test_create_ship_with_a_role_that_is_not_a_string_is_400(client, auth, item):
+    result = post_ship(client, auth, {**STAR_DESTROYER, "roles": ["Destroyer", item]})
+
+    assert result.status_code == 400
+    assert result.json["error"] == "Bad Request"
+    messages = result.json["message"]
+    assert list(messages) == ["roles"]
+    assert isinstance(messages["roles"], list)
+    assert all(isinstance(text, str) for text in messages["roles"])
+    assert any("Not a valid string." in text for text in messages["roles"])
+
+
+def test_create_ship_reports_every_bad_field_at_once(client, auth):
+    body = {
+        "affiliation": 1,
+        "crew": True,
+        "length": 0,
+        "manufacturer": "Kuat Drive Yards",
+        "model": "Imperial I-class Star Destroyer",
+        "roles": "Destroyer",
+        "ship_class": "Star Destroyer",
+        "id": 16,
+        "shields": 9000,
+    }
+
+    result = post_ship(client, auth, body)
+
+    assert_validation_error(
+        result,
+        {
+            "affiliation": NOT_A_STRING,
+            "category": MISSING_FIELD,
+            "crew": NOT_AN_INTEGER,
+            "length": AT_LEAST_ONE,
+            "roles": ["Not a valid list."],
+            "id": UNKNOWN_FIELD,
+            "shields": UNKNOWN_FIELD,
+        },
+    )
+
+
+def test_failed_create_ship_creates_nothing(client, auth):
+    post_ship(client, auth, {**STAR_DESTROYER, "crew": 0})
+
+    assert ship_count(client) == 15
+    assert post_ship(client, auth, STAR_DESTROYER).json["id"] == 16
+
+
+# --- PUT -------------------------------------------------------------------
+
+
+def test_update_the_readme_star_destroyer(client, auth):
+    post_ship(client, auth, STAR_DESTROYER)
+
+    result = put_ship(client, auth, 16, STAR_DESTROYER_II)
+
+    assert result.status_code == 200
+    assert result.json == {**STAR_DESTROYER_II, "id": 16}
+
+
+def test_updated_ship_is_stored(client, auth):
+    post_ship(client, auth, STAR_DESTROYER)
+    put_ship(client, auth, 16, STAR_DESTROYER_II)
+
+    assert client.simulate_get("/api/ships/16").json == {**STAR_DESTROYER_II, "id": 16}
+
+
+def test_update_seed_ship_replaces_every_field(client, auth):
+    result = put_ship(client, auth, 2, STAR_DESTROYER)
+
+    assert result.status_code == 200
+    assert result.json == {**STAR_DESTROYER, "id": 2}
+    assert client.simulate_get("/api/ships/2").json == {**STAR_DESTROYER, "id": 2}
+    assert ship_count(client) == 15
+
+
+def test_update_ship_with_matching_id_in_body_is_200(client, auth):
+    result = put_ship(client, auth, 2, {**STAR_DESTROYER, "id": 2})
+
+    assert result.status_code == 200
+    assert result.json == {**STAR_DESTROYER, "id": 2}
+
+
+def test_update_ship_with_another_id_in_body_is_400_mismatch(client, auth):
+    result = put_ship(client, auth, 2, {**STAR_DESTROYER, "id": 3})
+
+    assert result.status_code == 400
+    assert result.json == ID_MISMATCH
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+    assert client.simulate_get("/api/ships/3").json["model"] == "TIE/SA Bomber"
+
+
+def test_update_missing_ship_is_404(client, auth):
+    result = put_ship(client, auth, 16, STAR_DESTROYER)
+
+    assert result.status_code == 404
+    assert result.json == NOT_FOUND
+    assert client.simulate_get("/api/ships/16").status_code == 404
+
+
+def test_update_ship_without_token_is_401(client):
+    result = client.simulate_put("/api/ships/2", json=STAR_DESTROYER)
+
+    assert result.status_code == 401
+    assert result.json == {"error": "Unauthorized", "message": "Missing Authorization Header"}
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+def test_update_ship_with_refresh_token_is_422(client, auth):
+    result = client.simulate_put("/api/ships/2", json=STAR_DESTROYER, headers=auth.refresh_headers)
+
+    assert result.status_code == 422
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+@pytest.mark.parametrize("field", REQUIRED_FIELDS)
+def test_update_ship_without_a_field_is_400_missing(client, auth, field):
+    body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
+
+    result = put_ship(client, auth, 2, body)
+
+    assert_validation_error(result, {field: MISSING_FIELD})
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+def test_update_ship_with_an_unknown_field_is_400(client, auth):
+    result = put_ship(client, auth, 2, {**STAR_DESTROYER, "hyperdrive": "Class 2"})
+
+    assert_validation_error(result, {"hyperdrive": UNKNOWN_FIELD})
+
+
+def test_update_ship_validates_types(client, auth):
+    result = put_ship(client, auth, 2, {**STAR_DESTROYER, "crew": True, "length": 1.5, "model": 7})
+
+    assert_validation_error(
+        result, {"crew": NOT_AN_INTEGER, "length": NOT_AN_INTEGER, "model": NOT_A_STRING}
+    )
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+def test_update_ship_with_a_count_below_one_is_400(client, auth):
+    result = put_ship(client, auth, 2, {**STAR_DESTROYER, "crew": 0})
+
+    assert_validation_error(result, {"crew": AT_LEAST_ONE})
+
+
+# --- DELETE ----------------------------------------------------------------
+
+
+def test_delete_ship_is_204_without_body(client, auth):
+    post_ship(client, auth, STAR_DESTROYER)
+
+    result = client.simulate_delete("/api/ships/16", headers=auth.headers)
+
+    assert result.status_code == 204
+    assert result.content == b""
+
+
+def test_deleted_ship_is_gone(client, auth):
+    client.simulate_delete("/api/ships/2", headers=auth.headers)
+
+    assert client.simulate_get("/api/ships/2").status_code == 404
+    assert [ship["id"] for ship in client.simulate_get("/api/ships").json] == [1, *range(3, 16)]
+
+
+def test_delete_ship_twice_is_404(client, auth):
+    client.simulate_delete("/api/ships/2", headers=auth.headers)
+
+    result = client.simulate_delete("/api/ships/2", headers=auth.headers)
+
+    assert result.status_code == 404
+    assert result.json == NOT_FOUND
+
+
+def test_update_deleted_ship_is_404(client, auth):
+    client.simulate_delete("/api/ships/2", headers=auth.headers)
+
+    assert put_ship(client, auth, 2, STAR_DESTROYER).status_code == 404
+    assert client.simulate_get("/api/ships/2").status_code == 404
+
+
+def test_delete_missing_ship_is_404(client, auth):
+    result = client.simulate_delete("/api/ships/16", headers=auth.headers)
+
+    assert result.status_code == 404
+    assert result.json == NOT_FOUND
+
+
+def test_delete_ship_without_token_is_401(client):
+    result = client.simulate_delete("/api/ships/2")
+
+    assert result.status_code == 401
+    assert result.json == {"error": "Unauthorized", "message": "Missing Authorization Header"}
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+def test_delete_ship_with_refresh_token_is_422(client, auth):
+    result = client.simulate_delete("/api/ships/2", headers=auth.refresh_headers)
+
+    assert result.status_code == 422
+    assert client.simulate_get("/api/ships/2").json == SHIP_2
+
+
+def test_any_users_access_token_may_write_ships(client, login):
+    guest = login("guest", "guest")
+
+    created = post_ship(client, guest, STAR_DESTROYER)
+    updated = put_ship(client, guest, 1, STAR_DESTROYER_II)
+    deleted = client.simulate_delete("/api/ships/2", headers=guest.headers)
+
+    assert (created.status_code, updated.status_code, deleted.status_code) == (201, 200, 204)
