@@ -409,6 +409,15 @@ def test_unsigned_token_is_422(client, auth, settings):
     assert_unprocessable(create_ship(client, bearer(unsigned)))
 
 
+@pytest.mark.parametrize("claim", ["sub", "type", "jti", "iat", "nbf", "exp"])
+def test_token_missing_a_claim_is_422(client, auth, settings, claim):
+    claims = claims_of(auth.access_token, settings)
+    del claims[claim]
+    token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
+
+    assert_unprocessable(create_ship(client, bearer(token)))
+
+
 @pytest.mark.parametrize("token", ["not-a-jwt", "abc.def", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30."])
 def test_malformed_token_is_422(client, token):
     assert_unprocessable(create_ship(client, bearer(token)))
