@@ -5,17 +5,36 @@ from __future__ import annotations
 import secrets
 
 import falcon.testing
+import psycopg
 import pytest
 
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
+from pgserver import running_postgres
 
 # Cheap scrypt in tests: the hashing itself is tested at full cost in test_passwords.
 TEST_SCRYPT_N = 2**4
 
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
+PG_TABLES = "meta, users, ships, revoked_tokens"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL for the whole run, started on first use."""
+    with running_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A clean database per test: dropping the tables takes milliseconds."""
+    with psycopg.connect(pg_server, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SET lock_timeout = '5s'")
+        conn.execute(f"DROP TABLE IF EXISTS {PG_TABLES}")
+    return pg_server
 
 
 @pytest.fixture(params=BACKENDS)
@@ -23,7 +42,9 @@ def store_url(request, tmp_path) -> str:
     """The contract suite runs once per store backend, same assertions."""
     if request.param == "memory":
         return "memory://"
-    return f"sqlite:///{tmp_path / 'fleet.db'}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleet.db'}"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def dsn(server):
     identity sequences) takes milliseconds; the store recreates them."""
     with psycopg.connect(server, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SET lock_timeout = '5s'")  # a leaked session fails the test, not hangs it
-        conn.execute("DROP TABLE IF EXISTS users, ships, revoked_tokens")
+        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens")
     return server
 
 
@@ -123,11 +123,15 @@ def test_seed_happens_exactly_once_when_8_workers_start_at_once(stores):
     assert [s["id"] for s in workers[0].list_ships()] == [3, 7]
 
 
-def test_seed_refuses_without_writing_when_data_exists(store):
-    store.create_ship(ship_fields())
+def test_seed_refuses_without_writing_once_seeded_even_after_every_row_is_deleted(store):
+    assert store.seed(SEED_USERS, SEED_SHIPS) is True
+    for user in store.list_users():
+        store.delete_user(user.id)
+    for ship in store.list_ships():
+        store.delete_ship(ship["id"])
     assert store.seed(SEED_USERS, SEED_SHIPS) is False
     assert store.list_users() == []
-    assert [s["id"] for s in store.list_ships()] == [1]
+    assert store.list_ships() == []
 
 
 def test_new_ids_follow_the_highest_seeded_id(store):

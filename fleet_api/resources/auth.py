@@ -42,7 +42,7 @@ def _credentials(req: falcon.Request) -> dict:
     """The login body; like the example, a non-JSON one counts as missing."""
     try:
         body = req.get_media(default_when_empty=None)
-    except falcon.HTTPUnsupportedMediaType:
+    except (falcon.HTTPUnsupportedMediaType, falcon.MediaMalformedError):
         body = None
     return body if isinstance(body, dict) else {}
 
