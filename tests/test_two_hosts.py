@@ -1,0 +1,70 @@
+"""Two API hosts (two gunicorn instances) on one PostgreSQL act as one service."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+
+from fleet_api.devserver import GunicornServer
+from realhttp import STAR_DESTROYER, call, login
+
+
+@pytest.fixture(scope="module")
+def hosts(pg_server):
+    import psycopg
+
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens")
+    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server}
+    # Both start at once, as hosts behind a load balancer would: seeded once.
+    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
+    starters = [threading.Thread(target=server.start) for server in (first, second)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join(60)
+    try:
+        yield first.url, second.url
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_both_hosts_serve_the_seed_data_once(hosts):
+    for url in hosts:
+        assert [u["name"] for u in call("GET", f"{url}/api/users").json] == ["user", "guest"]
+        assert len(call("GET", f"{url}/api/ships").json) == 15
+
+
+def test_a_logout_on_one_host_is_in_force_on_the_other(hosts):
+    first, second = hosts
+    tokens = login(first)
+    assert call("DELETE", f"{second}/auth/logout", token=tokens["access_token"]).status == 200
+    assert call("POST", f"{first}/api/ships", STAR_DESTROYER, tokens["access_token"]).status == 401
+
+
+def test_a_ship_created_on_one_host_is_found_on_the_other(hosts):
+    first, second = hosts
+    token = login(first)["access_token"]
+    created = call("POST", f"{first}/api/ships", STAR_DESTROYER, token)
+    assert created.status == 201
+    assert call("GET", f"{second}/api/ships/{created.json['id']}").json == created.json
+
+
+def test_racing_registrations_across_hosts_give_exactly_one_user(hosts):
+    name = f"racer-{secrets.token_hex(4)}"
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def register(url):
+        barrier.wait(10)
+        statuses.append(call("POST", f"{url}/api/users", {"name": name, "password": "secret"}).status)
+
+    racers = [threading.Thread(target=register, args=(hosts[i % 2],)) for i in range(8)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert sorted(statuses) == [201] + [400] * 7
