@@ -75,7 +75,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from locust import FastHttpUser, between, events, task
+import gevent
+from locust import FastHttpUser, between, events, stats, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
@@ -302,7 +303,7 @@ class FleetUser(FastHttpUser):
         ) as resp:
             problem, body = self._judge(resp, expect, check, location)
             if problem:
-                resp.failure(f"{method} {name}: {problem}")
+                resp.failure(problem)
                 return FAILED
             resp.success()
             return body
@@ -560,6 +561,19 @@ def p95_limit(environment) -> float:
     options = environment.parsed_options
     limit = getattr(options, "p95_ms", None) if options is not None else None
     return float(limit if limit is not None else os.environ.get("LOAD_P95_MS", DEFAULT_P95_MS))
+
+
+@events.test_stop.add_listener
+def _let_the_csv_catch_up(environment, **_kwargs) -> None:
+    """Locust writes --csv files from a greenlet once a second and never again
+    at exit (locustio/locust#1806, #2299): without one more pass the CSV lacks
+    the requests users made in on_stop (logout, cleanup), which the terminal
+    and HTML report do show. Users are stopped by now; give the writer a turn."""
+    options = environment.parsed_options
+    if options is not None and getattr(options, "csv_prefix", None) and not isinstance(
+        environment.runner, WorkerRunner
+    ):
+        gevent.sleep(stats.CSV_STATS_INTERVAL_SEC + 0.5)
 
 
 @events.quitting.add_listener
