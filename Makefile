@@ -22,3 +22,7 @@ test: $(STAMP)  ## the whole test suite
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports var
+
+.PHONY: load
+load: $(STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_RATE, LOAD_DURATION, LOAD_P95_MS
+	$(BIN)/python scripts/load.py
