@@ -8,7 +8,6 @@ import time
 
 import falcon.testing
 import jwt
-import pytest
 
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
@@ -96,23 +95,20 @@ def test_login_response_is_not_cacheable(client):
     assert result.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
+def test_login_without_username_or_password_is_400_missing(client, subtests):
+    for body in (
         {},
         {"password": "password"},
         {"username": "user"},
         {"username": "", "password": "password"},
         {"username": "user", "password": ""},
         {"username": "", "password": ""},
-    ],
-    ids=["nothing", "no-username", "no-password", "empty-username", "empty-password", "both-empty"],
-)
-def test_login_without_username_or_password_is_400_missing(client, body):
-    result = client.simulate_post("/auth/login", json=body)
+    ):
+        with subtests.test(body=body):
+            result = client.simulate_post("/auth/login", json=body)
 
-    assert result.status_code == 400
-    assert result.json == MISSING
+            assert result.status_code == 400
+            assert result.json == MISSING
 
 
 def test_login_without_a_body_is_400_missing(client):
@@ -122,20 +118,17 @@ def test_login_without_a_body_is_400_missing(client):
     assert result.json == MISSING
 
 
-@pytest.mark.parametrize(
-    "content_type, body",
-    [
+def test_login_with_a_non_json_body_is_400_missing(client, subtests):
+    for content_type, body in (
         ("application/x-www-form-urlencoded", "username=user&password=password"),
         ("text/plain", "user:password"),
         (None, "username=user&password=password"),
-    ],
-    ids=["form", "text", "no-content-type"],
-)
-def test_login_with_a_non_json_body_is_400_missing(client, content_type, body):
-    result = client.simulate_post("/auth/login", body=body, content_type=content_type)
+    ):
+        with subtests.test(content_type=content_type):
+            result = client.simulate_post("/auth/login", body=body, content_type=content_type)
 
-    assert result.status_code == 400
-    assert result.json == MISSING
+            assert result.status_code == 400
+            assert result.json == MISSING
 
 
 def test_login_as_unknown_user_is_401_invalid(client):
@@ -409,18 +402,20 @@ def test_unsigned_token_is_422(client, auth, settings):
     assert_unprocessable(create_ship(client, bearer(unsigned)))
 
 
-@pytest.mark.parametrize("claim", ["sub", "type", "jti", "iat", "nbf", "exp"])
-def test_token_missing_a_claim_is_422(client, auth, settings, claim):
-    claims = claims_of(auth.access_token, settings)
-    del claims[claim]
-    token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
+def test_token_missing_a_claim_is_422(client, auth, settings, subtests):
+    for claim in ("sub", "type", "jti", "iat", "nbf", "exp"):
+        with subtests.test(claim=claim):
+            claims = claims_of(auth.access_token, settings)
+            del claims[claim]
+            token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
 
-    assert_unprocessable(create_ship(client, bearer(token)))
+            assert_unprocessable(create_ship(client, bearer(token)))
 
 
-@pytest.mark.parametrize("token", ["not-a-jwt", "abc.def", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30."])
-def test_malformed_token_is_422(client, token):
-    assert_unprocessable(create_ship(client, bearer(token)))
+def test_malformed_token_is_422(client, subtests):
+    for token in ("not-a-jwt", "abc.def", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30."):
+        with subtests.test(token=token):
+            assert_unprocessable(create_ship(client, bearer(token)))
 
 
 def test_token_under_another_scheme_is_422_bad_header(client, auth):

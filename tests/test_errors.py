@@ -3,8 +3,9 @@ with no message when there is nothing to add (issue 2)."""
 
 from __future__ import annotations
 
+import json
+
 import falcon.testing
-import pytest
 
 from fleet_api.app import create_app
 
@@ -41,76 +42,85 @@ def json_write_routes(auth):
 # --- 404 -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/", "/api", "/api/", "/auth", "/nowhere", "/api/planets", "/api/ships/1/crew", "/static/x.css"],
-)
-def test_unknown_route_is_404_json_without_message(client, path):
-    result = client.simulate_get(path)
+def test_root_and_api_root_are_404_json_without_message(client, subtests):
+    for path in ("/", "/api", "/api/"):
+        with subtests.test(path=path):
+            result = client.simulate_get(path)
 
-    assert_json_error(result, 404, "Not Found")
-    assert result.json == {"error": "Not Found"}
+            assert_json_error(result, 404, "Not Found")
+            assert result.json == {"error": "Not Found"}
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
-def test_writing_to_the_root_is_404(client, method):
-    result = client.simulate_request(method, "/api/")
+def test_unknown_route_is_404_json_without_message(client, subtests):
+    for path in ("/auth", "/nowhere", "/api/planets", "/api/ships/1/crew", "/static/x.css"):
+        with subtests.test(path=path):
+            result = client.simulate_get(path)
 
-    assert result.json == {"error": "Not Found"}
-    assert result.status_code == 404
+            assert_json_error(result, 404, "Not Found")
+            assert result.json == {"error": "Not Found"}
+
+
+def test_writing_to_the_api_root_is_404(client, subtests):
+    for method in ("POST", "PUT", "DELETE"):
+        with subtests.test(method=method):
+            result = client.simulate_request(method, "/api/")
+
+            assert result.status_code == 404
+            assert result.json == {"error": "Not Found"}
 
 
 # --- 405 -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "method, path, allowed",
-    [
-        ("DELETE", "/api/ships", {"GET", "POST"}),
-        ("PUT", "/api/ships", {"GET", "POST"}),
-        ("POST", "/api/ships/1", {"GET", "PUT", "DELETE"}),
-        ("PATCH", "/api/ships/1", {"GET", "PUT", "DELETE"}),
-        ("DELETE", "/api/users", {"GET", "POST"}),
-        ("PATCH", "/api/users/1", {"GET", "PUT", "DELETE"}),
-        ("GET", "/auth/login", {"POST"}),
-        ("GET", "/auth/refresh", {"POST"}),
-        ("POST", "/auth/logout", {"DELETE"}),
-        ("GET", "/auth/logout2", {"DELETE"}),
-    ],
-)
-def test_wrong_method_is_405_json_with_allow_header(client, method, path, allowed):
-    result = client.simulate_request(method, path)
+WRONG_METHODS = [
+    ("DELETE", "/api/ships", {"GET", "POST"}),
+    ("PUT", "/api/ships", {"GET", "POST"}),
+    ("POST", "/api/ships/1", {"GET", "PUT", "DELETE"}),
+    ("PATCH", "/api/ships/1", {"GET", "PUT", "DELETE"}),
+    ("DELETE", "/api/users", {"GET", "POST"}),
+    ("PATCH", "/api/users/1", {"GET", "PUT", "DELETE"}),
+    ("GET", "/auth/login", {"POST"}),
+    ("GET", "/auth/refresh", {"POST"}),
+    ("POST", "/auth/logout", {"DELETE"}),
+    ("GET", "/auth/logout2", {"DELETE"}),
+]
 
-    assert_json_error(result, 405, "Method Not Allowed")
-    assert result.json == {"error": "Method Not Allowed"}
-    allow = {m.strip() for m in result.headers["Allow"].split(",")}
-    assert allowed <= allow
-    assert method not in allow
+
+def test_wrong_method_is_405_json_with_allow_header(client, subtests):
+    for method, path, allowed in WRONG_METHODS:
+        with subtests.test(method=method, path=path):
+            result = client.simulate_request(method, path)
+
+            assert_json_error(result, 405, "Method Not Allowed")
+            assert result.json == {"error": "Method Not Allowed"}
+            allow = {m.strip() for m in result.headers["Allow"].split(",")}
+            assert allowed <= allow
+            assert method not in allow
 
 
 # --- request bodies --------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
-@pytest.mark.parametrize("route", range(4), ids=["POST users", "PUT user", "POST ships", "PUT ship"])
-def test_non_json_body_is_415_json(client, auth, content_type, route):
-    method, path, headers = json_write_routes(auth)[route]
+def test_non_json_body_is_415_json(client, auth, subtests):
+    for method, path, headers in json_write_routes(auth):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+            with subtests.test(method=method, path=path, content_type=content_type):
+                result = client.simulate_request(
+                    method, path, body="name=x", content_type=content_type, headers=headers
+                )
 
-    result = client.simulate_request(method, path, body="name=x", content_type=content_type, headers=headers)
-
-    assert_json_error(result, 415, "Unsupported Media Type")
+                assert_json_error(result, 415, "Unsupported Media Type")
 
 
-@pytest.mark.parametrize("route", range(4), ids=["POST users", "PUT user", "POST ships", "PUT ship"])
-def test_malformed_json_is_400_json(client, auth, route):
-    method, path, headers = json_write_routes(auth)[route]
+def test_malformed_json_is_400_json(client, auth, subtests):
+    for method, path, headers in json_write_routes(auth):
+        with subtests.test(method=method, path=path):
+            result = client.simulate_request(
+                method, path, body='{"name": "new', content_type="application/json", headers=headers
+            )
 
-    result = client.simulate_request(
-        method, path, body='{"name": "new', content_type="application/json", headers=headers
-    )
-
-    assert_json_error(result, 400, "Bad Request")
-    assert isinstance(result.json.get("message"), str)
+            assert_json_error(result, 400, "Bad Request")
+            assert isinstance(result.json.get("message"), str)
 
 
 def test_malformed_json_login_is_400_json(client):
@@ -127,24 +137,38 @@ def test_malformed_json_changes_nothing(client, auth):
     assert client.simulate_get("/api/ships/2").json["crew"] == 1
 
 
-@pytest.mark.parametrize("route", range(4), ids=["POST users", "PUT user", "POST ships", "PUT ship"])
-def test_empty_json_body_is_400_json(client, auth, route):
-    method, path, headers = json_write_routes(auth)[route]
+def test_empty_json_body_is_400_json(client, auth, subtests):
+    for method, path, headers in json_write_routes(auth):
+        with subtests.test(method=method, path=path):
+            result = client.simulate_request(
+                method, path, body="", content_type="application/json", headers=headers
+            )
 
-    result = client.simulate_request(method, path, body="", content_type="application/json", headers=headers)
-
-    assert_json_error(result, 400, "Bad Request")
+            assert_json_error(result, 400, "Bad Request")
 
 
-@pytest.mark.parametrize("body", ["[]", '[{"name": "new user", "password": "secret"}]', '"hello"', "42", "null"])
-@pytest.mark.parametrize("route", range(4), ids=["POST users", "PUT user", "POST ships", "PUT ship"])
-def test_json_body_that_is_not_an_object_is_400_invalid_input_type(client, auth, route, body):
-    method, path, headers = json_write_routes(auth)[route]
+def test_json_array_body_is_400_invalid_input_type(client, auth, subtests):
+    for method, path, headers in json_write_routes(auth):
+        for body in ("[]", '[{"name": "new user", "password": "secret"}]', f"[{json.dumps(STAR_DESTROYER)}]"):
+            with subtests.test(method=method, path=path, body=body):
+                result = client.simulate_request(
+                    method, path, body=body, content_type="application/json", headers=headers
+                )
 
-    result = client.simulate_request(method, path, body=body, content_type="application/json", headers=headers)
+                assert result.status_code == 400
+                assert result.json == {"error": "Bad Request", "message": {"_schema": ["Invalid input type."]}}
 
-    assert result.status_code == 400
-    assert result.json == {"error": "Bad Request", "message": {"_schema": ["Invalid input type."]}}
+
+def test_json_scalar_body_is_400_invalid_input_type(client, auth, subtests):
+    for method, path, headers in json_write_routes(auth):
+        for body in ('"hello"', "42", "true", "null"):
+            with subtests.test(method=method, path=path, body=body):
+                result = client.simulate_request(
+                    method, path, body=body, content_type="application/json", headers=headers
+                )
+
+                assert result.status_code == 400
+                assert result.json == {"error": "Bad Request", "message": {"_schema": ["Invalid input type."]}}
 
 
 def test_json_array_login_is_400_missing(client):

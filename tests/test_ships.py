@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import pytest
-
 # The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
 SHIP_1 = {
     "affiliation": "Rebel Alliance",
@@ -104,12 +102,13 @@ def test_get_ship_2_is_the_readme_example(client):
     assert result.json == SHIP_2
 
 
-@pytest.mark.parametrize("ship_id", [0, 16, 999, 9223372036854775807])
-def test_get_missing_ship_is_404(client, ship_id):
-    result = client.simulate_get(f"/api/ships/{ship_id}")
+def test_get_missing_ship_is_404(client, subtests):
+    for ship_id in (0, 16, 999, 9223372036854775807):
+        with subtests.test(ship_id=ship_id):
+            result = client.simulate_get(f"/api/ships/{ship_id}")
 
-    assert result.status_code == 404
-    assert result.json == NOT_FOUND
+            assert result.status_code == 404
+            assert result.json == NOT_FOUND
 
 
 def test_get_ship_with_non_numeric_id_is_404(client):
@@ -194,75 +193,99 @@ def test_create_ship_with_empty_body_object_lists_every_field_as_missing(client,
     assert_validation_error(result, {field: MISSING_FIELD for field in REQUIRED_FIELDS})
 
 
-@pytest.mark.parametrize("field", REQUIRED_FIELDS)
-def test_create_ship_without_a_field_is_400_missing(client, auth, field):
-    body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
+def test_create_ship_without_a_field_is_400_missing(client, auth, subtests):
+    for field in REQUIRED_FIELDS:
+        with subtests.test(field=field):
+            body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
 
-    result = post_ship(client, auth, body)
+            result = post_ship(client, auth, body)
 
-    assert_validation_error(result, {field: MISSING_FIELD})
-
-
-@pytest.mark.parametrize("field", STRING_FIELDS)
-@pytest.mark.parametrize("value", [42, 4.2, True, ["Empire"], {"name": "Empire"}])
-def test_create_ship_with_a_non_string_text_field_is_400(client, auth, field, value):
-    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
-
-    assert_validation_error(result, {field: NOT_A_STRING})
+            assert_validation_error(result, {field: MISSING_FIELD})
 
 
-@pytest.mark.parametrize("field", STRING_FIELDS + INT_FIELDS + ["roles"])
-def test_create_ship_with_a_null_field_is_400(client, auth, field):
-    result = post_ship(client, auth, {**STAR_DESTROYER, field: None})
+def test_create_ship_with_a_non_string_text_field_is_400(client, auth, subtests):
+    for field in STRING_FIELDS:
+        for value in (42, 4.2, True, ["Empire"], {"name": "Empire"}):
+            with subtests.test(field=field, value=value):
+                result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
 
-    assert result.status_code == 400
-    assert set(result.json["message"]) == {field}
-
-
-@pytest.mark.parametrize("field", INT_FIELDS)
-@pytest.mark.parametrize(
-    "value", [True, False, 1.5, 37085.5, "12", "twelve", [12]], ids=repr
-)
-def test_create_ship_with_a_non_integer_count_is_400(client, auth, field, value):
-    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
-
-    assert_validation_error(result, {field: NOT_AN_INTEGER})
+                assert_validation_error(result, {field: NOT_A_STRING})
 
 
-@pytest.mark.parametrize("field", INT_FIELDS)
-@pytest.mark.parametrize("value", [0, -1, -37085])
-def test_create_ship_with_a_count_below_one_is_400(client, auth, field, value):
-    result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+def test_create_ship_with_a_null_field_is_400(client, auth, subtests):
+    for field in REQUIRED_FIELDS:
+        with subtests.test(field=field):
+            result = post_ship(client, auth, {**STAR_DESTROYER, field: None})
 
-    assert_validation_error(result, {field: AT_LEAST_ONE})
-
-
-@pytest.mark.parametrize("field", INT_FIELDS)
-def test_create_ship_with_a_count_of_one_is_201(client, auth, field):
-    result = post_ship(client, auth, {**STAR_DESTROYER, field: 1})
-
-    assert result.status_code == 201
-    assert result.json[field] == 1
+            assert result.status_code == 400
+            assert set(result.json["message"]) == {field}
 
 
-@pytest.mark.parametrize("value", ["Destroyer", 3, {"0": "Destroyer"}], ids=repr)
-def test_create_ship_with_roles_not_a_list_is_400(client, auth, value):
-    result = post_ship(client, auth, {**STAR_DESTROYER, "roles": value})
+def test_create_ship_with_a_boolean_count_is_400_not_an_integer(client, auth, subtests):
+    for field in INT_FIELDS:
+        for value in (True, False):
+            with subtests.test(field=field, value=value):
+                result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
 
-    assert_validation_error(result, {"roles": ["Not a valid list."]})
+                assert_validation_error(result, {field: NOT_AN_INTEGER})
 
 
-@pytest.mark.parametrize("item", [1, True, None, ["Carrier"]], ids=repr)
-def test_create_ship_with_a_role_that_is_not_a_string_is_400(client, auth, item):
-    result = post_ship(client, auth, {**STAR_DESTROYER, "roles": ["Destroyer", item]})
+def test_create_ship_with_a_float_count_is_400_not_an_integer(client, auth, subtests):
+    for field in INT_FIELDS:
+        for value in (1.5, 37085.5):
+            with subtests.test(field=field, value=value):
+                result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
 
-    assert result.status_code == 400
-    assert result.json["error"] == "Bad Request"
-    messages = result.json["message"]
-    assert list(messages) == ["roles"]
-    assert isinstance(messages["roles"], list)
-    assert all(isinstance(text, str) for text in messages["roles"])
-    assert any("Not a valid string." in text for text in messages["roles"])
+                assert_validation_error(result, {field: NOT_AN_INTEGER})
+
+
+def test_create_ship_with_a_string_count_is_400_not_an_integer(client, auth, subtests):
+    for field in INT_FIELDS:
+        for value in ("12", "twelve", [12]):
+            with subtests.test(field=field, value=value):
+                result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+
+                assert_validation_error(result, {field: NOT_AN_INTEGER})
+
+
+def test_create_ship_with_a_count_below_one_is_400(client, auth, subtests):
+    for field in INT_FIELDS:
+        for value in (0, -1, -37085):
+            with subtests.test(field=field, value=value):
+                result = post_ship(client, auth, {**STAR_DESTROYER, field: value})
+
+                assert_validation_error(result, {field: AT_LEAST_ONE})
+
+
+def test_create_ship_with_a_count_of_one_is_201(client, auth, subtests):
+    for field in INT_FIELDS:
+        with subtests.test(field=field):
+            result = post_ship(client, auth, {**STAR_DESTROYER, field: 1})
+
+            assert result.status_code == 201
+            assert result.json[field] == 1
+
+
+def test_create_ship_with_roles_not_a_list_is_400(client, auth, subtests):
+    for value in ("Destroyer", 3, {"0": "Destroyer"}):
+        with subtests.test(value=value):
+            result = post_ship(client, auth, {**STAR_DESTROYER, "roles": value})
+
+            assert_validation_error(result, {"roles": ["Not a valid list."]})
+
+
+def test_create_ship_with_a_role_that_is_not_a_string_is_400(client, auth, subtests):
+    for item in (1, True, None, ["Carrier"]):
+        with subtests.test(item=item):
+            result = post_ship(client, auth, {**STAR_DESTROYER, "roles": ["Destroyer", item]})
+
+            assert result.status_code == 400
+            assert result.json["error"] == "Bad Request"
+            messages = result.json["message"]
+            assert list(messages) == ["roles"]
+            assert isinstance(messages["roles"], list)
+            assert all(isinstance(text, str) for text in messages["roles"])
+            assert any("Not a valid string." in text for text in messages["roles"])
 
 
 def test_create_ship_reports_every_bad_field_at_once(client, auth):
@@ -368,14 +391,15 @@ def test_update_ship_with_refresh_token_is_422(client, auth):
     assert client.simulate_get("/api/ships/2").json == SHIP_2
 
 
-@pytest.mark.parametrize("field", REQUIRED_FIELDS)
-def test_update_ship_without_a_field_is_400_missing(client, auth, field):
-    body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
+def test_update_ship_without_a_field_is_400_missing(client, auth, subtests):
+    for field in REQUIRED_FIELDS:
+        with subtests.test(field=field):
+            body = {k: v for k, v in STAR_DESTROYER.items() if k != field}
 
-    result = put_ship(client, auth, 2, body)
+            result = put_ship(client, auth, 2, body)
 
-    assert_validation_error(result, {field: MISSING_FIELD})
-    assert client.simulate_get("/api/ships/2").json == SHIP_2
+            assert_validation_error(result, {field: MISSING_FIELD})
+            assert client.simulate_get("/api/ships/2").json == SHIP_2
 
 
 def test_update_ship_with_an_unknown_field_is_400(client, auth):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import pytest
-
 SEED_USERS = [{"id": 1, "name": "user"}, {"id": 2, "name": "guest"}]
 MISSING_FIELD = ["Missing data for required field."]
 NOT_A_STRING = ["Not a valid string."]
@@ -71,12 +69,13 @@ def test_get_user_never_shows_a_password(client):
         assert_no_password(client.simulate_get(f"/api/users/{user_id}").text)
 
 
-@pytest.mark.parametrize("user_id", [0, 3, 999, 9223372036854775807])
-def test_get_unknown_user_is_404(client, user_id):
-    result = client.simulate_get(f"/api/users/{user_id}")
+def test_get_unknown_user_is_404(client, subtests):
+    for user_id in (0, 3, 999, 9223372036854775807):
+        with subtests.test(user_id=user_id):
+            result = client.simulate_get(f"/api/users/{user_id}")
 
-    assert result.status_code == 404
-    assert result.json == NOT_FOUND
+            assert result.status_code == 404
+            assert result.json == NOT_FOUND
 
 
 def test_get_user_with_non_numeric_id_is_404(client):
