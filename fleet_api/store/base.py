@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 SHIP_FIELDS = (
     "affiliation",
@@ -21,6 +21,10 @@ SHIP_FIELDS = (
     "roles",
     "ship_class",
 )
+
+# The text fields a free-text search (`q`) looks in.
+SHIP_TEXT_FIELDS = ("affiliation", "category", "manufacturer", "model", "ship_class")
+USER_TEXT_FIELDS = ("name",)
 
 
 class NameTaken(Exception):
@@ -45,12 +49,46 @@ class User:
 Ship = dict[str, Any]
 
 
+class PreconditionFailed(Exception):
+    """The record changed since the client last saw it (If-Match)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ListQuery:
+    """What a list request asks for; every backend answers it the same way.
+
+    Text comparisons fold ASCII letters only (A-Z = a-z), and text sorts in
+    code point order, because that is what SQLite, PostgreSQL (COLLATE "C")
+    and Python all agree on.
+    """
+
+    equals: tuple[tuple[str, str], ...] = ()  # (field, value): case-insensitive equality
+    ranges: tuple[tuple[str, int | None, int | None], ...] = ()  # (field, min, max), inclusive
+    text: str | None = None  # case-insensitive substring of any text field
+    sort: tuple[tuple[str, bool], ...] = ()  # (field, descending); ties go by id ascending
+    limit: int | None = None
+    offset: int = 0
+
+
+ALL = ListQuery()
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    items: list
+    total: int  # matches before limit/offset
+
+
 class Store(abc.ABC):
     """Users, ships and revoked token ids, shared by everything in one app."""
 
     # --- users -------------------------------------------------------------
+    def list_users(self) -> list[User]:
+        return self.find_users(ALL).items
+
     @abc.abstractmethod
-    def list_users(self) -> list[User]: ...
+    def find_users(self, query: ListQuery) -> Page:
+        """Users matching `query` (text search over USER_TEXT_FIELDS)."""
 
     @abc.abstractmethod
     def get_user(self, user_id: int) -> User | None: ...
@@ -69,19 +107,25 @@ class Store(abc.ABC):
         name: str,
         password_hash: str | None = None,
         kept_jti: str | None = None,
+        precondition: Precondition | None = None,
     ) -> User | None:
         """Rename, and when `password_hash` is given change the password.
 
         A password change bumps `token_version` and records `kept_jti`.
-        Returns None when the user does not exist; raises NameTaken.
+        Returns None when the user does not exist; raises NameTaken, and
+        PreconditionFailed when `precondition(current_user)` is false.
         """
 
     @abc.abstractmethod
-    def delete_user(self, user_id: int) -> bool: ...
+    def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool: ...
 
     # --- ships -------------------------------------------------------------
+    def list_ships(self) -> list[Ship]:
+        return self.find_ships(ALL).items
+
     @abc.abstractmethod
-    def list_ships(self) -> list[Ship]: ...
+    def find_ships(self, query: ListQuery) -> Page:
+        """Ships matching `query`: filtered, sorted and paged by the backend."""
 
     @abc.abstractmethod
     def get_ship(self, ship_id: int) -> Ship | None: ...
@@ -90,10 +134,14 @@ class Store(abc.ABC):
     def create_ship(self, fields: Ship) -> Ship: ...
 
     @abc.abstractmethod
-    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None: ...
+    def update_ship(
+        self, ship_id: int, fields: Ship, precondition: Precondition | None = None
+    ) -> Ship | None:
+        """Replace a ship's fields; None when missing. The precondition is
+        checked against the current ship inside the same transaction."""
 
     @abc.abstractmethod
-    def delete_ship(self, ship_id: int) -> bool: ...
+    def delete_ship(self, ship_id: int, precondition: Precondition | None = None) -> bool: ...
 
     # --- token blocklist ---------------------------------------------------
     @abc.abstractmethod
@@ -108,6 +156,10 @@ class Store(abc.ABC):
         """Forget revocations whose tokens have expired; return how many."""
 
     # --- lifecycle ---------------------------------------------------------
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise when the backend can't answer (for /health)."""
+
     @abc.abstractmethod
     def is_empty(self) -> bool:
         """True when the store has never been seeded."""
@@ -125,8 +177,43 @@ class Store(abc.ABC):
         pass
 
 
+Precondition = Callable[[Any], bool]
+
+
 def ship_record(ship_id: int, fields: Ship) -> Ship:
     """A ship as the API shows it: the example's alphabetical key order."""
     record = {name: fields[name] for name in SHIP_FIELDS}
     record["id"] = ship_id
     return dict(sorted(record.items()))
+
+
+def fold(text: str) -> str:
+    """ASCII-only lower case: the case folding all three backends share."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def matches(record: dict, query: ListQuery, text_fields: tuple[str, ...]) -> bool:
+    """The reference semantics of ListQuery's filters, for in-memory data."""
+    for field, value in query.equals:
+        if fold(record[field]) != fold(value):
+            return False
+    for field, low, high in query.ranges:
+        if (low is not None and record[field] < low) or (high is not None and record[field] > high):
+            return False
+    if query.text is not None:
+        needle = fold(query.text)
+        return any(needle in fold(record[field]) for field in text_fields)
+    return True
+
+
+def page(records: list[dict], query: ListQuery, text_fields: tuple[str, ...]) -> Page:
+    """Filter, sort (stable, id as the last key) and slice in Python."""
+    found = [r for r in records if matches(r, query, text_fields)]
+    found.sort(key=lambda r: r["id"])
+    for field, descending in reversed(query.sort):
+        found.sort(key=lambda r: r[field], reverse=descending)
+    end = None if query.limit is None else query.offset + query.limit
+    return Page(found[query.offset:end], len(found))

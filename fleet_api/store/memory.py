@@ -12,7 +12,19 @@ import itertools
 import threading
 import time
 
-from fleet_api.store.base import NameTaken, Ship, Store, User, ship_record
+from fleet_api.store.base import (
+    SHIP_TEXT_FIELDS,
+    USER_TEXT_FIELDS,
+    ListQuery,
+    NameTaken,
+    Page,
+    PreconditionFailed,
+    Ship,
+    Store,
+    User,
+    page,
+    ship_record,
+)
 
 PURGE_INTERVAL = 60  # seconds between sweeps of expired revocations
 
@@ -30,9 +42,11 @@ class MemoryStore(Store):
         self._ship_ids = itertools.count(1)
 
     # --- users -------------------------------------------------------------
-    def list_users(self) -> list[User]:
+    def find_users(self, query: ListQuery) -> Page:
         with self._lock:
-            return sorted(self._users.values(), key=lambda u: u.id)
+            users = list(self._users.values())
+        found = page([{"id": u.id, "name": u.name, "user": u} for u in users], query, USER_TEXT_FIELDS)
+        return Page([r["user"] for r in found.items], found.total)
 
     def get_user(self, user_id: int) -> User | None:
         return self._users.get(user_id)
@@ -52,11 +66,12 @@ class MemoryStore(Store):
             self._users[user.id] = user
             return user
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
                 return None
+            _check(precondition, user)
             other = self._find_by_name(name)
             if other and other.id != user_id:
                 raise NameTaken(name)
@@ -71,14 +86,20 @@ class MemoryStore(Store):
             self._users[user_id] = user
             return user
 
-    def delete_user(self, user_id: int) -> bool:
+    def delete_user(self, user_id: int, precondition=None) -> bool:
         with self._lock:
-            return self._users.pop(user_id, None) is not None
+            if user_id not in self._users:
+                return False
+            _check(precondition, self._users[user_id])
+            del self._users[user_id]
+            return True
 
     # --- ships -------------------------------------------------------------
-    def list_ships(self) -> list[Ship]:
+    def find_ships(self, query: ListQuery) -> Page:
         with self._lock:
-            return [copy.deepcopy(s) for _, s in sorted(self._ships.items())]
+            ships = list(self._ships.values())
+        found = page(ships, query, SHIP_TEXT_FIELDS)
+        return Page(copy.deepcopy(found.items), found.total)
 
     def get_ship(self, ship_id: int) -> Ship | None:
         ship = self._ships.get(ship_id)
@@ -90,17 +111,22 @@ class MemoryStore(Store):
             self._ships[ship["id"]] = ship
             return copy.deepcopy(ship)
 
-    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None:
+    def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
         with self._lock:
             if ship_id not in self._ships:
                 return None
+            _check(precondition, copy.deepcopy(self._ships[ship_id]))
             ship = ship_record(ship_id, copy.deepcopy(fields))
             self._ships[ship_id] = ship
             return copy.deepcopy(ship)
 
-    def delete_ship(self, ship_id: int) -> bool:
+    def delete_ship(self, ship_id: int, precondition=None) -> bool:
         with self._lock:
-            return self._ships.pop(ship_id, None) is not None
+            if ship_id not in self._ships:
+                return False
+            _check(precondition, copy.deepcopy(self._ships[ship_id]))
+            del self._ships[ship_id]
+            return True
 
     # --- token blocklist ---------------------------------------------------
     def revoke_token(self, jti: str, expires_at: int) -> None:
@@ -125,6 +151,9 @@ class MemoryStore(Store):
         return len(expired)
 
     # --- lifecycle ---------------------------------------------------------
+    def ping(self) -> None:
+        pass  # a dict always answers
+
     def is_empty(self) -> bool:
         return not self._seeded
 
@@ -138,3 +167,8 @@ class MemoryStore(Store):
             self._user_ids = itertools.count(max(self._users, default=0) + 1)
             self._ship_ids = itertools.count(max(self._ships, default=0) + 1)
             return True
+
+
+def _check(precondition, current) -> None:
+    if precondition is not None and not precondition(current):
+        raise PreconditionFailed()

@@ -17,7 +17,20 @@ from pathlib import Path
 
 import orjson
 
-from fleet_api.store.base import SHIP_FIELDS, NameTaken, Ship, Store, User, ship_record
+from fleet_api.store import sql
+from fleet_api.store.base import (
+    SHIP_FIELDS,
+    SHIP_TEXT_FIELDS,
+    USER_TEXT_FIELDS,
+    ListQuery,
+    NameTaken,
+    Page,
+    PreconditionFailed,
+    Ship,
+    Store,
+    User,
+    ship_record,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -105,8 +118,25 @@ class SQLiteStore(Store):
         return self._db().execute(sql, params).fetchall()
 
     # --- users -------------------------------------------------------------
-    def list_users(self) -> list[User]:
-        return [User(*row) for row in self._query(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+    def _find(self, table: str, columns: str, query: ListQuery, text_fields) -> tuple[list, int]:
+        where, params = sql.where(query, text_fields, sql.SQLITE)
+        tail, tail_params = sql.order_and_page(query, sql.SQLITE, text_fields)
+        db = self._db()
+        # One read transaction, so the page and its total agree.
+        db.execute("BEGIN")
+        try:
+            rows = db.execute(f"SELECT {columns} FROM {table}{where}{tail}", params + tail_params).fetchall()
+            if query.limit is None and not query.offset:
+                total = len(rows)
+            else:
+                total = db.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+        finally:
+            db.execute("COMMIT")
+        return rows, total
+
+    def find_users(self, query: ListQuery) -> Page:
+        rows, total = self._find("users", _USER_COLUMNS, query, USER_TEXT_FIELDS)
+        return Page([User(*row) for row in rows], total)
 
     def get_user(self, user_id: int) -> User | None:
         rows = self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
@@ -127,9 +157,14 @@ class SQLiteStore(Store):
             raise NameTaken(name) from None
         return User(*row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
         try:
             with self._write() as db:
+                if precondition is not None:
+                    current = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+                    if current is None:
+                        return None
+                    _check(precondition, User(*current))
                 if password_hash is None:
                     cursor = db.execute(
                         f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
@@ -147,13 +182,19 @@ class SQLiteStore(Store):
             raise NameTaken(name) from None
         return User(*row) if row else None
 
-    def delete_user(self, user_id: int) -> bool:
+    def delete_user(self, user_id: int, precondition=None) -> bool:
         with self._write() as db:
+            if precondition is not None:
+                current = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+                if current is None:
+                    return False
+                _check(precondition, User(*current))
             return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
     # --- ships -------------------------------------------------------------
-    def list_ships(self) -> list[Ship]:
-        return [_ship(row) for row in self._query(f"SELECT {_SHIP_COLUMNS} FROM ships ORDER BY id")]
+    def find_ships(self, query: ListQuery) -> Page:
+        rows, total = self._find("ships", _SHIP_COLUMNS, query, SHIP_TEXT_FIELDS)
+        return Page([_ship(row) for row in rows], total)
 
     def get_ship(self, ship_id: int) -> Ship | None:
         rows = self._query(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,))
@@ -169,17 +210,27 @@ class SQLiteStore(Store):
             ).fetchone()
         return _ship(row)
 
-    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None:
+    def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
         assignments = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
         with self._write() as db:
+            if precondition is not None:
+                current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
+                if current is None:
+                    return None
+                _check(precondition, _ship(current))
             row = db.execute(
                 f"UPDATE ships SET {assignments} WHERE id = ? RETURNING {_SHIP_COLUMNS}",
                 (*_ship_values(fields), ship_id),
             ).fetchone()
         return _ship(row) if row else None
 
-    def delete_ship(self, ship_id: int) -> bool:
+    def delete_ship(self, ship_id: int, precondition=None) -> bool:
         with self._write() as db:
+            if precondition is not None:
+                current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
+                if current is None:
+                    return False
+                _check(precondition, _ship(current))
             return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
 
     # --- token blocklist ---------------------------------------------------
@@ -201,6 +252,9 @@ class SQLiteStore(Store):
             return db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
 
     # --- lifecycle ---------------------------------------------------------
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
     def is_empty(self) -> bool:
         return not self._query("SELECT 1 FROM meta WHERE key = 'seeded'")
 
@@ -238,3 +292,8 @@ def _ship(row: tuple) -> Ship:
     ship = dict(zip(("id",) + SHIP_FIELDS, row))
     ship["roles"] = orjson.loads(ship["roles"])
     return ship_record(ship["id"], ship)
+
+
+def _check(precondition, current) -> None:
+    if not precondition(current):
+        raise PreconditionFailed()
