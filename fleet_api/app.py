@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 import falcon
-import orjson
 
-from fleet_api import errors
+from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
+from fleet_api.resources.health import Health
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.settings import Settings
@@ -18,13 +16,6 @@ from fleet_api.store import Store, open_store
 from fleet_api.seed import seed_store
 
 ID = "int(min=0, max=9223372036854775807)"
-
-
-def json_handler() -> falcon.media.JSONHandler:
-    return falcon.media.JSONHandler(
-        dumps=functools.partial(orjson.dumps, option=orjson.OPT_SORT_KEYS),
-        loads=orjson.loads,
-    )
 
 
 def create_app(config: Settings | None = None, store: Store | None = None) -> falcon.App:
@@ -36,9 +27,7 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
 
     app = falcon.App(middleware=[AuthMiddleware(tokens, store)])
-    # JSON only, through orjson: no form or msgpack bodies sneak in.
-    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler()})
-    app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler()})
+    media.install(app)
     errors.install(app)
 
     app.add_route("/auth/login", Login(store, tokens, hasher))
@@ -49,6 +38,7 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
     app.add_route("/api/ships", Ships(store))
     app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store))
+    app.add_route("/health", Health(store))
     return app
 
 

@@ -12,7 +12,7 @@ import falcon
 import orjson
 
 from fleet_api.schemas import ValidationFailed
-from fleet_api.store import NameTaken
+from fleet_api.store import NameTaken, PreconditionFailed
 
 # Reason phrases as the example (Werkzeug) spells them; Python 3.13 renamed
 # some (413, 422), and clients match on these strings.
@@ -53,9 +53,16 @@ def _name_taken(req, resp, exc: NameTaken, params) -> None:
     raise bad_request("User already exists.")
 
 
+def _precondition_failed(req, resp, exc: PreconditionFailed, params) -> None:
+    raise falcon.HTTPPreconditionFailed(
+        description="The resource has changed since you fetched it (If-Match)."
+    )
+
+
 def install(app: falcon.App) -> None:
     """Falcon's default handler already turns any other exception into a
     logged 500, which then goes through `serialize_error` like the rest."""
     app.set_error_serializer(serialize_error)
     app.add_error_handler(ValidationFailed, _validation_failed)
     app.add_error_handler(NameTaken, _name_taken)
+    app.add_error_handler(PreconditionFailed, _precondition_failed)

@@ -8,10 +8,12 @@ matching on them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from fleet_api.store.base import SHIP_FIELDS, ListQuery
 
 MAX_TEXT = 256
 MAX_ROLES = 32
@@ -53,6 +55,116 @@ class UserIn(_Body):
 
 class UserReplace(UserIn):
     id: Id | None = None
+
+
+class ShipPatch(_Body):
+    """PATCH body (JSON Merge Patch): any subset of the ship's fields."""
+
+    affiliation: Text | None = None
+    category: Text | None = None
+    crew: Count | None = None
+    length: Count | None = None
+    manufacturer: Text | None = None
+    model: Text | None = None
+    roles: Annotated[list[Text], Field(max_length=MAX_ROLES)] | None = None
+    ship_class: Text | None = None
+    id: Id | None = None
+
+
+class UserPatch(_Body):
+    name: Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=NO_NUL)] | None = None
+    password: Annotated[str, StringConstraints(min_length=4, max_length=1024, pattern=NO_NUL)] | None = None
+    id: Id | None = None
+
+
+# --- list queries ----------------------------------------------------------
+MAX_LIMIT = 1000
+SHIP_SORT_FIELDS = ("id",) + tuple(f for f in SHIP_FIELDS if f != "roles")
+USER_SORT_FIELDS = ("id", "name")
+Bound = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+
+class _Query(BaseModel):
+    """Query string parameters: lax mode, since every value arrives as text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sortable: ClassVar[tuple[str, ...]] = ()
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] | None = Field(None, description="Page size.")
+    offset: Annotated[int, Field(ge=0, le=MAX_INT)] = Field(0, description="Items to skip.")
+    q: Text | None = Field(None, description="Case-insensitive text to find in the text fields.")
+    sort: str | None = Field(
+        None,
+        description="Comma-separated fields, `-` for descending: `-length,model`.",
+        max_length=MAX_TEXT,
+    )
+
+    @field_validator("sort")
+    @classmethod
+    def _known_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        seen = set()
+        for key in value.split(","):
+            field = key.removeprefix("-")
+            if field not in cls.sortable:
+                raise ValueError(f"Unknown sort field {field!r}; use one of: {', '.join(cls.sortable)}.")
+            if field in seen:
+                raise ValueError(f"Sort field {field!r} given twice.")
+            seen.add(field)
+        return value
+
+    def sort_keys(self) -> tuple[tuple[str, bool], ...]:
+        if not self.sort:
+            return ()
+        return tuple((key.removeprefix("-"), key.startswith("-")) for key in self.sort.split(","))
+
+
+class ShipQuery(_Query):
+    sortable: ClassVar[tuple[str, ...]] = SHIP_SORT_FIELDS
+
+    affiliation: Text | None = Field(None, description="Exact match, case-insensitive.")
+    category: Text | None = Field(None, description="Exact match, case-insensitive.")
+    ship_class: Text | None = Field(None, description="Exact match, case-insensitive.")
+    manufacturer: Text | None = Field(None, description="Exact match, case-insensitive.")
+    crew_min: Bound | None = None
+    crew_max: Bound | None = None
+    length_min: Bound | None = None
+    length_max: Bound | None = None
+
+    def to_list_query(self) -> ListQuery:
+        equals = tuple(
+            (name, getattr(self, name))
+            for name in ("affiliation", "category", "ship_class", "manufacturer")
+            if getattr(self, name) is not None
+        )
+        ranges = tuple(
+            (name, getattr(self, f"{name}_min"), getattr(self, f"{name}_max"))
+            for name in ("crew", "length")
+            if getattr(self, f"{name}_min") is not None or getattr(self, f"{name}_max") is not None
+        )
+        return ListQuery(equals, ranges, self.q, self.sort_keys(), self.limit, self.offset)
+
+
+class UserQuery(_Query):
+    sortable: ClassVar[tuple[str, ...]] = USER_SORT_FIELDS
+
+    def to_list_query(self) -> ListQuery:
+        return ListQuery((), (), self.q, self.sort_keys(), self.limit, self.offset)
+
+
+def parse_query(model: type[_Query], params: dict[str, Any]) -> _Query:
+    """Query parameters, each given once, checked like a body; 400 names the bad ones."""
+    repeated = {name: ["Give this parameter once."] for name, value in params.items() if isinstance(value, list)}
+    if repeated:
+        raise ValidationFailed(repeated)
+    try:
+        return model.model_validate(params)
+    except pydantic.ValidationError as exc:
+        errors = _messages(exc)
+        for messages in errors.values():
+            messages[:] = ["Unknown parameter." if m == "Unknown field." else m for m in messages]
+        raise ValidationFailed(errors) from None
 
 
 class ValidationFailed(Exception):
@@ -97,4 +209,6 @@ _MESSAGES = {
     "string_too_long": lambda c: f"Longer than maximum length {c['max_length']}.",
     "too_long": lambda c: f"Longer than maximum length {c['max_length']}.",
     "string_pattern_mismatch": "Must not contain NUL characters.",
+    "int_parsing": "Not a valid integer.",
+    "value_error": lambda c: str(c.get("error", "Invalid value.")),
 }

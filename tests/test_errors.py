@@ -75,10 +75,11 @@ def test_writing_to_the_api_root_is_404(client, subtests):
 WRONG_METHODS = [
     ("DELETE", "/api/ships", {"GET", "POST"}),
     ("PUT", "/api/ships", {"GET", "POST"}),
-    ("POST", "/api/ships/1", {"GET", "PUT", "DELETE"}),
-    ("PATCH", "/api/ships/1", {"GET", "PUT", "DELETE"}),
+    ("POST", "/api/ships/1", {"GET", "PUT", "PATCH", "DELETE"}),
+    ("PATCH", "/api/ships", {"GET", "POST"}),
     ("DELETE", "/api/users", {"GET", "POST"}),
-    ("PATCH", "/api/users/1", {"GET", "PUT", "DELETE"}),
+    ("POST", "/api/users/1", {"GET", "PUT", "PATCH", "DELETE"}),
+    ("POST", "/health", {"GET"}),
     ("GET", "/auth/login", {"POST"}),
     ("GET", "/auth/refresh", {"POST"}),
     ("POST", "/auth/logout", {"DELETE"}),
@@ -195,7 +196,7 @@ def _explode(*args, **kwargs):
 
 
 def test_unexpected_exception_on_read_is_500_json_without_internals(client, store, monkeypatch):
-    monkeypatch.setattr(store, "list_ships", _explode)
+    monkeypatch.setattr(store, "find_ships", _explode)
 
     result = client.simulate_get("/api/ships")
 

@@ -2,15 +2,72 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import falcon
 
+from fleet_api.media import MERGE_PATCH
+from fleet_api.schemas import ValidationFailed, parse_query
+from fleet_api.store import Page
 
-def read_json(req: falcon.Request):
-    """The parsed JSON body; Falcon answers 400/415 for a bad or non-JSON one."""
+ID_MISMATCH = "Request data id has to match resource id."
+PATCH_RETRIES = 3  # re-reads when a concurrent write lands between read and write
+
+
+def read_json(req: falcon.Request, *media_types: str):
+    """The parsed body; 415 unless it is one of `media_types` (JSON by default)."""
+    allowed = media_types or (falcon.MEDIA_JSON,)
+    if req.content_type and _media_type(req.content_type) not in allowed:
+        raise falcon.HTTPUnsupportedMediaType(description=f"Send the body as {' or '.join(allowed)}.")
     return req.get_media()
+
+
+def read_merge_patch(req: falcon.Request) -> dict:
+    patch = read_json(req, MERGE_PATCH, falcon.MEDIA_JSON)
+    if not isinstance(patch, dict):
+        raise ValidationFailed({"_schema": ["Invalid input type."]})
+    return patch
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def merge_patch(target, patch):
+    """RFC 7396 JSON Merge Patch: null removes a member, objects merge, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
 
 
 def created(req: falcon.Request, resp: falcon.Response, path: str, body) -> None:
     resp.status = falcon.HTTP_201
     resp.location = f"{req.prefix}{path}"
     resp.media = body
+
+
+def list_query(req: falcon.Request, model):
+    return parse_query(model, req.params)
+
+
+def add_paging_headers(req: falcon.Request, resp: falcon.Response, query, found: Page) -> None:
+    """X-Total-Count always; Link next/prev when the client pages with `limit`."""
+    resp.set_header("X-Total-Count", str(found.total))
+    if query.limit is None:
+        return
+    params = dict(req.params)
+
+    def link(offset: int, rel: str) -> None:
+        params["offset"] = str(offset)
+        resp.append_link(f"{req.prefix}{req.path}?{urllib.parse.urlencode(params)}", rel)
+
+    if query.offset + query.limit < found.total:
+        link(query.offset + query.limit, "next")
+    if query.offset > 0:
+        link(max(query.offset - query.limit, 0), "prev")

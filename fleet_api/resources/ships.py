@@ -1,15 +1,24 @@
-"""Ships: anyone may read; creating, replacing and deleting need an access token."""
+"""Ships: anyone may read; creating, changing and deleting need an access token."""
 
 from __future__ import annotations
 
 import falcon
 
 from fleet_api.auth import ACCESS
+from fleet_api.conditional import if_match, send_json, unchanged_since
 from fleet_api.errors import bad_request
-from fleet_api.resources import created, read_json
-from fleet_api.resources.users import ID_MISMATCH
-from fleet_api.schemas import ShipIn, ShipReplace, validate
-from fleet_api.store import Store
+from fleet_api.resources import (
+    ID_MISMATCH,
+    PATCH_RETRIES,
+    add_paging_headers,
+    created,
+    list_query,
+    merge_patch,
+    read_json,
+    read_merge_patch,
+)
+from fleet_api.schemas import ShipIn, ShipQuery, ShipReplace, validate
+from fleet_api.store import PreconditionFailed, Store
 
 
 class Ships:
@@ -19,7 +28,10 @@ class Ships:
         self._store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._store.list_ships()
+        query = list_query(req, ShipQuery)
+        found = self._store.find_ships(query.to_list_query())
+        add_paging_headers(req, resp, query, found)
+        send_json(req, resp, found.items)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate(ShipIn, read_json(req))
@@ -28,29 +40,52 @@ class Ships:
 
 
 class Ship:
-    auth = {"PUT": ACCESS, "DELETE": ACCESS}
+    auth = {"PUT": ACCESS, "PATCH": ACCESS, "DELETE": ACCESS}
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
-        ship = self._store.get_ship(ship_id)
-        if ship is None:
-            raise falcon.HTTPNotFound()
-        resp.media = ship
+        send_json(req, resp, self._existing(ship_id))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         body = validate(ShipReplace, read_json(req))
         if body.id is not None and body.id != ship_id:
-            if self._store.get_ship(ship_id) is None:  # the example answers 404 first
-                raise falcon.HTTPNotFound()
+            self._existing(ship_id)  # the example answers 404 before the mismatch
             raise bad_request(ID_MISMATCH)
-        ship = self._store.update_ship(ship_id, body.model_dump(exclude={"id"}))
-        if ship is None:
-            raise falcon.HTTPNotFound()
-        resp.media = ship
+        self._save(req, resp, ship_id, body, if_match(req))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
+        patch = read_merge_patch(req)
+        for _ in range(PATCH_RETRIES):
+            current = self._existing(ship_id)
+            check = if_match(req)
+            if check and not check(current):
+                raise PreconditionFailed()
+            fields = {k: v for k, v in current.items() if k != "id"}
+            body = validate(ShipReplace, merge_patch(fields, patch))
+            if body.id is not None and body.id != ship_id:
+                raise bad_request(ID_MISMATCH)
+            try:
+                return self._save(req, resp, ship_id, body, unchanged_since(current))
+            except PreconditionFailed:
+                if check:
+                    raise
+        raise falcon.HTTPConflict(description="The ship kept changing; try again.")
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
-        if not self._store.delete_ship(ship_id):
+        if not self._store.delete_ship(ship_id, if_match(req)):
             raise falcon.HTTPNotFound()
         resp.status = falcon.HTTP_204
+
+    def _existing(self, ship_id: int) -> dict:
+        ship = self._store.get_ship(ship_id)
+        if ship is None:
+            raise falcon.HTTPNotFound()
+        return ship
+
+    def _save(self, req, resp, ship_id: int, body: ShipReplace, precondition) -> None:
+        ship = self._store.update_ship(ship_id, body.model_dump(exclude={"id"}), precondition)
+        if ship is None:
+            raise falcon.HTTPNotFound()
+        send_json(req, resp, ship)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import falcon
 
 from fleet_api.auth import ACCESS
+from fleet_api.conditional import if_match, send_json, unchanged_since
 from fleet_api.errors import bad_request
 from fleet_api.passwords import PasswordHasher
-from fleet_api.resources import created, read_json
-from fleet_api.schemas import UserIn, UserReplace, validate
-from fleet_api.store import Store
+from fleet_api.resources import (
+    ID_MISMATCH,
+    PATCH_RETRIES,
+    add_paging_headers,
+    created,
+    list_query,
+    read_json,
+    read_merge_patch,
+)
+from fleet_api.schemas import UserIn, UserPatch, UserQuery, UserReplace, ValidationFailed, validate
+from fleet_api.store import PreconditionFailed, Store
+from fleet_api.store import User as UserRecord
 
-ID_MISMATCH = "Request data id has to match resource id."
+
+def _public(user: UserRecord) -> dict:
+    return user.public()
 
 
 class Users:
@@ -20,7 +32,10 @@ class Users:
         self._hasher = hasher
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [user.public() for user in self._store.list_users()]
+        query = list_query(req, UserQuery)
+        found = self._store.find_users(query.to_list_query())
+        add_paging_headers(req, resp, query, found)
+        send_json(req, resp, [user.public() for user in found.items])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate(UserIn, read_json(req))
@@ -29,40 +44,68 @@ class Users:
 
 
 class User:
-    auth = {"PUT": ACCESS, "DELETE": ACCESS}
+    auth = {"PUT": ACCESS, "PATCH": ACCESS, "DELETE": ACCESS}
 
     def __init__(self, store: Store, hasher: PasswordHasher) -> None:
         self._store = store
         self._hasher = hasher
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
-        user = self._store.get_user(user_id)
-        if user is None:
-            raise falcon.HTTPNotFound()
-        resp.media = user.public()
+        send_json(req, resp, self._existing(user_id).public())
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)
         body = validate(UserReplace, read_json(req))
-        current = self._store.get_user(user_id)
-        if current is None:
-            raise falcon.HTTPNotFound()
+        current = self._existing(user_id)
         if body.id is not None and body.id != user_id:
             raise bad_request(ID_MISMATCH)
-        # Only a new password revokes older tokens; resending the same one is a rename.
-        new_hash = None
-        if not self._hasher.verify(body.password, current.password_hash):
-            new_hash = self._hasher.hash(body.password)
-        user = self._store.update_user(user_id, body.name, new_hash, req.context.claims["jti"])
-        if user is None:
-            raise falcon.HTTPNotFound()
-        resp.media = user.public()
+        self._save(req, resp, current, body.name, body.password, if_match(req, _public))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
+        _require_self(req, user_id)
+        body = validate(UserPatch, read_merge_patch(req))
+        if body.id is not None and body.id != user_id:
+            raise bad_request(ID_MISMATCH)
+        for _ in range(PATCH_RETRIES):
+            current = self._existing(user_id)
+            check = if_match(req, _public)
+            if check and not check(current):
+                raise PreconditionFailed()
+            if "name" in body.model_fields_set and body.name is None:
+                raise ValidationFailed({"name": ["Missing data for required field."]})
+            try:
+                return self._save(
+                    req, resp, current, body.name or current.name, body.password,
+                    unchanged_since(current, _public),
+                )
+            except PreconditionFailed:
+                if check:
+                    raise
+        raise falcon.HTTPConflict(description="The user kept changing; try again.")
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)
-        if not self._store.delete_user(user_id):
+        if not self._store.delete_user(user_id, if_match(req, _public)):
             raise falcon.HTTPNotFound()
         resp.status = falcon.HTTP_204
+
+    def _existing(self, user_id: int) -> UserRecord:
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise falcon.HTTPNotFound()
+        return user
+
+    def _save(self, req, resp, current: UserRecord, name: str, password: str | None, precondition) -> None:
+        # Only a new password revokes older tokens; resending the same one is a rename.
+        new_hash = None
+        if password is not None and not self._hasher.verify(password, current.password_hash):
+            new_hash = self._hasher.hash(password)
+        user = self._store.update_user(
+            current.id, name, new_hash, req.context.claims["jti"], precondition
+        )
+        if user is None:
+            raise falcon.HTTPNotFound()
+        send_json(req, resp, user.public())
 
 
 def _require_self(req: falcon.Request, user_id: int) -> None:

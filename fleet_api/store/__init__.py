@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fleet_api.store.base import NameTaken, Ship, Store, User
+from fleet_api.store.base import ListQuery, NameTaken, Page, PreconditionFailed, Ship, Store, User
 
-__all__ = ["NameTaken", "Ship", "Store", "User", "open_store"]
+__all__ = ["ListQuery", "NameTaken", "Page", "PreconditionFailed", "Ship", "Store", "User", "open_store"]
 
 
 def open_store(url: str) -> Store:

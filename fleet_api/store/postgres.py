@@ -9,6 +9,7 @@ per request); methods that need several statements open `conn.transaction()`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -20,7 +21,21 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from fleet_api.store.base import SHIP_FIELDS, NameTaken, Ship, Store, User, ship_record
+from fleet_api.store import sql
+from fleet_api.store.base import (
+    SHIP_FIELDS,
+    SHIP_TEXT_FIELDS,
+    USER_TEXT_FIELDS,
+    ListQuery,
+    NameTaken,
+    Page,
+    Precondition,
+    PreconditionFailed,
+    Ship,
+    Store,
+    User,
+    ship_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +185,37 @@ class PostgresStore(Store):
         with self._get_pool().connection() as conn:
             return conn.execute(query, params).rowcount
 
+    def _find(self, table: str, columns: str, query: ListQuery, text_fields) -> tuple[list[tuple], int]:
+        """One page of matching rows and the count of all matches.
+
+        One statement, so both come from one snapshot without a transaction:
+        the count is a one-row subquery, the page a LATERAL subquery LEFT
+        JOINed to it, so a page past the end still yields that one row (with
+        NULL columns) carrying the total. The outer ORDER BY repeats the
+        page's keys because a join does not promise to keep its input order.
+        """
+        where, params = sql.where(query, text_fields, sql.POSTGRES)
+        tail, tail_params = sql.order_and_page(query, sql.POSTGRES, text_fields)
+        order, _ = sql.order_and_page(dataclasses.replace(query, limit=None, offset=0), sql.POSTGRES, text_fields)
+        statement = (
+            f"SELECT c.total, {columns} FROM (SELECT count(*) AS total FROM {table}{where}) AS c"
+            f" LEFT JOIN LATERAL (SELECT {columns} FROM {table}{where}{tail}) AS p ON true{order}"
+        )
+        rows = self._all(statement, [*params, *params, *tail_params])
+        total = rows[0][0] if rows else 0
+        return [row[1:] for row in rows if row[1] is not None], total
+
+    @contextlib.contextmanager
+    def _locked(self, query: str, params: tuple | list) -> Iterator[tuple[psycopg.Connection, tuple | None]]:
+        """A transaction holding the row `query` selects FOR UPDATE (None if
+        missing) until the caller's write in the same transaction commits."""
+        with self._get_pool().connection() as conn, conn.transaction():
+            yield conn, conn.execute(f"{query} FOR UPDATE", params).fetchone()
+
     # --- users -------------------------------------------------------------
-    def list_users(self) -> list[User]:
-        return [_user(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
+    def find_users(self, query: ListQuery) -> Page:
+        rows, total = self._find("users", USER_COLUMNS, query, USER_TEXT_FIELDS)
+        return Page([_user(r) for r in rows], total)
 
     def get_user(self, user_id: int) -> User | None:
         if not _valid_id(user_id):
@@ -194,8 +237,10 @@ class PostgresStore(Store):
         assert row is not None
         return _user(row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None):
-        """One UPDATE, so the version bump can't race another password change."""
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
+        """One UPDATE, so the version bump can't race another password change;
+        with a precondition, the row is locked and checked first in the same
+        transaction, so nothing can change between the check and the write."""
         if not _valid_id(user_id):
             return None
         if password_hash is None:
@@ -209,17 +254,31 @@ class PostgresStore(Store):
             )
             params = (name, password_hash, kept_jti, user_id)
         with _name_taken(name):
-            row = self._one(query, params)
+            if precondition is None:
+                row = self._one(query, params)
+            else:
+                with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
+                    if current is None:
+                        return None
+                    _check(precondition, _user(current))
+                    row = conn.execute(query, params).fetchone()
         return _user(row) if row else None
 
-    def delete_user(self, user_id: int) -> bool:
+    def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool:
         if not _valid_id(user_id):
             return False
-        return self._rowcount("DELETE FROM users WHERE id = %s", (user_id,)) == 1
+        if precondition is None:
+            return self._rowcount("DELETE FROM users WHERE id = %s", (user_id,)) == 1
+        with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
+            if current is None:
+                return False
+            _check(precondition, _user(current))
+            return conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount == 1
 
     # --- ships -------------------------------------------------------------
-    def list_ships(self) -> list[Ship]:
-        return [_ship(r) for r in self._all(f"SELECT id, {SHIP_COLUMNS} FROM ships ORDER BY id")]
+    def find_ships(self, query: ListQuery) -> Page:
+        rows, total = self._find("ships", f"id, {SHIP_COLUMNS}", query, SHIP_TEXT_FIELDS)
+        return Page([_ship(r) for r in rows], total)
 
     def get_ship(self, ship_id: int) -> Ship | None:
         if not _valid_id(ship_id):
@@ -237,20 +296,32 @@ class PostgresStore(Store):
         assert row is not None
         return _ship(row)
 
-    def update_ship(self, ship_id: int, fields: Ship) -> Ship | None:
+    def update_ship(self, ship_id: int, fields: Ship, precondition: Precondition | None = None) -> Ship | None:
         if not _valid_id(ship_id):
             return None
         assignments = ", ".join(f"{name} = %s" for name in SHIP_FIELDS)
-        row = self._one(
-            f"UPDATE ships SET {assignments} WHERE id = %s RETURNING id, {SHIP_COLUMNS}",
-            [*_ship_values(fields), ship_id],
-        )
+        query = f"UPDATE ships SET {assignments} WHERE id = %s RETURNING id, {SHIP_COLUMNS}"
+        params = [*_ship_values(fields), ship_id]
+        if precondition is None:
+            row = self._one(query, params)
+        else:
+            with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
+                if current is None:
+                    return None
+                _check(precondition, _ship(current))
+                row = conn.execute(query, params).fetchone()
         return _ship(row) if row else None
 
-    def delete_ship(self, ship_id: int) -> bool:
+    def delete_ship(self, ship_id: int, precondition: Precondition | None = None) -> bool:
         if not _valid_id(ship_id):
             return False
-        return self._rowcount("DELETE FROM ships WHERE id = %s", (ship_id,)) == 1
+        if precondition is None:
+            return self._rowcount("DELETE FROM ships WHERE id = %s", (ship_id,)) == 1
+        with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
+            if current is None:
+                return False
+            _check(precondition, _ship(current))
+            return conn.execute("DELETE FROM ships WHERE id = %s", (ship_id,)).rowcount == 1
 
     # --- token blocklist ---------------------------------------------------
     def revoke_token(self, jti: str, expires_at: int) -> None:
@@ -291,6 +362,9 @@ class PostgresStore(Store):
         return self._rowcount("DELETE FROM revoked_tokens WHERE expires_at < %s", (now,))
 
     # --- lifecycle ---------------------------------------------------------
+    def ping(self) -> None:
+        self._one("SELECT 1")
+
     def is_empty(self) -> bool:
         return self._one("SELECT 1 FROM meta WHERE key = 'seeded'") is None
 
@@ -325,6 +399,11 @@ class PostgresStore(Store):
             pool, self._pool = self._pool, None
             if pool is not None and self._pid == os.getpid():
                 pool.close()
+
+
+def _check(precondition: Precondition, current: Any) -> None:
+    if not precondition(current):
+        raise PreconditionFailed()
 
 
 @contextlib.contextmanager
