@@ -6,6 +6,7 @@ import falcon
 
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
+from fleet_api.middleware import RequestHygiene
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
@@ -14,6 +15,7 @@ from fleet_api.resources.users import User, Users
 from fleet_api.settings import Settings
 from fleet_api.store import Store, open_store
 from fleet_api.seed import seed_store
+from fleet_api.throttle import LoginThrottle
 
 ID = "int(min=0, max=9223372036854775807)"
 
@@ -25,12 +27,16 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     store = store or open_store(config.store_url)
     seed_store(store, config.data_path, hasher)
     tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
+    throttle = LoginThrottle(
+        store, config.login_user_limit, config.login_ip_limit, config.login_window,
+        config.trusted_proxies,
+    )
 
-    app = falcon.App(middleware=[AuthMiddleware(tokens, store)])
+    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, tokens, hasher))
+    app.add_route("/auth/login", Login(store, tokens, hasher, throttle))
     app.add_route("/auth/refresh", Refresh(tokens))
     app.add_route("/auth/logout", Logout(store, ACCESS))
     app.add_route("/auth/logout2", Logout(store, REFRESH))

@@ -7,12 +7,16 @@ there is nothing to add. Responders only raise; nothing here is repeated in them
 from __future__ import annotations
 
 import http
+import logging
 
 import falcon
 import orjson
 
 from fleet_api.schemas import ValidationFailed
 from fleet_api.store import NameTaken, PreconditionFailed
+from fleet_api.throttle import TooManyAttempts
+
+log = logging.getLogger(__name__)
 
 # Reason phrases as the example (Werkzeug) spells them; Python 3.13 renamed
 # some (413, 422), and clients match on these strings.
@@ -59,10 +63,28 @@ def _precondition_failed(req, resp, exc: PreconditionFailed, params) -> None:
     )
 
 
+def _too_many_attempts(req, resp, exc: TooManyAttempts, params) -> None:
+    raise falcon.HTTPTooManyRequests(
+        description="Too many failed logins; try again later.", retry_after=exc.retry_after
+    )
+
+
+def _unexpected(req, resp, exc: Exception, params) -> None:
+    """A bug: the traceback goes to the error log with the request id; the
+    client gets a bare 500 with that id in its X-Request-ID header."""
+    log.exception(
+        "unhandled error on %s %s request_id=%s",
+        req.method, req.path, getattr(req.context, "request_id", "-"),
+    )
+    raise falcon.HTTPInternalServerError()
+
+
 def install(app: falcon.App) -> None:
-    """Falcon's default handler already turns any other exception into a
-    logged 500, which then goes through `serialize_error` like the rest."""
     app.set_error_serializer(serialize_error)
+    # Falcon resolves handlers by the exception's MRO, so its own handlers for
+    # HTTPError and friends still win over this catch-all.
+    app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(ValidationFailed, _validation_failed)
     app.add_error_handler(NameTaken, _name_taken)
     app.add_error_handler(PreconditionFailed, _precondition_failed)
+    app.add_error_handler(TooManyAttempts, _too_many_attempts)

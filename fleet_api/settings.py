@@ -38,15 +38,26 @@ class Settings:
     scrypt_n: int = 2**14
     scrypt_r: int = 8
     scrypt_p: int = 1
+    # Failed logins allowed per window before 429: tight per user name, loose
+    # per client address (many users share one behind a NAT).
+    login_user_limit: int = 10
+    login_ip_limit: int = 100
+    login_window: int = 300
+    max_body_bytes: int = 64 * 1024
+    # Proxies whose X-Forwarded-For we believe: gunicorn's forwarded_allow_ips.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if len(self.secret_key.encode()) < MIN_SECRET_BYTES:
             raise SettingsError(
                 f"{SECRET_ENV} must be at least {MIN_SECRET_BYTES} bytes long"
             )
-        for name in ("access_token_ttl", "refresh_token_ttl"):
+        for name in (
+            "access_token_ttl", "refresh_token_ttl", "login_user_limit",
+            "login_ip_limit", "login_window", "max_body_bytes",
+        ):
             if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be a positive number of seconds")
+                raise SettingsError(f"{name} must be a positive integer")
         if self.scrypt_n < 2 or self.scrypt_n & (self.scrypt_n - 1):
             raise SettingsError("scrypt_n must be a power of two")
 
@@ -58,11 +69,16 @@ class Settings:
             "secret_key": secret,
             "store_url": env.get("FLEET_STORE", DEFAULT_STORE),
             "data_path": Path(env.get("FLEET_DATA", DEFAULT_DATA)),
+            "trusted_proxies": env.get("FORWARDED_ALLOW_IPS", ""),
         }
         for field, var in (
             ("access_token_ttl", "FLEET_ACCESS_TOKEN_TTL"),
             ("refresh_token_ttl", "FLEET_REFRESH_TOKEN_TTL"),
             ("scrypt_n", "FLEET_SCRYPT_N"),
+            ("login_user_limit", "FLEET_LOGIN_USER_LIMIT"),
+            ("login_ip_limit", "FLEET_LOGIN_IP_LIMIT"),
+            ("login_window", "FLEET_LOGIN_WINDOW"),
+            ("max_body_bytes", "FLEET_MAX_BODY_BYTES"),
         ):
             if env.get(var):
                 values[field] = _int(var, env[var])

@@ -8,6 +8,7 @@ from fleet_api.auth import ACCESS, REFRESH, Tokens
 from fleet_api.errors import bad_request, unauthorized
 from fleet_api.passwords import PasswordHasher
 from fleet_api.store import Store
+from fleet_api.throttle import LoginThrottle
 
 LOGGED_OUT = {"message": "Successfully logged out."}
 
@@ -17,20 +18,25 @@ def _no_store(resp: falcon.Response) -> None:
 
 
 class Login:
-    def __init__(self, store: Store, tokens: Tokens, hasher: PasswordHasher) -> None:
+    def __init__(self, store: Store, tokens: Tokens, hasher: PasswordHasher, throttle: LoginThrottle) -> None:
         self._store = store
         self._tokens = tokens
         self._hasher = hasher
+        self._throttle = throttle
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = _credentials(req)
         username, password = body.get("username"), body.get("password")
         if not (username and password and isinstance(username, str) and isinstance(password, str)):
             raise bad_request("Username or password missing.")
+        keys = self._throttle.keys(req, username)
+        self._throttle.check(keys)
         user = self._store.get_user_by_name(username)
         # Verify even for an unknown name, so timing does not tell names apart.
         if not self._hasher.verify(password, user.password_hash if user else None):
+            self._throttle.failed(keys)
             raise unauthorized("Username or password invalid.")
+        self._throttle.succeeded(keys)
         _no_store(resp)
         resp.media = {
             "access_token": self._tokens.issue(user, ACCESS),

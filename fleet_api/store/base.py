@@ -155,6 +155,20 @@ class Store(abc.ABC):
     def purge_expired_tokens(self, now: int) -> int:
         """Forget revocations whose tokens have expired; return how many."""
 
+    # --- failed-login counters (brute-force throttling) ---------------------
+    @abc.abstractmethod
+    def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
+        """Count one failed login against `key` in a fixed window of `window`
+        seconds (a new window starts when the last one has ended); return
+        (failures in the window, the window's end). Expired windows are purged."""
+
+    @abc.abstractmethod
+    def failures(self, key: str, now: int) -> tuple[int, int]:
+        """(failures, window end) for `key`, or (0, now) when its window is over."""
+
+    @abc.abstractmethod
+    def clear_failures(self, key: str) -> None: ...
+
     # --- lifecycle ---------------------------------------------------------
     @abc.abstractmethod
     def ping(self) -> None:

@@ -37,6 +37,7 @@ class MemoryStore(Store):
         self._revoked: dict[str, int] = {}
         self._last_purge = 0
         self._seeded = False
+        self._failures: dict[str, tuple[int, int]] = {}
         # Ids are never reused, so a deleted user's old token can't name a new one.
         self._user_ids = itertools.count(1)
         self._ship_ids = itertools.count(1)
@@ -149,6 +150,24 @@ class MemoryStore(Store):
         for jti in expired:
             del self._revoked[jti]
         return len(expired)
+
+    # --- failed-login counters ---------------------------------------------
+    def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
+        with self._lock:
+            count, end = self._failures.get(key, (0, 0))
+            if end <= now:
+                self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
+                count, end = 0, now + window
+            self._failures[key] = (count + 1, end)
+            return count + 1, end
+
+    def failures(self, key: str, now: int) -> tuple[int, int]:
+        count, end = self._failures.get(key, (0, now))
+        return (count, end) if end > now else (0, now)
+
+    def clear_failures(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
 
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:

@@ -62,6 +62,12 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS login_failures (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    window_end INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_expiry ON login_failures (window_end);
 """
 
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
@@ -250,6 +256,26 @@ class SQLiteStore(Store):
     def purge_expired_tokens(self, now: int) -> int:
         with self._write() as db:
             return db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
+
+    # --- failed-login counters ---------------------------------------------
+    def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
+        with self._write() as db:
+            db.execute("DELETE FROM login_failures WHERE window_end <= ?", (now,))
+            return db.execute(
+                "INSERT INTO login_failures (key, count, window_end) VALUES (?, 1, ?) "
+                "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count, window_end",
+                (key, now + window),
+            ).fetchone()
+
+    def failures(self, key: str, now: int) -> tuple[int, int]:
+        rows = self._query(
+            "SELECT count, window_end FROM login_failures WHERE key = ? AND window_end > ?", (key, now)
+        )
+        return tuple(rows[0]) if rows else (0, now)
+
+    def clear_failures(self, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:
