@@ -6,6 +6,8 @@ variables named below.
 
 import os
 
+from gunicorn.glogging import CONFIG_DEFAULTS
+
 from fleet_api.settings import PROJECT_ROOT, SECRET_ENV, ephemeral_secret
 
 wsgi_app = "fleet_api.app:get_app()"
@@ -19,6 +21,30 @@ os.environ.setdefault("FLEET_STORE", f"sqlite:///{PROJECT_ROOT / 'var' / 'fleet.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+# Requests gunicorn refuses before the app sees them (bytes): a JWT header
+# is ~400 bytes, so these leave room while capping what a client can make us
+# buffer. Bodies are capped by the app (FLEET_MAX_BODY_BYTES, 413).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+timeout = 30
+graceful_timeout = 30
+
+# Only these proxies may set X-Forwarded-For/-Proto; the app reads the same
+# variable to find the client address for login throttling. Default: none.
+forwarded_allow_ips = os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+
+# Access log on stdout with each request's id; the app's own log (e.g. the
+# traceback of a 500, with the same id) goes to gunicorn's error log.
+accesslog = os.environ.get("FLEET_ACCESS_LOG", "-")
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+logconfig_dict = {
+    "loggers": {
+        name: {**logger, "propagate": False} for name, logger in CONFIG_DEFAULTS["loggers"].items()
+    }
+    | {"fleet_api": {"level": "INFO", "handlers": ["error_console"], "propagate": False}}
+}
 
 # We don't use gunicornc; a shared default socket path would also make two
 # instances on one host fight over it.
