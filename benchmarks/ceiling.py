@@ -1,0 +1,95 @@
+"""The ceiling for `make bench`: the fastest a Falcon app can answer our routes.
+
+Served by gunicorn with the project's own gunicorn.conf.py (same workers,
+threads, worker class), it answers the benchmarked routes with the very bytes
+the real Fleet API sent for them (fetched once by scripts/bench.py, handed
+over as a JSON file named by BENCH_CEILING_BODIES), with the same status and
+Content-Type, but with no authentication, store, validation or serialisation.
+What is left is HTTP parsing, gunicorn and Falcon routing: the cost floor any
+change to fleet_api can approach but not beat, so `ours / ceiling` says how
+much of the room is still ours to win.
+
+    gunicorn -c gunicorn.conf.py 'benchmarks.ceiling:get_app()'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import falcon
+
+BODIES_ENV = "BENCH_CEILING_BODIES"
+JSON = "application/json"
+
+
+def _load(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    # Stored as text so the file stays readable; sent back as the same bytes.
+    return {
+        "list": raw["list"].encode(),
+        "ships": {int(k): v.encode() for k, v in raw["ships"].items()},
+        "put": raw["put"].encode(),
+        "login": raw["login"].encode(),
+        "refresh": raw["refresh"].encode(),
+    }
+
+
+def _send(resp: falcon.Response, data: bytes, no_store: bool = False) -> None:
+    resp.data = data
+    resp.content_type = JSON
+    if no_store:  # the real login and refresh answers carry it too
+        resp.cache_control = ["no-store"]
+
+
+class Ships:
+    def __init__(self, bodies: dict) -> None:
+        self._list = bodies["list"]
+
+    def on_get(self, req, resp) -> None:
+        _send(resp, self._list)
+
+
+class Ship:
+    def __init__(self, bodies: dict) -> None:
+        self._ships = bodies["ships"]
+        self._put = bodies["put"]
+
+    def on_get(self, req, resp, ship_id: int) -> None:
+        data = self._ships.get(ship_id)
+        if data is None:
+            raise falcon.HTTPNotFound()
+        _send(resp, data)
+
+    def on_put(self, req, resp, ship_id: int) -> None:
+        req.bounded_stream.read()  # read the body as the real app must
+        _send(resp, self._put)
+
+
+class Canned:
+    """POST answered with fixed bytes (login, refresh)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def on_post(self, req, resp) -> None:
+        req.bounded_stream.read()
+        _send(resp, self._data, no_store=True)
+
+
+def create_app(bodies: dict) -> falcon.App:
+    app = falcon.App()
+    app.add_route("/api/ships", Ships(bodies))
+    app.add_route("/api/ships/{ship_id:int}", Ship(bodies))
+    app.add_route("/auth/login", Canned(bodies["login"]))
+    app.add_route("/auth/refresh", Canned(bodies["refresh"]))
+    return app
+
+
+def get_app() -> falcon.App:
+    path = os.environ.get(BODIES_ENV)
+    if not path:
+        raise RuntimeError(f"{BODIES_ENV} must name the JSON file of canned bodies")
+    return create_app(_load(path))
+
