@@ -26,3 +26,7 @@ clean:
 .PHONY: load
 load: $(STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_RATE, LOAD_DURATION, LOAD_P95_MS
 	$(BIN)/python scripts/load.py
+
+.PHONY: bench
+bench: $(STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS
+	$(BIN)/python scripts/bench.py
