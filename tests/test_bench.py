@@ -1,0 +1,78 @@
+"""`make bench` itself, run briefly: the tool works; no speed is asserted.
+
+One round of one second on two scenarios, cheap scrypt, little churn: the
+bench must exit 0, report a positive ratio for each scenario and draw a PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fleet_api.settings import PROJECT_ROOT
+
+BENCH = PROJECT_ROOT / "scripts" / "bench.py"
+SCENARIOS = ["get_ship", "update_ship"]
+
+pytestmark = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk not installed (apt-get install wrk)")
+
+
+def run_bench(tmp_path, **extra) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "BENCH_ROUNDS": "1",
+        "BENCH_DURATION": "1",
+        "BENCH_WARMUP": "0",
+        "BENCH_CHURN": "2",
+        "BENCH_CONNECTIONS": "8",
+        "BENCH_SCENARIOS": ",".join(SCENARIOS),
+        "BENCH_REPORTS": str(tmp_path),
+        "FLEET_SCRYPT_N": "16",
+        **extra,
+    }
+    env.pop("BENCH_PROFILE", None)
+    return subprocess.run([sys.executable, str(BENCH)], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def ratios(markdown: str) -> dict[str, float]:
+    """scenario -> ratio, from the rows of the results table."""
+    found = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 11 and re.fullmatch(r"\d+\.\d+", cells[4]):
+            found[cells[0]] = float(cells[4])
+    return found
+
+
+def test_bench_reports_ratios_and_chart(tmp_path):
+    result = run_bench(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    md = (tmp_path / "bench.md").read_text()
+    found = ratios(md)
+    assert set(found) == set(SCENARIOS), md
+    assert all(r > 0 for r in found.values()), found
+    assert ratios(result.stdout) == found  # the same table on stdout
+    assert "scrypt N=16, r=8, p=1" in md and "ms per hash" in md
+    assert re.search(r"^\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-]\d+ \|$", md, re.M), md  # worker RSS rows
+
+    png = tmp_path / "bench.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_scenario_is_refused(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCENARIOS="get_ship,nope")
+    assert result.returncode == 2
+    assert "nope" in result.stderr
+
+
+def test_missing_wrk_says_how_to_install(tmp_path):
+    result = run_bench(tmp_path, PATH=str(tmp_path))  # no wrk on this PATH
+    assert result.returncode == 2
+    assert "apt-get install wrk" in result.stderr
