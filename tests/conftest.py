@@ -18,7 +18,7 @@ TEST_SCRYPT_N = 2**4
 
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-PG_TABLES = "meta, users, ships, revoked_tokens"
+PG_TABLES = "meta, users, ships, revoked_tokens, login_failures"
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,12 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at_idx ON revoked_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS login_failures (
+    key TEXT PRIMARY KEY,
+    count INT NOT NULL,
+    window_end BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_window_end_idx ON login_failures (window_end);
 """
 
 # Move an identity sequence past both the highest id in the table and wherever
@@ -122,6 +128,7 @@ class PostgresStore(Store):
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
         self._last_purge = 0
+        self._last_failure_sweep = 0
 
     # --- connections -------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -362,6 +369,39 @@ class PostgresStore(Store):
         return self._rowcount("DELETE FROM revoked_tokens WHERE expires_at < %s", (now,))
 
     # --- lifecycle ---------------------------------------------------------
+    # --- failed-login counters ---------------------------------------------
+    def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
+        """One atomic upsert: a window that has ended starts over at 1. Ended
+        windows of other keys are swept at most once a minute, like revocations."""
+        row = self._one(
+            "INSERT INTO login_failures AS f (key, count, window_end) VALUES (%s, 1, %s)"
+            " ON CONFLICT (key) DO UPDATE SET"
+            " count = CASE WHEN f.window_end <= %s THEN 1 ELSE f.count + 1 END,"
+            " window_end = CASE WHEN f.window_end <= %s THEN EXCLUDED.window_end ELSE f.window_end END"
+            " RETURNING count, window_end",
+            (key, now + window, now, now),
+        )
+        if now - self._last_failure_sweep >= PURGE_INTERVAL:
+            self._last_failure_sweep = now
+            try:
+                self._rowcount(
+                    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures"
+                    " WHERE window_end <= %s FOR UPDATE SKIP LOCKED)",
+                    (now,),
+                )
+            except psycopg.Error:
+                log.warning("sweep of ended login-failure windows failed", exc_info=True)
+        return row[0], row[1]
+
+    def failures(self, key: str, now: int) -> tuple[int, int]:
+        row = self._one(
+            "SELECT count, window_end FROM login_failures WHERE key = %s AND window_end > %s", (key, now)
+        )
+        return (row[0], row[1]) if row else (0, now)
+
+    def clear_failures(self, key: str) -> None:
+        self._rowcount("DELETE FROM login_failures WHERE key = %s", (key,))
+
     def ping(self) -> None:
         self._one("SELECT 1")
 
