@@ -26,12 +26,15 @@ Environment (all optional):
   BENCH_THREADS      wrk threads                                       (default 2)
   BENCH_SCENARIOS    comma-separated subset of: list_ships, get_ship,
                      update_ship, login, refresh, mixed                (default all)
+  BENCH_LOGIN_CONNECTIONS  wrk connections for login (default 4: each
+                     login holds a core for one scrypt, more only queue)
   BENCH_WARMUP       seconds of mixed traffic on each server first     (default 1)
   BENCH_CHURN        logins + logouts between rounds                   (default 20)
   BENCH_SHIP         ship id the writes replace                        (default 2)
   BENCH_REPORTS      report directory                                  (default reports/)
   BENCH_PROFILE      1: also py-spy one worker during get_ship and update_ship
-                     (needs py-spy; writes reports/profile_*.txt)
+                     (needs py-spy; top 10 in bench.md, stacks in
+                     reports/profile_*.folded)
   FLEET_SECRET_KEY   signing key (random 48 characters when unset)
   FLEET_STORE, FLEET_SCRYPT_N, WEB_CONCURRENCY, GUNICORN_THREADS  passed to both servers
 Note: with FLEET_STORE set, ship BENCH_SHIP in that store is replaced by the
@@ -307,26 +310,38 @@ def hash_cost(settings: Settings, count: int = 5) -> float:
 # --- profiling (optional) ---------------------------------------------------------
 
 
-def profile_worker(pid: int, seconds: int, out: Path) -> tuple[subprocess.Popen, Path]:
-    """Start py-spy on one worker for `seconds`; it writes collapsed stacks."""
-    raw = out.with_suffix(".folded")
-    cmd = [py_spy(), "record", "--pid", str(pid), "--duration", str(seconds),
-           "--rate", "250", "--format", "raw", "--function", "--output", str(raw)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    return process, raw
+def start_profilers(pids: list[int], seconds: int, prefix: Path) -> list[tuple[subprocess.Popen, Path]]:
+    """py-spy every worker for `seconds` (wall clock, collapsed stacks per function)."""
+    spies = []
+    for pid in pids:
+        raw = prefix.with_name(f"{prefix.name}_{pid}.folded")
+        cmd = [py_spy(), "record", "--pid", str(pid), "--duration", str(seconds),
+               "--rate", "250", "--format", "raw", "--function", "--output", str(raw)]
+        spies.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True), raw))
+    return spies
 
 
-def top_self(raw: Path, n: int = 10) -> list[tuple[str, float]]:
+def top_self(raws: list[Path], n: int = 10) -> tuple[list[tuple[str, float]], float]:
+    """Top `n` leaf functions of the threads busy with a request, and the app's share.
+
+    Only stacks under gunicorn's ThreadWorker.handle count: idle pool threads
+    and the main thread's poll loop are left out, whatever py-spy thinks of them.
+    """
     self_time: Counter = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+    in_app = 0
+    for raw in raws:
+        if not raw.exists():
             continue
-        leaf = stack.split(";")[-1]
-        self_time[leaf] += int(count)
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if "ThreadWorker.handle (" not in stack or not count.isdigit():
+                continue
+            self_time[stack.split(";")[-1]] += int(count)
+            if "App.__call__ (" in stack:
+                in_app += int(count)
     total = sum(self_time.values()) or 1
-    return [(name, 100 * c / total) for name, c in self_time.most_common(n)]
+    return [(name, 100 * c / total) for name, c in self_time.most_common(n)], 100 * in_app / total
 
 
 def py_spy() -> str:
@@ -454,6 +469,7 @@ def main() -> int:
     duration = max(1, env_int("BENCH_DURATION", 5))
     connections = max(1, env_int("BENCH_CONNECTIONS", 32))
     threads = max(1, env_int("BENCH_THREADS", 2))
+    login_connections = max(1, env_int("BENCH_LOGIN_CONNECTIONS", 4))
     warmup = env_int("BENCH_WARMUP", 1)
     churn_count = env_int("BENCH_CHURN", 20)
     ship = max(1, min(SHIP_COUNT, env_int("BENCH_SHIP", 2)))
@@ -489,7 +505,7 @@ def main() -> int:
                              ready_path="/api/ships")
     results: dict[str, dict[str, list[Run]]] = {s.name: {"ours": [], "ceiling": []} for s in scenarios}
     memory: list[dict[int, int]] = []
-    profiles: dict[str, list[tuple[str, float]]] = {}
+    profiles: dict[str, tuple[list[tuple[str, float]], float]] = {}
     failed = []
     started = time.monotonic()
     try:
@@ -512,7 +528,8 @@ def main() -> int:
             ctx.access = login(ours.url)["access_token"]
             for scenario in scenarios:
                 for label, server in (("ours", ours), ("ceiling", ceiling)):
-                    run = run_wrk(scenario.wrk_args(server.url, ctx), duration, connections, threads)
+                    conns = login_connections if scenario.name == "login" else connections
+                    run = run_wrk(scenario.wrk_args(server.url, ctx), duration, conns, min(threads, conns))
                     settle([ours.pid, ceiling.pid])
                     results[scenario.name][label].append(run)
                     print(f"  round {round_no} {scenario.name:<12} {label:<8} {run.rps:>10,.1f} req/s  "
@@ -530,15 +547,13 @@ def main() -> int:
         if profile:
             for name in ("get_ship", "update_ship"):
                 ctx.access = login(ours.url)["access_token"]
-                pid = worker_pids(ours.pid)[0]
-                out = reports / f"profile_{name}.txt"
-                spy, raw = profile_worker(pid, duration, out)
+                spies = start_profilers(worker_pids(ours.pid), duration, reports / f"profile_{name}")
                 time.sleep(0.5)  # let py-spy attach before the load starts
                 run_wrk(SCENARIOS[name].wrk_args(ours.url, ctx), duration, connections, threads)
-                spy.wait(duration + WRK_GRACE)
-                top = top_self(raw)
-                profiles[name] = top
-                out.write_text("\n".join(f"{pct:5.1f}%  {fn}" for fn, pct in top) + "\n")
+                for spy, _ in spies:
+                    spy.wait(duration + WRK_GRACE)
+                profiles[name] = top_self([raw for _, raw in spies])
+                settle([ours.pid, ceiling.pid])
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
@@ -568,7 +583,8 @@ def main() -> int:
 
     login_row = next((r for r in rows if r["name"] == "login"), None)
     elapsed = time.monotonic() - started
-    config = (f"{rounds} rounds x {duration}s per run, {connections} connections, {threads} wrk threads, "
+    config = (f"{rounds} rounds x {duration}s per run, {connections} connections "
+              f"({login_connections} for login), {threads} wrk threads, "
               f"gunicorn.conf.py ({os.environ.get('WEB_CONCURRENCY', '4')} workers x "
               f"{os.environ.get('GUNICORN_THREADS', '4')} gthreads); {machine()}; took {elapsed:.0f}s")
     table = results_table(rows)
@@ -580,6 +596,10 @@ def main() -> int:
     print(f"Password hashing: {hashing}")
     print()
     print(mem)
+    for name, (top, in_app) in profiles.items():
+        print(f"\nProfile {name}: {in_app:.0f}% of request-thread samples in the app; top self time:")
+        for fn, pct in top:
+            print(f"  {pct:5.1f}%  {fn}")
 
     md = [
         "# Fleet API benchmark", "",
@@ -592,8 +612,10 @@ def main() -> int:
         f"RSS of each worker from /proc; {churn_count} logins + logouts (revocations) after every round.", "",
         mem, "",
     ]
-    for name, top in profiles.items():
-        md += [f"## Profile: {name} (py-spy, one worker, self time)", "",
+    for name, (top, in_app) in profiles.items():
+        md += [f"## Profile: {name} (py-spy on every worker, wall clock, request threads only)", "",
+               f"{in_app:.0f}% of request-thread samples are inside the Falcon app (App.__call__); "
+               "the rest is gunicorn (parsing, writing, access log).", "",
                "| self % | function |", "|---:|---|"]
         md += [f"| {pct:.1f} | `{fn}` |" for fn, pct in top]
         md.append("")
