@@ -7,6 +7,7 @@ import falcon
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.middleware import RequestHygiene
+from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
@@ -45,6 +46,7 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     app.add_route("/api/ships", Ships(store))
     app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store))
     app.add_route("/health", Health(store))
+    app.add_route("/openapi.json", OpenAPI(app))
     return app
 
 

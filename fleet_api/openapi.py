@@ -1,0 +1,508 @@
+"""GET /openapi.json: an OpenAPI 3.1 document built from the app itself.
+
+One source of truth: request bodies are the pydantic models that validate
+them (`model_json_schema`, their `$defs` hoisted into components), list
+parameters are the query models' properties, paths and methods are the routes
+the app serves, and bearer security comes from each resource's `auth` dict,
+the same one the auth middleware reads. The document is built once, when the
+app is created, and served as ready bytes.
+
+Adding a route or a responder without describing it here fails at app
+creation (`UndocumentedOperation`), so the document cannot silently drift.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import falcon
+from pydantic import BaseModel, ConfigDict, create_model
+
+from fleet_api.auth import ACCESS
+from fleet_api.media import MERGE_PATCH, dumps
+from fleet_api.resources.auth import Login, Logout, Refresh
+from fleet_api.resources.health import Health
+from fleet_api.resources.ships import Ship, Ships
+from fleet_api.resources.users import User, Users
+from fleet_api.schemas import (
+    Id,
+    ShipIn,
+    ShipPatch,
+    ShipQuery,
+    ShipReplace,
+    UserIn,
+    UserPatch,
+    UserQuery,
+    UserReplace,
+)
+
+PATH = "/openapi.json"
+REF = "#/components/schemas/{model}"
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1.0.0"
+SECURITY_SCHEME = "bearerAuth"
+
+
+class UndocumentedOperation(LookupError):
+    """A route serves a method this module does not describe."""
+
+
+# --- response bodies, derived from the request models where they overlap ----
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ShipOut = create_model(
+    "Ship", __base__=ShipIn, __doc__="A ship as the API returns it: every field and its id.", id=(Id, ...)
+)
+UserOut = create_model(
+    "User",
+    __base__=_Out,
+    __doc__="A user as the API returns it; the password never leaves the server.",
+    id=(Id, ...),
+    name=(UserIn.model_fields["name"].annotation, UserIn.model_fields["name"]),
+)
+
+
+class Credentials(BaseModel):
+    """The login body; a missing, empty or non-string field is a 400."""
+
+    username: str
+    password: str
+
+
+class TokenPair(_Out):
+    access_token: str
+    refresh_token: str
+
+
+class AccessToken(_Out):
+    access_token: str
+
+
+class Message(_Out):
+    message: str
+
+
+class HealthStatus(_Out):
+    status: str
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    ShipIn, ShipReplace, ShipPatch, UserIn, UserReplace, UserPatch,
+    ShipOut, UserOut, Credentials, TokenPair, AccessToken, Message, HealthStatus,
+)
+
+ERROR_SCHEMA = {
+    "title": "Error",
+    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say.",
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "The HTTP reason phrase, e.g. `Bad Request`."},
+        "message": {
+            "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            ],
+        },
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
+
+HEADERS = {
+    "ETag": {
+        "description": "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9a-f]{24}"$'},
+    },
+    "Location": {
+        "description": "The URL of the new resource.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "X-Total-Count": {
+        "description": "How many items match, before `limit` and `offset`.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Link": {
+        "description": "`rel=\"next\"` and `rel=\"prev\"` pages, when the request gave `limit`.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "`no-store`: the body must not be cached.",
+        "required": True,
+        "schema": {"type": "string", "const": "no-store"},
+    },
+    "WWW-Authenticate": {
+        "description": "The `Bearer` challenge.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds until logins are accepted again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "Allow": {"description": "The methods the route serves.", "schema": {"type": "string"}},
+}
+
+# Every error status an operation may list, with when it happens.
+ERRORS = {
+    400: ("BadRequest", "Malformed JSON, a body or query that fails validation, or a conflict with the data."),
+    401: ("Unauthorized", "No token, or an expired, revoked or deleted user's token; a failed login.", ["WWW-Authenticate"]),
+    403: ("Forbidden", "Changing or deleting another user."),
+    404: ("NotFound", "No such id."),
+    409: ("Conflict", "The resource kept changing under concurrent writes; try again."),
+    412: ("PreconditionFailed", "If-Match did not match the current representation."),
+    413: ("ContentTooLarge", "The body is larger than the server accepts."),
+    415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
+    422: ("UnprocessableEntity", "A malformed token, a bad signature or the wrong token type."),
+    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
+    500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
+    503: ("ServiceUnavailable", "The store does not answer."),
+}
+
+
+# --- operations --------------------------------------------------------------
+def _ref(model: type[BaseModel] | str) -> dict:
+    name = model if isinstance(model, str) else model.__name__
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(description: str, schema: dict | None = None, headers: tuple[str, ...] = ()) -> dict:
+    response: dict[str, Any] = {"description": description}
+    if headers:
+        response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+    if schema is not None:
+        response["content"] = _json(schema)
+    return response
+
+
+def _body(model: type[BaseModel], *media_types: str) -> dict:
+    return {
+        "required": True,
+        "content": {media: {"schema": _ref(model)} for media in media_types or (falcon.MEDIA_JSON,)},
+    }
+
+
+def _if_none_match() -> dict:
+    return {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "ETags the client holds (or `*`): 304 without a body when one still matches.",
+        "schema": {"type": "string"},
+    }
+
+
+def _if_match() -> dict:
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "description": "Change only if the current representation still has one of these ETags (or `*`), else 412.",
+        "schema": {"type": "string"},
+    }
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict]:
+    """The query model's properties as query parameters; every value arrives as
+    text, so the `null` branch pydantic gives optional fields does not apply."""
+    schema = model.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        branches = [b for b in prop.pop("anyOf", ()) if b != {"type": "null"}]
+        if len(branches) == 1:
+            prop = {**branches[0], **prop}
+        elif branches:
+            prop["anyOf"] = branches
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        sortable = getattr(model, "sortable", ())
+        if name == "sort" and sortable:
+            field = f"-?(?:{'|'.join(map(re.escape, sortable))})"
+            prop["pattern"] = f"^{field}(?:,{field})*$"
+            description = f"{description} Fields: {', '.join(f'`{f}`' for f in sortable)}; each at most once."
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _list(item: type[BaseModel], query: type[BaseModel], what: str) -> dict:
+    return {
+        "summary": f"List {what}, filtered, searched, sorted and paged",
+        "parameters": [*_query_parameters(query), _if_none_match()],
+        "responses": {
+            200: _ok(f"The {what}.", {"type": "array", "items": _ref(item)}, ("ETag", "X-Total-Count", "Link")),
+            304: _ok("Not modified: the client's copy (If-None-Match) is current.", None, ("ETag", "X-Total-Count", "Link")),
+        },
+        "errors": [400],
+    }
+
+
+def _create(body: type[BaseModel], item: type[BaseModel], what: str) -> dict:
+    return {
+        "summary": f"Create a {what}",
+        "requestBody": _body(body),
+        "responses": {201: _ok(f"The new {what}.", _ref(item), ("Location",))},
+        "errors": [400, 413, 415],
+    }
+
+
+def _get(item: type[BaseModel], what: str) -> dict:
+    return {
+        "summary": f"Get one {what}",
+        "parameters": [_if_none_match()],
+        "responses": {
+            200: _ok(f"The {what}.", _ref(item), ("ETag",)),
+            304: _ok("Not modified: the client's copy (If-None-Match) is current.", None, ("ETag",)),
+        },
+        "errors": [404],
+    }
+
+
+def _replace(body: type[BaseModel], item: type[BaseModel], what: str, extra: list[int] = ()) -> dict:
+    return {
+        "summary": f"Replace a {what}",
+        "description": "A body `id`, if given, must equal the path id.",
+        "parameters": [_if_match()],
+        "requestBody": _body(body),
+        "responses": {200: _ok(f"The {what} as stored.", _ref(item), ("ETag",))},
+        "errors": [400, *extra, 404, 412, 413, 415],
+    }
+
+
+def _patch(body: type[BaseModel], item: type[BaseModel], what: str, extra: list[int] = ()) -> dict:
+    return {
+        "summary": f"Change some fields of a {what} (JSON Merge Patch, RFC 7396)",
+        "description": "`null` removes a field, which a required field refuses (400). A body `id`, if given, must equal the path id.",
+        "parameters": [_if_match()],
+        "requestBody": _body(body, MERGE_PATCH, falcon.MEDIA_JSON),
+        "responses": {200: _ok(f"The {what} as stored.", _ref(item), ("ETag",))},
+        "errors": [400, *extra, 404, 409, 412, 413, 415],
+    }
+
+
+def _delete(what: str, extra: list[int] = ()) -> dict:
+    return {
+        "summary": f"Delete a {what}",
+        "parameters": [_if_match()],
+        "responses": {204: _ok(f"The {what} is gone.")},
+        "errors": [*extra, 404, 412],
+    }
+
+
+def _login() -> dict:
+    return {
+        "summary": "Log in: an access token and a refresh token",
+        "description": "A body that is not JSON counts as missing credentials (400). "
+        "Failed logins are counted per user name and per client address: past the limit, "
+        "429 with Retry-After, even for the right password.",
+        "requestBody": _body(Credentials),
+        "responses": {200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control",))},
+        "errors": [400, 401, 413, 429],
+    }
+
+
+def _refresh() -> dict:
+    return {
+        "summary": "A new access token for a refresh token",
+        "responses": {200: _ok("The new access token.", _ref(AccessToken), ("Cache-Control",))},
+        "errors": [],
+    }
+
+
+def _logout(resource) -> dict:
+    token = resource.auth["DELETE"]
+    return {
+        "summary": f"Log out: revoke the {token} token that calls this",
+        "responses": {200: _ok("The token is revoked.", _ref(Message))},
+        "errors": [],
+    }
+
+
+def _health() -> dict:
+    return {
+        "summary": "Health check for load balancers",
+        "responses": {200: _ok("The store answers.", _ref(HealthStatus), ("Cache-Control",))},
+        "errors": [503],
+    }
+
+
+def _openapi() -> dict:
+    return {
+        "summary": "This document",
+        "responses": {200: _ok("The OpenAPI 3.1 document.", {"type": "object"})},
+        "errors": [],
+    }
+
+
+# (resource class, method) -> operation, without the parts every operation shares.
+OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
+    (Login, "POST"): lambda r: _login(),
+    (Refresh, "POST"): lambda r: _refresh(),
+    (Logout, "DELETE"): _logout,
+    (Users, "GET"): lambda r: _list(UserOut, UserQuery, "users"),
+    (Users, "POST"): lambda r: _create(UserIn, UserOut, "user"),
+    (User, "GET"): lambda r: _get(UserOut, "user"),
+    (User, "PUT"): lambda r: _replace(UserReplace, UserOut, "user (yourself only)", [403]),
+    (User, "PATCH"): lambda r: _patch(UserPatch, UserOut, "user (yourself only)", [403]),
+    (User, "DELETE"): lambda r: _delete("user (yourself only)", [403]),
+    (Ships, "GET"): lambda r: _list(ShipOut, ShipQuery, "ships"),
+    (Ships, "POST"): lambda r: _create(ShipIn, ShipOut, "ship"),
+    (Ship, "GET"): lambda r: _get(ShipOut, "ship"),
+    (Ship, "PUT"): lambda r: _replace(ShipReplace, ShipOut, "ship"),
+    (Ship, "PATCH"): lambda r: _patch(ShipPatch, ShipOut, "ship"),
+    (Ship, "DELETE"): lambda r: _delete("ship"),
+    (Health, "GET"): lambda r: _health(),
+}
+
+
+# --- routes ------------------------------------------------------------------
+_FIELD = re.compile(r"\{(\w+)(?::(\w+)(?:\((.*?)\))?)?\}")
+
+
+def served_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Callable]]]:
+    """(URI template, resource, {method: responder}) for every route, with
+    Falcon's own default responders (OPTIONS, 405s) left out. Walks the
+    router's nodes the way `falcon.inspect` does, keeping the resource."""
+    found = []
+
+    def walk(nodes) -> None:
+        for node in nodes:
+            if node.resource is not None:
+                methods = {
+                    method: responder
+                    for method, responder in node.method_map.items()
+                    if getattr(responder, "__self__", None) is node.resource
+                }
+                found.append((node.uri_template, node.resource, methods))
+            walk(node.children)
+
+    walk(app._router._roots)
+    return found
+
+
+def _path(template: str) -> tuple[str, list[dict]]:
+    """`/api/ships/{ship_id:int(min=0, max=9)}` -> `/api/ships/{ship_id}` and its parameter."""
+    parameters = []
+    for name, converter, args in _FIELD.findall(template):
+        schema: dict[str, Any] = {"type": "string"}
+        if converter == "int":
+            schema = {"type": "integer"}
+            for arg in filter(None, (a.strip() for a in args.split(","))):
+                key, _, value = arg.partition("=")
+                if key.strip() in ("min", "max"):
+                    schema["minimum" if key.strip() == "min" else "maximum"] = int(value)
+        elif converter:
+            raise UndocumentedOperation(f"no schema for the route converter {converter!r} in {template}")
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return _FIELD.sub(r"{\1}", template), parameters
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
+    return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def _finish(spec: dict, method: str, path: str, resource, path_parameters: list[dict]) -> dict:
+    """Add what follows from the route and the `auth` dict: path ids, bearer
+    security, 401/422 for token checks, 500 everywhere; errors as refs."""
+    spec = dict(spec)
+    errors = set(spec.pop("errors"))
+    token = getattr(resource, "auth", {}).get(method)
+    operation: dict[str, Any] = {"operationId": _operation_id(method, path), **spec}
+    if path_parameters or spec.get("parameters"):
+        operation["parameters"] = [*path_parameters, *spec.get("parameters", ())]
+    if token is not None:
+        operation["security"] = [{SECURITY_SCHEME: []}]
+        operation["x-token-type"] = token
+        needs = f"Needs an {token} token." if token == ACCESS else f"Needs a {token} token."
+        operation["description"] = f"{operation.get('description', '')} {needs}".strip()
+        errors |= {401, 422}
+    errors.add(500)
+    responses = {str(status): response for status, response in spec["responses"].items()}
+    for status in sorted(errors):
+        responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+    operation["responses"] = dict(sorted(responses.items()))
+    return operation
+
+
+def _components() -> dict:
+    schemas: dict[str, Any] = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["Error"] = ERROR_SCHEMA
+    responses = {}
+    for status, (name, description, *headers) in ERRORS.items():
+        response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
+        responses[name] = response
+    return {
+        "schemas": schemas,
+        "responses": responses,
+        "headers": HEADERS,
+        "securitySchemes": {
+            SECURITY_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from POST /auth/login, or a refresh token where an operation says so.",
+            }
+        },
+    }
+
+
+def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = None) -> dict:
+    """The document for every route `app` serves, plus `extra` paths
+    ({path: {method: operation}}) not registered yet."""
+    paths: dict[str, dict] = {}
+    for template, resource, methods in served_routes(app):
+        path, path_parameters = _path(template)
+        for method in methods:
+            describe = OPERATIONS.get((type(resource), method))
+            if describe is None:
+                raise UndocumentedOperation(f"{method} {path} ({type(resource).__name__}) is not described")
+            operation = _finish(describe(resource), method, path, resource, path_parameters)
+            paths.setdefault(path, {})[method.lower()] = operation
+    for path, operations in (extra or {}).items():
+        for method, operation in operations.items():
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Fleet API",
+            "version": API_VERSION,
+            "description": "Ships and their users, with JWT bearer authentication. "
+            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`.",
+        },
+        "paths": paths,
+        "components": _components(),
+    }
+
+
+class OpenAPI:
+    """Serves the document, built once from the app's routes so far plus its
+    own route; register it last (`app.add_route(PATH, OpenAPI(app))`)."""
+
+    def __init__(self, app: falcon.App) -> None:
+        own = _finish(_openapi(), "GET", PATH, self, [])
+        self.document = build_openapi(app, extra={PATH: {"GET": own}})
+        self._data = dumps(self.document)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._data

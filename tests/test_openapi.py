@@ -1,0 +1,318 @@
+"""GET /openapi.json: a valid OpenAPI 3.1 document that matches the app exactly.
+
+One memory-store app for the module: the document does not depend on the
+backend, so these tests don't run once per store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+
+import falcon
+import falcon.inspect
+import falcon.testing
+import jsonschema
+import pytest
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from fleet_api import openapi
+from fleet_api.app import create_app
+from fleet_api.media import MERGE_PATCH
+from fleet_api.openapi import REF, UndocumentedOperation, build_openapi
+from fleet_api.schemas import ShipIn, ShipPatch, ShipQuery, ShipReplace, UserIn, UserPatch, UserQuery, UserReplace
+from fleet_api.settings import Settings
+from fleet_api.store import open_store
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+# The ship README's `GET /api/ships/2` answers with.
+README_SHIP = {
+    "affiliation": "Empire", "category": "Starfighters", "crew": 1, "id": 2, "length": 7,
+    "manufacturer": "Sienar Fleet Systems", "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"], "ship_class": "Starfighter",
+}
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+@pytest.fixture(scope="module")
+def app():
+    settings = Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=2**4)
+    return create_app(settings, store=open_store("memory://"))
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def doc(client) -> dict:
+    result = client.simulate_get("/openapi.json")
+    assert result.status_code == 200
+    return result.json
+
+
+def operations(doc):
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method.upper(), operation
+
+
+def deref(doc: dict, node: dict) -> dict:
+    """Follow a local `$ref` (one level is all the document uses)."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    target = doc
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return target
+
+
+def validator_for(doc: dict, schema: dict) -> jsonschema.Draft202012Validator:
+    """A validator for a schema inside the document, with its refs resolvable."""
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def routes_served(app) -> dict[tuple[str, str], object]:
+    """(path, METHOD) -> resource for every responder the app's router holds."""
+    found = {}
+
+    def walk(nodes):
+        for node in nodes:
+            if node.resource is not None:
+                path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", node.uri_template)
+                for method, responder in node.method_map.items():
+                    if getattr(responder, "__self__", None) is node.resource:
+                        found[(path, method)] = node.resource
+            walk(node.children)
+
+    walk(app._router._roots)
+    return found
+
+
+# --- the document ------------------------------------------------------------
+def test_document_is_valid_openapi_3_1(doc):
+    assert doc["openapi"].startswith("3.1.")
+    OpenAPIV31SpecValidator(doc).validate()
+
+
+def test_served_as_json_bytes_built_once(app, client, monkeypatch):
+    first = client.simulate_get("/openapi.json")
+    assert first.headers["Content-Type"] == "application/json"
+    # Built at app creation: a request never builds it again.
+    monkeypatch.setattr(openapi, "build_openapi", lambda *a, **k: pytest.fail("built per request"))
+    second = client.simulate_get("/openapi.json")
+    assert second.content == first.content
+    assert json.loads(second.content) == first.json
+
+
+def test_lists_exactly_the_routes_and_methods_the_app_serves(app, doc):
+    served = set()
+    for route in falcon.inspect.inspect_routes(app):
+        path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
+        served |= {(path, m.method) for m in route.methods if not m.internal and m.method != "OPTIONS"}
+    documented = {(path, method) for path, method, _ in operations(doc)}
+    assert documented == served
+    assert ("/openapi.json", "GET") in documented
+    assert len(served) == 18
+
+
+def test_path_ids_are_documented_with_the_routes_range(doc):
+    for path, method, operation in operations(doc):
+        names = re.findall(r"\{(\w+)\}", path)
+        params = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert set(params) == set(names), (method, path)
+        for param in params.values():
+            assert param["required"] is True
+            assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+def test_operation_ids_are_unique(doc):
+    ids = [operation["operationId"] for _, _, operation in operations(doc)]
+    assert len(ids) == len(set(ids))
+
+
+def test_undescribed_route_fails_at_app_creation():
+    class Extra:
+        def on_get(self, req, resp):
+            pass
+
+    app = falcon.App()
+    app.add_route("/extra", Extra())
+    with pytest.raises(UndocumentedOperation, match="GET /extra"):
+        build_openapi(app)
+
+
+# --- one source of truth: the pydantic models ---------------------------------
+@pytest.mark.parametrize(
+    "path, method, model",
+    [
+        ("/api/ships", "post", ShipIn),
+        ("/api/ships/{ship_id}", "put", ShipReplace),
+        ("/api/ships/{ship_id}", "patch", ShipPatch),
+        ("/api/users", "post", UserIn),
+        ("/api/users/{user_id}", "put", UserReplace),
+        ("/api/users/{user_id}", "patch", UserPatch),
+    ],
+)
+def test_request_bodies_are_the_pydantic_models(doc, path, method, model):
+    content = doc["paths"][path][method]["requestBody"]["content"]
+    expected_types = {MERGE_PATCH, "application/json"} if method == "patch" else {"application/json"}
+    assert set(content) == expected_types
+    for media in content.values():
+        assert media["schema"] == {"$ref": f"#/components/schemas/{model.__name__}"}
+    expected = model.model_json_schema(ref_template=REF)
+    expected.pop("$defs", None)
+    assert doc["components"]["schemas"][model.__name__] == expected
+
+
+def test_defs_are_hoisted_into_components(doc):
+    text = json.dumps(doc)
+    assert "$defs" not in text
+    for ref in re.findall(r'"\$ref": "([^"]+)"', text):
+        assert deref(doc, {"$ref": ref}) is not None  # raises KeyError when dangling
+
+
+@pytest.mark.parametrize("path, model", [("/api/ships", ShipQuery), ("/api/users", UserQuery)])
+def test_list_parameters_are_the_query_models_properties(doc, path, model):
+    params = doc["paths"][path]["get"]["parameters"]
+    query = {p["name"]: p for p in params if p["in"] == "query"}
+    properties = model.model_json_schema()["properties"]
+    assert list(query) == list(properties)
+    for name, param in query.items():
+        assert param["required"] is False
+        assert param.get("description") is None or param["description"].startswith(
+            properties[name].get("description", "")
+        )
+        assert "null" not in json.dumps(param["schema"])  # a query value is text, never null
+    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+
+
+def test_sort_pattern_accepts_what_the_query_model_accepts(doc):
+    param = next(p for p in doc["paths"]["/api/ships"]["get"]["parameters"] if p["name"] == "sort")
+    pattern = re.compile(param["schema"]["pattern"])
+    for good in ("-length,model", "id", "crew,-ship_class"):
+        ShipQuery.model_validate({"sort": good})
+        assert pattern.search(good)
+    for bad in ("roles", "length,", "-", "name"):
+        assert not pattern.search(bad)
+
+
+# --- auth --------------------------------------------------------------------
+def test_bearer_security_follows_the_resources_auth_dicts(app, doc):
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        **doc["components"]["securitySchemes"]["bearerAuth"],
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+    }
+    served = routes_served(app)
+    needing = 0
+    for path, method, operation in operations(doc):
+        token = getattr(served[(path, method)], "auth", {}).get(method)
+        if token is not None:
+            needing += 1
+            assert operation["security"] == [{"bearerAuth": []}], (method, path)
+            assert operation["x-token-type"] == token
+            assert {"401", "422"} <= set(operation["responses"]), (method, path)
+            assert deref(doc, operation["responses"]["401"])["headers"]["WWW-Authenticate"]
+        else:
+            assert "security" not in operation, (method, path)
+            assert "x-token-type" not in operation
+            if (path, method) != ("/auth/login", "POST"):  # a failed login is the one other 401
+                assert "401" not in operation["responses"], (method, path)
+    # ships POST/PUT/PATCH/DELETE, users PUT/PATCH/DELETE, refresh, logout, logout2
+    assert needing == 10
+    assert doc["paths"]["/auth/refresh"]["post"]["x-token-type"] == "refresh"
+    assert doc["paths"]["/auth/logout2"]["delete"]["x-token-type"] == "refresh"
+    assert doc["paths"]["/auth/logout"]["delete"]["x-token-type"] == "access"
+    assert "security" not in doc  # nothing is protected by default
+
+
+def test_error_statuses_per_operation(doc):
+    for path, method, operation in operations(doc):
+        responses = operation["responses"]
+        assert "500" in responses
+        assert ("429" in responses) == ((path, method) == ("/auth/login", "POST"))
+        assert "405" not in responses
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert deref(doc, response)["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }
+        if "requestBody" in operation:
+            assert {"400", "413"} <= set(responses)
+        if path.endswith("}") and method in ("PUT", "PATCH", "DELETE"):
+            assert {"404", "412"} <= set(responses)
+        if path.startswith("/api/users/") and method != "GET":
+            assert "403" in responses
+    login = doc["paths"]["/auth/login"]["post"]["responses"]
+    assert deref(doc, login["429"])["headers"]["Retry-After"]
+    assert "415" not in login  # a non-JSON login body is "missing credentials"
+    for path, method in [("/api/ships", "post"), ("/api/ships/{ship_id}", "put"), ("/api/users/{user_id}", "patch")]:
+        assert "415" in doc["paths"][path][method]["responses"]
+
+
+def test_success_responses_and_headers(doc):
+    paths = doc["paths"]
+
+    def headers(path, method, status):
+        return set(paths[path][method]["responses"][status].get("headers", {}))
+
+    assert headers("/api/ships", "get", "200") == {"ETag", "X-Total-Count", "Link"}
+    assert "304" in paths["/api/ships"]["get"]["responses"]
+    assert headers("/api/ships/{ship_id}", "get", "200") == {"ETag"}
+    assert headers("/api/ships", "post", "201") == {"Location"}
+    assert headers("/auth/login", "post", "200") == {"Cache-Control"}
+    assert headers("/auth/refresh", "post", "200") == {"Cache-Control"}
+    assert set(paths["/api/ships/{ship_id}"]["delete"]["responses"]) >= {"204"}
+    assert "content" not in paths["/api/ships/{ship_id}"]["delete"]["responses"]["204"]
+
+
+# --- the schemas describe what the app really sends ------------------------------
+def response_schema(doc, path, method, status):
+    return doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+
+def test_readme_ship_validates_against_the_response_schema(doc):
+    validator_for(doc, response_schema(doc, "/api/ships/{ship_id}", "get", "200")).validate(README_SHIP)
+    validator_for(doc, response_schema(doc, "/api/ships", "get", "200")).validate([README_SHIP])
+    with pytest.raises(jsonschema.ValidationError):
+        validator_for(doc, response_schema(doc, "/api/ships/{ship_id}", "get", "200")).validate(
+            {k: v for k, v in README_SHIP.items() if k != "id"}
+        )
+    if README.exists():
+        ships = []
+        for line in README.read_text().splitlines():
+            if line.startswith('{"affiliation"'):
+                try:
+                    ships.append(json.loads(line))
+                except ValueError:  # an abbreviated one: `{..., "id":2, ...}`
+                    continue
+        assert README_SHIP in ships
+        for ship in ships:
+            validator_for(doc, response_schema(doc, "/api/ships/{ship_id}", "get", "200")).validate(ship)
+
+
+def test_real_responses_validate(doc, client):
+    def check(path, method, status, result):
+        assert result.status_code == int(status), result.text
+        schema = deref(doc, doc["paths"][path][method]["responses"][status])["content"]["application/json"]["schema"]
+        validator_for(doc, schema).validate(result.json)
+
+    check("/api/ships", "get", "200", client.simulate_get("/api/ships"))
+    check("/api/users", "get", "200", client.simulate_get("/api/users"))
+    check("/api/users/{user_id}", "get", "200", client.simulate_get("/api/users/1"))
+    check("/health", "get", "200", client.simulate_get("/health"))
+    login = client.simulate_post("/auth/login", json={"username": "user", "password": "password"})
+    check("/auth/login", "post", "200", login)
+    refresh = {"Authorization": f"Bearer {login.json['refresh_token']}"}
+    check("/auth/refresh", "post", "200", client.simulate_post("/auth/refresh", headers=refresh))
+    check("/auth/logout2", "delete", "200", client.simulate_delete("/auth/logout2", headers=refresh))
+    check("/api/users", "post", "400", client.simulate_post("/api/users", json={"name": -1, "id": 3}))
+    check("/api/ships", "get", "400", client.simulate_get("/api/ships", params={"sort": "roles"}))
+    check("/api/ships", "post", "401", client.simulate_post("/api/ships", json={}))
+    check("/api/ships/{ship_id}", "get", "404", client.simulate_get("/api/ships/999"))
+    check("/openapi.json", "get", "200", client.simulate_get("/openapi.json"))
