@@ -1,0 +1,234 @@
+"""A bounded write load against a real server, and a look at gunicorn's workers.
+
+`WriteLoad` runs a few client threads that create ships (and, if asked,
+delete some of them again) until told to stop, a time limit or a request
+limit, and records the outcome of every request: acknowledged (201/204),
+another HTTP status, or a failure at the connection level (refused, reset,
+closed before a response: not acknowledged, so the client cannot assume
+anything about it). Used by test_faults.py to kill and restart the server
+under the load and then check that no acknowledged write was lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import http.client
+import threading
+import time
+import urllib.error
+from pathlib import Path
+
+from realhttp import STAR_DESTROYER, call
+
+REQUEST_TIMEOUT = 10.0  # a request slower than this counts as a hang
+PAUSE_AFTER_REFUSAL = 0.02  # don't spin while the server is down
+
+
+@dataclasses.dataclass(frozen=True)
+class Ack:
+    """A 201: the server promised this ship exists, with this body."""
+
+    id: int
+    sent: dict
+    body: dict
+    at: float  # time.monotonic() when the response arrived
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    kind: str  # "connection" or "timeout"
+    error: str
+    at: float
+
+
+def _failure(exc: BaseException) -> Failure:
+    reason = getattr(exc, "reason", exc)  # URLError wraps the socket error
+    kind = "timeout" if isinstance(reason, TimeoutError) else "connection"
+    return Failure(kind, f"{type(exc).__name__}: {exc}", time.monotonic())
+
+
+# Everything a request can fail with below HTTP: refused, reset, EOF, timeout.
+CONNECTION_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
+
+
+class WriteLoad:
+    """`with WriteLoad(url, token) as load: ...` runs `threads` writers."""
+
+    def __init__(
+        self,
+        base: str,
+        token: str,
+        *,
+        threads: int = 6,
+        max_seconds: float = 10.0,
+        max_requests: int = 4000,
+        delete_every: int | None = None,
+        tag: str = "load",
+    ) -> None:
+        self.base = base
+        self.token = token
+        self.threads = threads
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.delete_every = delete_every
+        self.tag = tag
+        self.acks: list[Ack] = []
+        self.deleted: set[int] = set()  # ids whose DELETE answered 204
+        self.unsure_deletes: set[int] = set()  # DELETE failed below HTTP
+        self.failures: list[Failure] = []
+        self.statuses: collections.Counter = collections.Counter()
+        self.server_errors: list[tuple[str, int, bytes]] = []  # (method, status, body)
+        self.unexpected: list[tuple[str, int, bytes]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sent = 0
+        self._deadline = 0.0
+        self._workers: list[threading.Thread] = []
+
+    # --- running -------------------------------------------------------------
+    def start(self) -> "WriteLoad":
+        self._deadline = time.monotonic() + self.max_seconds
+        self._workers = [
+            threading.Thread(target=self._run, args=(n,), name=f"{self.tag}-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self, join_timeout: float = REQUEST_TIMEOUT + 5) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + join_timeout
+        for worker in self._workers:
+            worker.join(max(deadline - time.monotonic(), 0.0))
+        stuck = [w.name for w in self._workers if w.is_alive()]
+        assert not stuck, f"load threads still running after {join_timeout}s: {stuck}"
+
+    def __enter__(self) -> "WriteLoad":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _go_on(self) -> bool:
+        if self._stop.is_set() or time.monotonic() > self._deadline:
+            return False
+        with self._lock:
+            if self._sent >= self.max_requests:
+                return False
+            self._sent += 1
+        return True
+
+    def _request(self, method: str, url: str, body=None):
+        try:
+            return call(method, url, body, self.token, timeout=REQUEST_TIMEOUT)
+        except CONNECTION_ERRORS as exc:
+            failure = _failure(exc)
+            with self._lock:
+                self.failures.append(failure)
+            time.sleep(PAUSE_AFTER_REFUSAL)
+            return None
+
+    def _record(self, method: str, expected: int, response) -> bool:
+        with self._lock:
+            self.statuses[(method, response.status)] += 1
+            if response.status >= 500:
+                self.server_errors.append((method, response.status, response.body))
+            elif response.status != expected:
+                self.unexpected.append((method, response.status, response.body))
+        return response.status == expected
+
+    def _run(self, thread: int) -> None:
+        seq = 0
+        while self._go_on():
+            seq += 1
+            sent = {**STAR_DESTROYER, "model": f"{self.tag}-{thread}-{seq}", "crew": seq}
+            response = self._request("POST", f"{self.base}/api/ships", sent)
+            if response is None or not self._record("POST", 201, response):
+                continue
+            ack = Ack(response.json["id"], sent, response.json, time.monotonic())
+            with self._lock:
+                self.acks.append(ack)
+            if self.delete_every and seq % self.delete_every == 0 and self._go_on():
+                response = self._request("DELETE", f"{self.base}/api/ships/{ack.id}")
+                with self._lock:
+                    if response is None:
+                        self.unsure_deletes.add(ack.id)
+                if response is not None and self._record("DELETE", 204, response):
+                    with self._lock:
+                        self.deleted.add(ack.id)
+
+    # --- waiting and reading the record --------------------------------------
+    def ack_count(self) -> int:
+        with self._lock:
+            return len(self.acks)
+
+    def wait_for_acks(self, count: int, timeout: float) -> bool:
+        """True once `count` writes in all were acknowledged, False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ack_count() >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def connection_failures(self) -> int:
+        return sum(f.kind == "connection" for f in self.failures)
+
+    def timeouts(self) -> list[Failure]:
+        return [f for f in self.failures if f.kind == "timeout"]
+
+    def live(self) -> list[Ack]:
+        """The acknowledged ships that should still exist."""
+        gone = self.deleted | self.unsure_deletes
+        return [ack for ack in self.acks if ack.id not in gone]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.acks)} acks, {len(self.deleted)} deletes, "
+            f"{self.connection_failures()} connection failures, {len(self.timeouts())} timeouts, "
+            f"statuses {dict(self.statuses)}"
+        )
+
+
+def worker_pids(master: int) -> set[int]:
+    """gunicorn's workers: the children of the master, over all its threads."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{master}/task").iterdir():
+        try:
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return pids
+
+
+def wait_for_workers(master: int, count: int, timeout: float, without: set[int] = frozenset()) -> set[int]:
+    """Wait until the master has exactly `count` workers, none of them in `without`."""
+    deadline = time.monotonic() + timeout
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        pids = worker_pids(master)
+        if len(pids) == count and not pids & without and all(_running(pid) for pid in pids):
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"master {master} has workers {sorted(pids)}, wanted {count} without {sorted(without)}")
+
+
+def _running(pid: int) -> bool:
+    """Not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_ships(base: str, ids) -> dict[int, object]:
+    """GET each ship: {id: body} for 200s, {id: status} otherwise."""
+    found: dict[int, object] = {}
+    for ship_id in ids:
+        response = call("GET", f"{base}/api/ships/{ship_id}", timeout=REQUEST_TIMEOUT)
+        found[ship_id] = response.json if response.status == 200 else response.status
+    return found
+
