@@ -30,6 +30,11 @@ limit_request_fields = 50
 limit_request_field_size = 8190
 timeout = 30
 graceful_timeout = 30
+# Longer than a client's usual pause between requests (Locust's users wait up
+# to 5 s): a server closing an idle connection just as the client reuses it
+# makes that request fail. Behind a load balancer, set it above the LB's idle
+# timeout for the same reason.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "10"))
 
 # Only these proxies may set X-Forwarded-For/-Proto; the app reads the same
 # variable to find the client address for login throttling. Default: none.

@@ -6,6 +6,7 @@ import falcon
 
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
+from fleet_api.cache import VersionedCache
 from fleet_api.middleware import RequestHygiene
 from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
@@ -43,8 +44,11 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     app.add_route("/auth/logout2", Logout(store, REFRESH))
     app.add_route("/api/users", Users(store, hasher))
     app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
-    app.add_route("/api/ships", Ships(store))
-    app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store))
+    # One cache of serialized ships per app (so per worker), kept honest by
+    # the store's ship version, which moves with every write on any worker.
+    ships_cache = VersionedCache(store.ships_version)
+    app.add_route("/api/ships", Ships(store, ships_cache))
+    app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
     app.add_route("/health", Health(store))
     app.add_route("/openapi.json", OpenAPI(app))
     return app

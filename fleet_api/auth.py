@@ -81,9 +81,9 @@ class AuthMiddleware:
         claims = self._tokens.decode(_bearer_token(req))
         if claims["type"] != required:
             raise unprocessable(f"Only {required} tokens are allowed")
-        if self._store.is_token_revoked(claims["jti"]):
+        user, revoked = self._store.token_subject(int(claims["sub"]), claims["jti"])
+        if revoked:
             raise unauthorized("Token has been revoked")
-        user = self._store.get_user(int(claims["sub"]))
         if user is None:
             raise unauthorized("Unknown user.")
         if claims.get("ver", 0) != user.token_version and claims["jti"] != user.kept_jti:

@@ -22,11 +22,11 @@ def send_json(req: falcon.Request, resp: falcon.Response, obj, data: bytes | Non
     data = dumps(obj) if data is None else data
     tag = etag_of(data)
     resp.etag = f'"{tag}"'
-    resp.content_type = falcon.MEDIA_JSON
     wanted = req.if_none_match if req.method in ("GET", "HEAD") else None
     if wanted and any(t == "*" or str(t) == tag for t in wanted):
-        resp.status = falcon.HTTP_304
+        resp.status = falcon.HTTP_304  # no body, so no Content-Type either
         return
+    resp.content_type = falcon.MEDIA_JSON
     resp.data = data
 
 

@@ -218,8 +218,8 @@ def test_unexpected_exception_on_write_is_500_json_without_internals(client, aut
 
 
 def test_unexpected_exception_in_the_token_check_is_500_json(settings, store, monkeypatch):
-    # A store whose blocklist lookup fails, handed to the app factory.
-    monkeypatch.setattr(store, "is_token_revoked", _explode)
+    # A store whose token lookup fails, handed to the app factory.
+    monkeypatch.setattr(store, "token_subject", _explode)
     client = falcon.testing.TestClient(create_app(settings, store=store))
     tokens = client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).json
 

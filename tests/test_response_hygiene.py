@@ -23,7 +23,7 @@ SHIP = {
     "ship_class": "Starfighter",
 }
 SECRET = "secret-internal-detail"
-FRESH_ID = re.compile(r"[0-9a-f]{32}")
+FRESH_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")  # per-process random prefix, counter
 # Words that would betray the implementation in an error body.
 INTERNALS = ("Traceback", 'File "', ".py", "/work", "site-packages", "falcon", "orjson",
              "pydantic", "sqlite", "psycopg", "Exception", "Error:", SECRET)

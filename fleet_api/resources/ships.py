@@ -5,7 +5,9 @@ from __future__ import annotations
 import falcon
 
 from fleet_api.auth import ACCESS
+from fleet_api.cache import VersionedCache
 from fleet_api.conditional import if_match, send_json, unchanged_since
+from fleet_api.media import dumps
 from fleet_api.errors import bad_request
 from fleet_api.resources import (
     ID_MISMATCH,
@@ -24,14 +26,21 @@ from fleet_api.store import PreconditionFailed, Store
 class Ships:
     auth = {"POST": ACCESS}
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache: VersionedCache) -> None:
         self._store = store
+        self._cache = cache
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = list_query(req, ShipQuery)
-        found = self._store.find_ships(query.to_list_query())
+        wanted = query.to_list_query()
+
+        def serialize():
+            found = self._store.find_ships(wanted)
+            return found, dumps(found.items)
+
+        found, data = self._cache.get(wanted, serialize)
         add_paging_headers(req, resp, query, found)
-        send_json(req, resp, found.items)
+        send_json(req, resp, None, data)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate(ShipIn, read_json(req))
@@ -42,11 +51,15 @@ class Ships:
 class Ship:
     auth = {"PUT": ACCESS, "PATCH": ACCESS, "DELETE": ACCESS}
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache: VersionedCache) -> None:
         self._store = store
+        self._cache = cache
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
-        send_json(req, resp, self._existing(ship_id))
+        data = self._cache.get(ship_id, lambda: _serialized(self._store.get_ship(ship_id)))
+        if data is None:
+            raise falcon.HTTPNotFound()
+        send_json(req, resp, None, data)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         body = validate(ShipReplace, read_json(req))
@@ -89,3 +102,7 @@ class Ship:
         if ship is None:
             raise falcon.HTTPNotFound()
         send_json(req, resp, ship)
+
+
+def _serialized(ship: dict | None) -> bytes | None:
+    return None if ship is None else dumps(ship)

@@ -64,6 +64,11 @@ class User:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)
         body = validate(UserPatch, read_merge_patch(req))
+        # A merge patch's null removes a member, and both are required.
+        removed = {k: ["Missing data for required field."] for k in ("name", "password")
+                   if k in body.model_fields_set and getattr(body, k) is None}
+        if removed:
+            raise ValidationFailed(removed)
         if body.id is not None and body.id != user_id:
             raise bad_request(ID_MISMATCH)
         for _ in range(PATCH_RETRIES):
@@ -71,8 +76,6 @@ class User:
             check = if_match(req, _public)
             if check and not check(current):
                 raise PreconditionFailed()
-            if "name" in body.model_fields_set and body.name is None:
-                raise ValidationFailed({"name": ["Missing data for required field."]})
             try:
                 return self._save(
                     req, resp, current, body.name or current.name, body.password,

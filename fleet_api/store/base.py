@@ -143,6 +143,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_ship(self, ship_id: int, precondition: Precondition | None = None) -> bool: ...
 
+    @abc.abstractmethod
+    def ships_version(self) -> int:
+        """A number that changes with every committed ship write, on every
+        worker and host: readers cache what they serialized until it moves."""
+
     # --- token blocklist ---------------------------------------------------
     @abc.abstractmethod
     def revoke_token(self, jti: str, expires_at: int) -> None:
@@ -150,6 +155,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def is_token_revoked(self, jti: str) -> bool: ...
+
+    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+        """(the user, is this jti revoked): what every authenticated request
+        asks. SQL backends answer it in one round trip."""
+        return self.get_user(user_id), self.is_token_revoked(jti)
 
     @abc.abstractmethod
     def purge_expired_tokens(self, now: int) -> int:

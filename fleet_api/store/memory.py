@@ -41,6 +41,7 @@ class MemoryStore(Store):
         # Ids are never reused, so a deleted user's old token can't name a new one.
         self._user_ids = itertools.count(1)
         self._ship_ids = itertools.count(1)
+        self._ships_version = 0
 
     # --- users -------------------------------------------------------------
     def find_users(self, query: ListQuery) -> Page:
@@ -110,6 +111,7 @@ class MemoryStore(Store):
         with self._lock:
             ship = ship_record(next(self._ship_ids), copy.deepcopy(fields))
             self._ships[ship["id"]] = ship
+            self._ships_version += 1
             return copy.deepcopy(ship)
 
     def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
@@ -119,6 +121,7 @@ class MemoryStore(Store):
             _check(precondition, copy.deepcopy(self._ships[ship_id]))
             ship = ship_record(ship_id, copy.deepcopy(fields))
             self._ships[ship_id] = ship
+            self._ships_version += 1
             return copy.deepcopy(ship)
 
     def delete_ship(self, ship_id: int, precondition=None) -> bool:
@@ -127,7 +130,11 @@ class MemoryStore(Store):
                 return False
             _check(precondition, copy.deepcopy(self._ships[ship_id]))
             del self._ships[ship_id]
+            self._ships_version += 1
             return True
+
+    def ships_version(self) -> int:
+        return self._ships_version
 
     # --- token blocklist ---------------------------------------------------
     def revoke_token(self, jti: str, expires_at: int) -> None:
@@ -183,6 +190,7 @@ class MemoryStore(Store):
             self._seeded = True
             self._users = {u.id: u for u in users}
             self._ships = {s["id"]: ship_record(s["id"], s) for s in ships}
+            self._ships_version += 1
             self._user_ids = itertools.count(max(self._users, default=0) + 1)
             self._ship_ids = itertools.count(max(self._ships, default=0) + 1)
             return True

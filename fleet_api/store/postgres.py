@@ -81,6 +81,25 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at_idx ON revoked_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('ships', 0) ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION fleet_count_ship_write() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'ships';
+    RETURN NULL;
+END
+$fn$;
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ships_changed') THEN
+        CREATE TRIGGER ships_changed AFTER INSERT OR UPDATE OR DELETE ON ships
+            FOR EACH STATEMENT EXECUTE FUNCTION fleet_count_ship_write();
+    END IF;
+END
+$do$;
 CREATE TABLE IF NOT EXISTS login_failures (
     key TEXT PRIMARY KEY,
     count INT NOT NULL,
@@ -363,6 +382,21 @@ class PostgresStore(Store):
 
     def is_token_revoked(self, jti: str) -> bool:
         return self._one("SELECT 1 FROM revoked_tokens WHERE jti = %s", (jti,)) is not None
+
+    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+        if not _valid_id(user_id):
+            return None, self.is_token_revoked(jti)
+        row = self._one(
+            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %s), "
+            + ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
+            + " FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.id = %s",
+            (jti, user_id),
+        )
+        return (_user(row[1:]) if row[1] is not None else None), bool(row[0])
+
+    def ships_version(self) -> int:
+        # Bumped by a trigger inside each ship write's own transaction.
+        return self._one("SELECT value FROM counters WHERE name = 'ships'")[0]
 
     def purge_expired_tokens(self, now: int) -> int:
         self._last_purge = now

@@ -4,11 +4,16 @@ WAL lets readers run while one writer commits; `synchronous=FULL` makes a
 commit durable before we answer. Every write takes the write lock up front
 (`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
 lock upgrade, and each public method is one transaction.
+
+Writers first queue on an flock of `<db>.lock`: SQLite's own busy handler
+polls with sleeps of up to 100 ms, so under contention a writer could sleep
+long after the lock came free; the kernel wakes an flock waiter at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -62,6 +67,17 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('ships', 0);
+CREATE TRIGGER IF NOT EXISTS ships_inserted AFTER INSERT ON ships
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
+CREATE TRIGGER IF NOT EXISTS ships_updated AFTER UPDATE ON ships
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
+CREATE TRIGGER IF NOT EXISTS ships_deleted AFTER DELETE ON ships
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
 CREATE TABLE IF NOT EXISTS login_failures (
     key TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -88,9 +104,10 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
         with self._write() as db:
-            for statement in SCHEMA.split(";"):
+            for statement in SCHEMA.split(";\n"):
                 if statement.strip():
                     db.execute(statement)
 
@@ -107,18 +124,28 @@ class SQLiteStore(Store):
             self._local.db, self._local.pid = db, os.getpid()
             with self._connections_lock:
                 self._connections.append(db)
+            # flock belongs to an open file description: one per thread, so
+            # threads of one process queue on it like processes do.
+            self._local.lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            with self._connections_lock:
+                self._lock_fds.append(self._local.lock_fd)
         return db
 
     @contextlib.contextmanager
     def _write(self):
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        lock_fd = self._local.lock_fd
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     def _query(self, sql: str, params=()) -> list[tuple]:
         return self._db().execute(sql, params).fetchall()
@@ -239,6 +266,10 @@ class SQLiteStore(Store):
                 _check(precondition, _ship(current))
             return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
 
+    def ships_version(self) -> int:
+        # Bumped by triggers inside each ship write's own transaction.
+        return self._query("SELECT value FROM counters WHERE name = 'ships'")[0][0]
+
     # --- token blocklist ---------------------------------------------------
     def revoke_token(self, jti: str, expires_at: int) -> None:
         # The purge rides along with each revocation: one indexed range delete,
@@ -252,6 +283,14 @@ class SQLiteStore(Store):
 
     def is_token_revoked(self, jti: str) -> bool:
         return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
+
+    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+        row = self._query(
+            f"SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?), {_USER_COLUMNS} "
+            "FROM (SELECT 1) LEFT JOIN users ON users.id = ?",
+            (jti, user_id),
+        )[0]
+        return (User(*row[1:]) if row[1] is not None else None), bool(row[0])
 
     def purge_expired_tokens(self, now: int) -> int:
         with self._write() as db:
@@ -304,6 +343,10 @@ class SQLiteStore(Store):
             connections, self._connections = self._connections, []
         for db in connections:
             db.close()
+        for fd in self._lock_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._lock_fds = []
         self._local = threading.local()
 
 
