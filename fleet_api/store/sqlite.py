@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import orjson
@@ -38,6 +39,9 @@ from fleet_api.store.base import (
 )
 
 BUSY_TIMEOUT_MS = 30_000
+# FULL: a commit is on disk before we answer. NORMAL (an explicit choice in
+# the URL): it survives a crash of the process, not of the machine.
+SYNCHRONOUS_MODES = ("full", "normal")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -90,17 +94,23 @@ _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
 
 
-def path_from_url(url: str) -> Path:
-    """sqlite:///relative/path.db or sqlite:////absolute/path.db"""
+def parse_url(url: str) -> tuple[Path, str]:
+    """sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally
+    `?synchronous=normal` (default `full`: fsync on every commit)."""
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    location, _, options = url.partition("?")
+    if not location.startswith(prefix) or len(location) == len(prefix):
         raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///path/to/fleet.db")
-    return Path(url[len(prefix):])
+    params = urllib.parse.parse_qs(options, strict_parsing=bool(options))
+    synchronous = params.pop("synchronous", ["full"])[-1].lower()
+    if params or synchronous not in SYNCHRONOUS_MODES:
+        raise ValueError(f"bad SQLite URL {url!r}: the only option is synchronous=full|normal")
+    return Path(location[len(prefix):]), synchronous
 
 
 class SQLiteStore(Store):
     def __init__(self, url: str) -> None:
-        self.path = path_from_url(url)
+        self.path, self._synchronous = parse_url(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -120,7 +130,7 @@ class SQLiteStore(Store):
                                  timeout=BUSY_TIMEOUT_MS / 1000)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
             self._local.db, self._local.pid = db, os.getpid()
             with self._connections_lock:
                 self._connections.append(db)
