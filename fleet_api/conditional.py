@@ -17,17 +17,28 @@ def etag_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def send_json(req: falcon.Request, resp: falcon.Response, obj, data: bytes | None = None) -> None:
-    """Send `obj` (or its ready bytes) with an ETag; 304 when the client has it."""
-    data = dumps(obj) if data is None else data
-    tag = etag_of(data)
-    resp.etag = f'"{tag}"'
-    wanted = req.if_none_match if req.method in ("GET", "HEAD") else None
-    if wanted and any(t == "*" or str(t) == tag for t in wanted):
+class Representation:
+    """Bytes ready to send and their ETag, made once (and cacheable)."""
+
+    __slots__ = ("data", "tag", "etag")
+
+    def __init__(self, obj) -> None:
+        self.data = dumps(obj)
+        self.tag = etag_of(self.data)
+        self.etag = f'"{self.tag}"'
+
+
+def send_json(req: falcon.Request, resp: falcon.Response, body) -> None:
+    """Send a Representation, or an object made into one, with its ETag;
+    304 when a GET already holds it."""
+    rep = body if isinstance(body, Representation) else Representation(body)
+    resp.set_header("ETag", rep.etag)
+    wanted = req.if_none_match if "HTTP_IF_NONE_MATCH" in req.env and req.method == "GET" else None
+    if wanted and any(t == "*" or str(t) == rep.tag for t in wanted):
         resp.status = falcon.HTTP_304  # no body, so no Content-Type either
         return
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = data
+    resp.data = rep.data
 
 
 def if_match(req: falcon.Request, represent=lambda record: record):

@@ -39,26 +39,25 @@ class RequestHygiene:
         return f"{prefix}-{next(counter):x}"
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        given = req.get_header("X-Request-ID")
+        given = req.env.get("HTTP_X_REQUEST_ID")
         req.context.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else self._fresh_id()
         resp.set_header("X-Request-ID", req.context.request_id)
         resp.set_header("X-Content-Type-Options", "nosniff")
-        self._cap_body(req)
-
-    def _cap_body(self, req: falcon.Request) -> None:
-        too_large = falcon.HTTPContentTooLarge(
-            description=f"The body may be at most {self._max_body} bytes."
-        )
         length = req.content_length
         if length is not None:
             if length > self._max_body:
-                raise too_large
-            return
-        if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
-            # No Content-Length to check up front: read at most one byte past
-            # the cap, then hand Falcon the buffered body with its length.
-            data = req.env["wsgi.input"].read(self._max_body + 1)
-            if len(data) > self._max_body:
-                raise too_large
-            req.env["wsgi.input"] = io.BytesIO(data)
-            req.env["CONTENT_LENGTH"] = str(len(data))
+                raise self._too_large()
+        elif "chunked" in req.env.get("HTTP_TRANSFER_ENCODING", "").lower():
+            self._buffer_chunked(req)
+
+    def _too_large(self) -> falcon.HTTPContentTooLarge:
+        return falcon.HTTPContentTooLarge(description=f"The body may be at most {self._max_body} bytes.")
+
+    def _buffer_chunked(self, req: falcon.Request) -> None:
+        """No Content-Length to check up front: read at most one byte past
+        the cap, then hand Falcon the buffered body with its length."""
+        data = req.env["wsgi.input"].read(self._max_body + 1)
+        if len(data) > self._max_body:
+            raise self._too_large()
+        req.env["wsgi.input"] = io.BytesIO(data)
+        req.env["CONTENT_LENGTH"] = str(len(data))

@@ -8,7 +8,6 @@ import falcon
 
 from fleet_api.media import MERGE_PATCH
 from fleet_api.schemas import ValidationFailed, parse_query
-from fleet_api.store import Page
 
 ID_MISMATCH = "Request data id has to match resource id."
 PATCH_RETRIES = 3  # re-reads when a concurrent write lands between read and write
@@ -56,9 +55,9 @@ def list_query(req: falcon.Request, model):
     return parse_query(model, req.params)
 
 
-def add_paging_headers(req: falcon.Request, resp: falcon.Response, query, found: Page) -> None:
+def add_paging_headers(req: falcon.Request, resp: falcon.Response, query, total: int) -> None:
     """X-Total-Count always; Link next/prev when the client pages with `limit`."""
-    resp.set_header("X-Total-Count", str(found.total))
+    resp.set_header("X-Total-Count", str(total))
     if query.limit is None:
         return
     params = dict(req.params)
@@ -67,7 +66,7 @@ def add_paging_headers(req: falcon.Request, resp: falcon.Response, query, found:
         params["offset"] = str(offset)
         resp.append_link(f"{req.prefix}{req.path}?{urllib.parse.urlencode(params)}", rel)
 
-    if query.offset + query.limit < found.total:
+    if query.offset + query.limit < total:
         link(query.offset + query.limit, "next")
     if query.offset > 0:
         link(max(query.offset - query.limit, 0), "prev")

@@ -34,7 +34,7 @@ class Users:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = list_query(req, UserQuery)
         found = self._store.find_users(query.to_list_query())
-        add_paging_headers(req, resp, query, found)
+        add_paging_headers(req, resp, query, found.total)
         send_json(req, resp, [user.public() for user in found.items])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
