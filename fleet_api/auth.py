@@ -20,6 +20,7 @@ ACCESS = "access"
 REFRESH = "refresh"
 ALGORITHM = "HS256"
 _REQUIRED_CLAIMS = ["exp", "iat", "nbf", "jti", "sub", "type"]
+VERIFIED_CACHE_SIZE = 4096  # tokens per worker whose signature we already checked
 
 
 class Tokens:
@@ -28,6 +29,11 @@ class Tokens:
     def __init__(self, secret_key: str, access_ttl: int, refresh_ttl: int) -> None:
         self._key = secret_key
         self._ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
+        # A client sends the same token many times; its signature and claims
+        # can't change, so they are checked once (keyed by the exact token
+        # text) and only expiry is checked again. Revocation and the user are
+        # still asked of the store on every request.
+        self._verified: dict[str, dict] = {}
 
     def issue(self, user: User, token_type: str) -> str:
         now = int(time.time())
@@ -44,6 +50,19 @@ class Tokens:
 
     def decode(self, token: str) -> dict:
         """Verified claims, or the documented 401/422 error."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] <= time.time():  # PyJWT's rule, with no leeway
+                self._verified.pop(token, None)
+                raise unauthorized("Token has expired")
+            return claims
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict:
         try:
             claims = jwt.decode(
                 token,
