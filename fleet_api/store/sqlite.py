@@ -92,6 +92,7 @@ CREATE INDEX IF NOT EXISTS login_failures_expiry ON login_failures (window_end);
 
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
+_SHIP_ASSIGNMENTS = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
 
 
 def parse_url(url: str) -> tuple[Path, str]:
@@ -154,6 +155,19 @@ class SQLiteStore(Store):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _write_one(self, sql: str, params=()) -> list[tuple]:
+        """A single statement is its own transaction (autocommit), so the
+        write lock is held for one call into SQLite instead of three with
+        Python in between: a writer descheduled while holding it stalls
+        every other writer on the host, so the shorter the better."""
+        db = self._db()
+        lock_fd = self._local.lock_fd
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            return db.execute(sql, params).fetchall()  # all rows: the statement ends, the commit happens
         finally:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
@@ -246,28 +260,29 @@ class SQLiteStore(Store):
     def create_ship(self, fields: Ship) -> Ship:
         columns = ", ".join(SHIP_FIELDS)
         marks = ", ".join("?" * len(SHIP_FIELDS))
-        with self._write() as db:
-            row = db.execute(
-                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
-                _ship_values(fields),
-            ).fetchone()
-        return _ship(row)
+        rows = self._write_one(
+            f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
+            _ship_values(fields),
+        )
+        return _ship(rows[0])
 
     def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
-        assignments = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
-        with self._write() as db:
-            if precondition is not None:
+        sql = f"UPDATE ships SET {_SHIP_ASSIGNMENTS} WHERE id = ? RETURNING {_SHIP_COLUMNS}"
+        params = (*_ship_values(fields), ship_id)
+        if precondition is None:
+            rows = self._write_one(sql, params)
+        else:
+            with self._write() as db:
                 current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
                 if current is None:
                     return None
                 _check(precondition, _ship(current))
-            row = db.execute(
-                f"UPDATE ships SET {assignments} WHERE id = ? RETURNING {_SHIP_COLUMNS}",
-                (*_ship_values(fields), ship_id),
-            ).fetchone()
-        return _ship(row) if row else None
+                rows = db.execute(sql, params).fetchall()
+        return _ship(rows[0]) if rows else None
 
     def delete_ship(self, ship_id: int, precondition=None) -> bool:
+        if precondition is None:
+            return bool(self._write_one("DELETE FROM ships WHERE id = ? RETURNING id", (ship_id,)))
         with self._write() as db:
             if precondition is not None:
                 current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
