@@ -173,6 +173,22 @@ def ship_is(ship_id: int | None, fields: dict) -> Check:
     return check
 
 
+def search_page(body: Any) -> str | None:
+    """At most 3 Empire ships of length >= 8, longest first, ids breaking ties."""
+    if not isinstance(body, list) or len(body) > 3:
+        return "search page is not a JSON array of at most 3 ships"
+    for ship in body:
+        problem = ship_problem(ship)
+        if problem:
+            return f"in search page: {problem}"
+        if ship["affiliation"].lower() != "empire" or ship["length"] < 8:
+            return "search page holds a ship the filter excludes"
+    keys = [(-ship["length"], ship["id"]) for ship in body]
+    if keys != sorted(keys):
+        return "search page is not sorted by -length,id"
+    return None
+
+
 def ship_list(body: Any) -> str | None:
     if not isinstance(body, list):
         return "ship list is not a JSON array"
@@ -367,6 +383,15 @@ class Reader(FleetUser):
         self.call(
             "GET", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=200,
             check=ship_is(ship_id, SEED_SHIPS[ship_id]),
+        )
+
+    @task(2)
+    def search_ships(self) -> None:
+        """A filtered, sorted, paged search: its first or second page."""
+        offset = random.choice((0, 3))
+        self.call(
+            "GET", f"/api/ships?affiliation=empire&length_min=8&sort=-length,id&limit=3&offset={offset}",
+            name="/api/ships?[search]", expect=200, check=search_page,
         )
 
     @task(1)

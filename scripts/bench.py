@@ -24,7 +24,7 @@ Environment (all optional):
   BENCH_DURATION     seconds per wrk run                               (default 5)
   BENCH_CONNECTIONS  wrk connections                                   (default 32)
   BENCH_THREADS      wrk threads                                       (default 2)
-  BENCH_SCENARIOS    comma-separated subset of: list_ships, get_ship,
+  BENCH_SCENARIOS    comma-separated subset of: list_ships, search, get_ship,
                      update_ship, login, refresh, mixed                (default all)
   BENCH_LOGIN_CONNECTIONS  wrk connections for login (default 4: each
                      login holds a core for one scrypt, more only queue)
@@ -84,6 +84,8 @@ SHIP_BODY = {
     "manufacturer": "Kuat Drive Yards",
     "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
 }
+# The search scenario: a filter, a range, a two-key sort and a page.
+SEARCH = "/api/ships?affiliation=empire&length_min=8&sort=-length,model&limit=5&offset=0"
 WRK_TIMEOUT = "10s"  # logins queue behind scrypt: don't count them as socket timeouts
 WRK_GRACE = 30  # seconds on top of the run before wrk is killed
 
@@ -106,6 +108,8 @@ class Scenario:
         req = str(BENCH_DIR / "request.lua")
         if self.name == "list_ships":
             return ["-s", str(BENCH_DIR / "report.lua"), f"{base}/api/ships"]
+        if self.name == "search":
+            return ["-s", str(BENCH_DIR / "report.lua"), f"{base}{SEARCH}"]
         if self.name == "get_ship":
             return ["-s", str(BENCH_DIR / "report.lua"), f"{base}/api/ships/1"]
         if self.name == "update_ship":
@@ -122,6 +126,7 @@ class Scenario:
 
 SCENARIOS = {s.name: s for s in [
     Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read"),
+    Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH),
     Scenario("get_ship", "GET /api/ships/1", "one ship, anonymous read"),
     Scenario("update_ship", "PUT /api/ships/N", "replace one ship: Bearer access token, JSON body validated, SQLite write"),
     Scenario("login", "POST /auth/login", "username + password: one scrypt verify, two JWTs signed"),
@@ -178,6 +183,7 @@ def canned_bodies(base: str, ctx: Context) -> dict:
     return {
         "put": put.decode(),
         "list": expect("GET", f"{base}/api/ships").decode(),
+        "search": expect("GET", f"{base}{SEARCH}").decode(),
         "ships": {str(i): expect("GET", f"{base}/api/ships/{i}").decode() for i in range(1, SHIP_COUNT + 1)},
         "login": expect("POST", f"{base}/auth/login", ctx.login_file.read_bytes()).decode(),
         "refresh": expect("POST", f"{base}/auth/refresh", None, ctx.refresh).decode(),

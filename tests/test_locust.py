@@ -25,6 +25,7 @@ _spec.loader.exec_module(load)
 # Every request name each flow reports; the stats must show all of them.
 READER = {
     ("GET", "/api/ships"),
+    ("GET", "/api/ships?[search]"),
     ("GET", "/api/ships/[id]"),
     ("GET", "/api/users"),
     ("GET", "/api/users/[id]"),
@@ -86,7 +87,7 @@ def server():
 
 
 def test_a_short_run_against_the_real_api_passes_and_leaves_no_data(server, tmp_path):
-    code, rows, log = run(server.url, tmp_path, users=6, duration=10)
+    code, rows, log = run(server.url, tmp_path, users=10, duration=10)
 
     assert code == 0, log
     assert (tmp_path / "load.html").stat().st_size > 0
