@@ -121,8 +121,6 @@ class _Query(BaseModel):
 
 
 class ShipQuery(_Query):
-    NONE: ClassVar["ShipQuery"]
-
     sortable: ClassVar[tuple[str, ...]] = SHIP_SORT_FIELDS
 
     affiliation: Text | None = Field(None, description="Exact match, case-insensitive.")
@@ -149,22 +147,14 @@ class ShipQuery(_Query):
 
 
 class UserQuery(_Query):
-    NONE: ClassVar["UserQuery"]
-
     sortable: ClassVar[tuple[str, ...]] = USER_SORT_FIELDS
 
     def to_list_query(self) -> ListQuery:
         return ListQuery((), (), self.q, self.sort_keys(), self.limit, self.offset)
 
 
-ShipQuery.NONE = ShipQuery()
-UserQuery.NONE = UserQuery()
-
-
 def parse_query(model: type[_Query], params: dict[str, Any]) -> _Query:
     """Query parameters, each given once, checked like a body; 400 names the bad ones."""
-    if not params:  # the example's plain list: no validation to run
-        return model.NONE
     repeated = {name: ["Give this parameter once."] for name, value in params.items() if isinstance(value, list)}
     if repeated:
         raise ValidationFailed(repeated)

@@ -51,8 +51,26 @@ def created(req: falcon.Request, resp: falcon.Response, path: str, body) -> None
     resp.media = body
 
 
-def list_query(req: falcon.Request, model):
-    return parse_query(model, req.params)
+class QueryParser:
+    """A list's query string, validated once per distinct string (bounded):
+    clients repeat the same searches, and pydantic needn't see them again."""
+
+    LIMIT = 1024
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self._seen: dict[str, tuple] = {}
+
+    def __call__(self, req: falcon.Request) -> tuple:
+        """(the validated query model, its ListQuery); 400 for a bad one."""
+        parsed = self._seen.get(req.query_string)
+        if parsed is None:
+            query = parse_query(self._model, req.params)
+            parsed = (query, query.to_list_query())
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            self._seen[req.query_string] = parsed
+        return parsed
 
 
 def add_paging_headers(req: falcon.Request, resp: falcon.Response, query, total: int) -> None:

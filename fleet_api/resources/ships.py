@@ -13,14 +13,13 @@ from fleet_api.resources import (
     PATCH_RETRIES,
     add_paging_headers,
     created,
-    list_query,
+    QueryParser,
     merge_patch,
     read_json,
     read_merge_patch,
 )
 from fleet_api.schemas import ShipIn, ShipQuery, ShipReplace, validate
 from fleet_api.store import PreconditionFailed, Store
-from fleet_api.store.base import ALL
 
 
 class Ships:
@@ -29,18 +28,17 @@ class Ships:
     def __init__(self, store: Store, cache: VersionedCache) -> None:
         self._store = store
         self._cache = cache
+        self._parse = QueryParser(ShipQuery)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = list_query(req, ShipQuery)
-        # The example's plain list is the hot one: skip building and hashing a query.
-        plain = query is ShipQuery.NONE
-        wanted = ALL if plain else query.to_list_query()
+        query, wanted = self._parse(req)
 
         def serialize():
             found = self._store.find_ships(wanted)
             return found.total, Representation(found.items)
 
-        total, body = self._cache.get("all" if plain else wanted, serialize)
+        # Keyed by the query string itself: cheaper to hash than the query.
+        total, body = self._cache.get(req.query_string, serialize)
         add_paging_headers(req, resp, query, total)
         send_json(req, resp, body)
 

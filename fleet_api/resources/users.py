@@ -13,7 +13,7 @@ from fleet_api.resources import (
     PATCH_RETRIES,
     add_paging_headers,
     created,
-    list_query,
+    QueryParser,
     read_json,
     read_merge_patch,
 )
@@ -30,10 +30,11 @@ class Users:
     def __init__(self, store: Store, hasher: PasswordHasher) -> None:
         self._store = store
         self._hasher = hasher
+        self._parse = QueryParser(UserQuery)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = list_query(req, UserQuery)
-        found = self._store.find_users(query.to_list_query())
+        query, wanted = self._parse(req)
+        found = self._store.find_users(wanted)
         add_paging_headers(req, resp, query, found.total)
         send_json(req, resp, [user.public() for user in found.items])
 
