@@ -19,7 +19,8 @@ import time
 import urllib.error
 from pathlib import Path
 
-from realhttp import STAR_DESTROYER, call
+from bodies import STAR_DESTROYER
+from realhttp import call
 
 REQUEST_TIMEOUT = 10.0  # a request slower than this counts as a hang
 PAUSE_AFTER_REFUSAL = 0.02  # don't spin while the server is down

@@ -40,13 +40,3 @@ def login(base: str, username: str = "user", password: str = "password") -> dict
     return result.json
 
 
-STAR_DESTROYER = {
-    "ship_class": "Star Destroyer",
-    "model": "Imperial I-class Star Destroyer",
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
-}

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import re
+from bodies import SHIP_2, STAR_DESTROYER
 
 STRONG_ETAG = re.compile(r'^"[\x21\x23-\x7e]+"$')  # RFC 9110 entity-tag, not W/
 PRECONDITION_FAILED = "Precondition Failed"
 STALE = '"0123456789abcdef01234567"'
 
-SHIP_2 = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "id": 2,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
-STAR_DESTROYER = {
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "model": "Imperial I-class Star Destroyer",
-    "roles": ["Destroyer", "Carrier"],
-    "ship_class": "Star Destroyer",
-}
 READ_PATHS = ["/api/ships/2", "/api/ships", "/api/ships?limit=5&offset=5", "/api/users/1", "/api/users"]
 
 

@@ -8,17 +8,8 @@ import json
 import falcon.testing
 
 from fleet_api.app import create_app
+from bodies import STAR_DESTROYER
 
-STAR_DESTROYER = {
-    "ship_class": "Star Destroyer",
-    "model": "Imperial I-class Star Destroyer",
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
-}
 INTERNAL = "the cellar key is under the mat"
 
 

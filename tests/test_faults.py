@@ -37,7 +37,8 @@ from load_helpers import (
     read_ships,
     wait_for_workers,
 )
-from realhttp import STAR_DESTROYER, call, login
+from bodies import STAR_DESTROYER
+from realhttp import call, login
 
 WORKERS = 4
 FAST_HASHING = "16"  # scrypt N where hashing isn't the point

@@ -7,17 +7,8 @@ import secrets
 import requests
 
 from fleet_api.devserver import GunicornServer
+from bodies import STAR_DESTROYER
 
-STAR_DESTROYER = {
-    "ship_class": "Star Destroyer",
-    "model": "Imperial I-class Star Destroyer",
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
-}
 STAR_DESTROYER_II = {**STAR_DESTROYER, "model": "Imperial II-class Star Destroyer", "crew": 37050}
 TIMEOUT = 10
 

@@ -23,7 +23,8 @@ import jwt
 import pytest
 
 from fleet_api.devserver import GunicornServer
-from realhttp import STAR_DESTROYER, call, login
+from bodies import STAR_DESTROYER
+from realhttp import call, login
 
 SHIP = {
     "affiliation": "Empire",

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import json
+from bodies import SHIP_2, STAR_DESTROYER
 
 MERGE_PATCH = "application/merge-patch+json"
 
-SHIP_2 = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "id": 2,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
-STAR_DESTROYER = {
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "model": "Imperial I-class Star Destroyer",
-    "roles": ["Destroyer", "Carrier"],
-    "ship_class": "Star Destroyer",
-}
 REQUIRED_SHIP_FIELDS = sorted(set(SHIP_2) - {"id"})
 USER_1 = {"id": 1, "name": "user"}
 

@@ -4,6 +4,7 @@ example README's own bodies."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
+from bodies import SHIP_2, STAR_DESTROYER
 
 # The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
 SHIP_1 = {
@@ -16,28 +17,6 @@ SHIP_1 = {
     "model": "T-65 X-Wing",
     "roles": ["Space Superiority Starfighter", "Escort"],
     "ship_class": "Starfighter",
-}
-SHIP_2 = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "id": 2,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
-# The README's `POST /api/ships` and `PUT /api/ships/16` request bodies.
-STAR_DESTROYER = {
-    "ship_class": "Star Destroyer",
-    "model": "Imperial I-class Star Destroyer",
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
 }
 STAR_DESTROYER_II = {**STAR_DESTROYER, "model": "Imperial II-class Star Destroyer", "crew": 37050}
 

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from fleet_api.devserver import GunicornServer
-from realhttp import STAR_DESTROYER, call, login
+from bodies import STAR_DESTROYER
+from realhttp import call, login
 
 
 @pytest.fixture(scope="module")
