@@ -134,6 +134,17 @@ def test_patch_ship_with_a_non_object_body_is_400(client, auth, subtests):
             assert ship_2(client) == SHIP_2
 
 
+def test_patch_ship_with_a_deeply_nested_value_is_400_not_500(client, auth):
+    depth = 1020  # just under orjson's nesting limit, past Python's recursion limit
+    body = '{"model":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    result = client.simulate_patch(
+        "/api/ships/2", body=body, headers={**auth.headers, "Content-Type": MERGE_PATCH}
+    )
+
+    assert_bad_request_naming(result, "model")
+    assert ship_2(client) == SHIP_2
+
+
 def test_patch_ship_with_a_matching_id_is_200(client, auth):
     result = patch(client, "/api/ships/2", {"id": 2, "crew": 2}, auth)
 

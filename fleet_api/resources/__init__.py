@@ -6,8 +6,10 @@ import urllib.parse
 
 import falcon
 
+from fleet_api.conditional import if_match, unchanged_since
 from fleet_api.media import MERGE_PATCH
 from fleet_api.schemas import ValidationFailed, parse_query
+from fleet_api.store import PreconditionFailed
 
 ID_MISMATCH = "Request data id has to match resource id."
 PATCH_RETRIES = 3  # re-reads when a concurrent write lands between read and write
@@ -32,17 +34,37 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def merge_patch(target, patch):
-    """RFC 7396 JSON Merge Patch: null removes a member, objects merge, the rest replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
+def merge_patch(target: dict, patch: dict) -> dict:
+    """RFC 7396 JSON Merge Patch: null removes a member, an object merges into
+    an object, anything else replaces. Recursion follows the target, never
+    the patch, so a hostile deeply nested patch costs nothing: an object sent
+    for a member that isn't one is kept as sent, and validation refuses it."""
+    result = dict(target)
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_patch(result[key], value)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = value
     return result
+
+
+def patch_with_retries(req: falcon.Request, load, save, represent=lambda record: record, what="resource"):
+    """PATCH as read, check, merge and save. When another write lands between
+    the read and the save, read again (a few times) rather than undo it;
+    a client that pinned a version with If-Match gets 412 instead."""
+    check = if_match(req, represent)
+    for _ in range(PATCH_RETRIES):
+        current = load()
+        if check and not check(current):
+            raise PreconditionFailed()
+        try:
+            return save(current, unchanged_since(current, represent))
+        except PreconditionFailed:
+            if check:
+                raise
+    raise falcon.HTTPConflict(description=f"The {what} kept changing; try again.")
 
 
 def created(req: falcon.Request, resp: falcon.Response, path: str, body) -> None:

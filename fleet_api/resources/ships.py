@@ -6,20 +6,20 @@ import falcon
 
 from fleet_api.auth import ACCESS
 from fleet_api.cache import VersionedCache
-from fleet_api.conditional import Representation, if_match, send_json, unchanged_since
+from fleet_api.conditional import Representation, if_match, send_json
 from fleet_api.errors import bad_request
 from fleet_api.resources import (
     ID_MISMATCH,
-    PATCH_RETRIES,
+    QueryParser,
     add_paging_headers,
     created,
-    QueryParser,
     merge_patch,
+    patch_with_retries,
     read_json,
     read_merge_patch,
 )
 from fleet_api.schemas import ShipIn, ShipQuery, ShipReplace, validate
-from fleet_api.store import PreconditionFailed, Store
+from fleet_api.store import Store
 
 
 class Ships:
@@ -70,21 +70,15 @@ class Ship:
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         patch = read_merge_patch(req)
-        for _ in range(PATCH_RETRIES):
-            current = self._existing(ship_id)
-            check = if_match(req)
-            if check and not check(current):
-                raise PreconditionFailed()
+
+        def save(current: dict, unchanged) -> None:
             fields = {k: v for k, v in current.items() if k != "id"}
             body = validate(ShipReplace, merge_patch(fields, patch))
             if body.id is not None and body.id != ship_id:
                 raise bad_request(ID_MISMATCH)
-            try:
-                return self._save(req, resp, ship_id, body, unchanged_since(current))
-            except PreconditionFailed:
-                if check:
-                    raise
-        raise falcon.HTTPConflict(description="The ship kept changing; try again.")
+            self._save(req, resp, ship_id, body, unchanged)
+
+        patch_with_retries(req, lambda: self._existing(ship_id), save, what="ship")
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         if not self._store.delete_ship(ship_id, if_match(req)):

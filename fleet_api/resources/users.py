@@ -5,20 +5,20 @@ from __future__ import annotations
 import falcon
 
 from fleet_api.auth import ACCESS
-from fleet_api.conditional import if_match, send_json, unchanged_since
+from fleet_api.conditional import if_match, send_json
 from fleet_api.errors import bad_request
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import (
     ID_MISMATCH,
-    PATCH_RETRIES,
+    QueryParser,
     add_paging_headers,
     created,
-    QueryParser,
+    patch_with_retries,
     read_json,
     read_merge_patch,
 )
 from fleet_api.schemas import UserIn, UserPatch, UserQuery, UserReplace, ValidationFailed, validate
-from fleet_api.store import PreconditionFailed, Store
+from fleet_api.store import Store
 from fleet_api.store import User as UserRecord
 
 
@@ -72,20 +72,11 @@ class User:
             raise ValidationFailed(removed)
         if body.id is not None and body.id != user_id:
             raise bad_request(ID_MISMATCH)
-        for _ in range(PATCH_RETRIES):
-            current = self._existing(user_id)
-            check = if_match(req, _public)
-            if check and not check(current):
-                raise PreconditionFailed()
-            try:
-                return self._save(
-                    req, resp, current, body.name or current.name, body.password,
-                    unchanged_since(current, _public),
-                )
-            except PreconditionFailed:
-                if check:
-                    raise
-        raise falcon.HTTPConflict(description="The user kept changing; try again.")
+
+        def save(current: UserRecord, unchanged) -> None:
+            self._save(req, resp, current, body.name or current.name, body.password, unchanged)
+
+        patch_with_retries(req, lambda: self._existing(user_id), save, _public, what="user")
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)
