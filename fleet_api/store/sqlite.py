@@ -217,11 +217,8 @@ class SQLiteStore(Store):
     def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
         try:
             with self._write() as db:
-                if precondition is not None:
-                    current = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
-                    if current is None:
-                        return None
-                    _check(precondition, User(*current))
+                if precondition is not None and not _guard(db, "users", user_id, precondition):
+                    return None
                 if password_hash is None:
                     cursor = db.execute(
                         f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
@@ -241,11 +238,8 @@ class SQLiteStore(Store):
 
     def delete_user(self, user_id: int, precondition=None) -> bool:
         with self._write() as db:
-            if precondition is not None:
-                current = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
-                if current is None:
-                    return False
-                _check(precondition, User(*current))
+            if precondition is not None and not _guard(db, "users", user_id, precondition):
+                return False
             return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
     # --- ships -------------------------------------------------------------
@@ -273,10 +267,8 @@ class SQLiteStore(Store):
             rows = self._write_one(sql, params)
         else:
             with self._write() as db:
-                current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
-                if current is None:
+                if not _guard(db, "ships", ship_id, precondition):
                     return None
-                _check(precondition, _ship(current))
                 rows = db.execute(sql, params).fetchall()
         return _ship(rows[0]) if rows else None
 
@@ -284,11 +276,8 @@ class SQLiteStore(Store):
         if precondition is None:
             return bool(self._write_one("DELETE FROM ships WHERE id = ? RETURNING id", (ship_id,)))
         with self._write() as db:
-            if precondition is not None:
-                current = db.execute(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,)).fetchone()
-                if current is None:
-                    return False
-                _check(precondition, _ship(current))
+            if not _guard(db, "ships", ship_id, precondition):
+                return False
             return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
 
     def ships_version(self) -> int:
@@ -388,6 +377,13 @@ def _ship(row: tuple) -> Ship:
     return ship_record(ship["id"], ship)
 
 
-def _check(precondition, current) -> None:
-    if not precondition(current):
+def _guard(db: sqlite3.Connection, table: str, row_id: int, precondition) -> bool:
+    """Inside a write transaction: False when the row is gone, PreconditionFailed
+    when `precondition` rejects the row as the API shows it, else True."""
+    columns, record = (_USER_COLUMNS, lambda row: User(*row)) if table == "users" else (_SHIP_COLUMNS, _ship)
+    row = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        return False
+    if not precondition(record(row)):
         raise PreconditionFailed()
+    return True
