@@ -35,21 +35,26 @@ class LoginThrottle:
         digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
         return {"user": f"user:{digest}", "ip": f"ip:{client_address(req, self._trusted)}"}
 
-    def check(self, keys: dict[str, str]) -> None:
-        """Raise TooManyAttempts while any of the keys is locked out."""
+    def check(self, keys: dict[str, str]) -> dict[str, int]:
+        """Each key's failures so far; TooManyAttempts while any is locked out."""
         now = int(time.time())
+        counts = {}
         for kind, key in keys.items():
             count, end = self._store.failures(key, now)
             if count >= self._limits[kind]:
                 raise TooManyAttempts(end - now)
+            counts[kind] = count
+        return counts
 
     def failed(self, keys: dict[str, str]) -> None:
         now = int(time.time())
         for key in keys.values():
             self._store.count_failure(key, self._window, now)
 
-    def succeeded(self, keys: dict[str, str]) -> None:
-        self._store.clear_failures(keys["user"])
+    def succeeded(self, keys: dict[str, str], counts: dict[str, int]) -> None:
+        """Reset the user's count: a write only when there was one to reset."""
+        if counts["user"]:
+            self._store.clear_failures(keys["user"])
 
 
 def _networks(spec: str) -> list | str:

@@ -30,13 +30,13 @@ class Login:
         if not (username and password and isinstance(username, str) and isinstance(password, str)):
             raise bad_request("Username or password missing.")
         keys = self._throttle.keys(req, username)
-        self._throttle.check(keys)
+        failures = self._throttle.check(keys)
         user = self._store.get_user_by_name(username)
         # Verify even for an unknown name, so timing does not tell names apart.
         if not self._hasher.verify(password, user.password_hash if user else None):
             self._throttle.failed(keys)
             raise unauthorized("Username or password invalid.")
-        self._throttle.succeeded(keys)
+        self._throttle.succeeded(keys, failures)
         _no_store(resp)
         resp.media = {
             "access_token": self._tokens.issue(user, ACCESS),
