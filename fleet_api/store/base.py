@@ -204,6 +204,12 @@ class Store(abc.ABC):
 Precondition = Callable[[Any], bool]
 
 
+def require(precondition: Precondition | None, current: Any) -> None:
+    """Raise PreconditionFailed unless `precondition` (if any) accepts `current`."""
+    if precondition is not None and not precondition(current):
+        raise PreconditionFailed()
+
+
 def ship_record(ship_id: int, fields: Ship) -> Ship:
     """A ship as the API shows it: the example's alphabetical key order."""
     record = {name: fields[name] for name in SHIP_FIELDS}

@@ -18,11 +18,11 @@ from fleet_api.store.base import (
     ListQuery,
     NameTaken,
     Page,
-    PreconditionFailed,
     Ship,
     Store,
     User,
     page,
+    require,
     ship_record,
 )
 
@@ -73,7 +73,7 @@ class MemoryStore(Store):
             user = self._users.get(user_id)
             if user is None:
                 return None
-            _check(precondition, user)
+            require(precondition, user)
             other = self._find_by_name(name)
             if other and other.id != user_id:
                 raise NameTaken(name)
@@ -92,7 +92,7 @@ class MemoryStore(Store):
         with self._lock:
             if user_id not in self._users:
                 return False
-            _check(precondition, self._users[user_id])
+            require(precondition, self._users[user_id])
             del self._users[user_id]
             return True
 
@@ -118,7 +118,7 @@ class MemoryStore(Store):
         with self._lock:
             if ship_id not in self._ships:
                 return None
-            _check(precondition, copy.deepcopy(self._ships[ship_id]))
+            require(precondition, copy.deepcopy(self._ships[ship_id]))
             ship = ship_record(ship_id, copy.deepcopy(fields))
             self._ships[ship_id] = ship
             self._ships_version += 1
@@ -128,7 +128,7 @@ class MemoryStore(Store):
         with self._lock:
             if ship_id not in self._ships:
                 return False
-            _check(precondition, copy.deepcopy(self._ships[ship_id]))
+            require(precondition, copy.deepcopy(self._ships[ship_id]))
             del self._ships[ship_id]
             self._ships_version += 1
             return True
@@ -195,7 +195,3 @@ class MemoryStore(Store):
             self._ship_ids = itertools.count(max(self._ships, default=0) + 1)
             return True
 
-
-def _check(precondition, current) -> None:
-    if precondition is not None and not precondition(current):
-        raise PreconditionFailed()

@@ -30,10 +30,10 @@ from fleet_api.store.base import (
     NameTaken,
     Page,
     Precondition,
-    PreconditionFailed,
     Ship,
     Store,
     User,
+    require,
     ship_record,
 )
 
@@ -286,7 +286,7 @@ class PostgresStore(Store):
                 with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
                     if current is None:
                         return None
-                    _check(precondition, _user(current))
+                    require(precondition, _user(current))
                     row = conn.execute(query, params).fetchone()
         return _user(row) if row else None
 
@@ -298,7 +298,7 @@ class PostgresStore(Store):
         with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
             if current is None:
                 return False
-            _check(precondition, _user(current))
+            require(precondition, _user(current))
             return conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount == 1
 
     # --- ships -------------------------------------------------------------
@@ -334,7 +334,7 @@ class PostgresStore(Store):
             with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
                 if current is None:
                     return None
-                _check(precondition, _ship(current))
+                require(precondition, _ship(current))
                 row = conn.execute(query, params).fetchone()
         return _ship(row) if row else None
 
@@ -346,7 +346,7 @@ class PostgresStore(Store):
         with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
             if current is None:
                 return False
-            _check(precondition, _ship(current))
+            require(precondition, _ship(current))
             return conn.execute("DELETE FROM ships WHERE id = %s", (ship_id,)).rowcount == 1
 
     # --- token blocklist ---------------------------------------------------
@@ -474,10 +474,6 @@ class PostgresStore(Store):
             if pool is not None and self._pid == os.getpid():
                 pool.close()
 
-
-def _check(precondition: Precondition, current: Any) -> None:
-    if not precondition(current):
-        raise PreconditionFailed()
 
 
 @contextlib.contextmanager

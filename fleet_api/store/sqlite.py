@@ -31,10 +31,10 @@ from fleet_api.store.base import (
     ListQuery,
     NameTaken,
     Page,
-    PreconditionFailed,
     Ship,
     Store,
     User,
+    require,
     ship_record,
 )
 
@@ -384,6 +384,5 @@ def _guard(db: sqlite3.Connection, table: str, row_id: int, precondition) -> boo
     row = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
     if row is None:
         return False
-    if not precondition(record(row)):
-        raise PreconditionFailed()
+    require(precondition, record(row))
     return True
