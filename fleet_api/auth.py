@@ -13,7 +13,7 @@ import uuid
 import falcon
 import jwt
 
-from fleet_api.errors import unauthorized, unprocessable
+from fleet_api.errors import TokenUnauthorized, TokenUnprocessable, unauthorized
 from fleet_api.store import Store, User
 
 ACCESS = "access"
@@ -54,7 +54,7 @@ class Tokens:
         if claims is not None:
             if claims["exp"] <= time.time():  # PyJWT's rule, with no leeway
                 self._verified.pop(token, None)
-                raise unauthorized("Token has expired")
+                raise TokenUnauthorized("Token has expired")
             return claims
         claims = self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
@@ -71,14 +71,14 @@ class Tokens:
                 options={"require": _REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
-            raise unauthorized("Token has expired") from None
+            raise TokenUnauthorized("Token has expired") from None
         except jwt.InvalidTokenError as exc:
-            raise unprocessable(str(exc) or "Invalid token") from None
+            raise TokenUnprocessable(str(exc) or "Invalid token") from None
         sub = claims["sub"]
         if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 18):
-            raise unprocessable("Invalid subject")
+            raise TokenUnprocessable("Invalid subject")
         if type(claims.get("ver", 0)) is not int:
-            raise unprocessable("Invalid token version")
+            raise TokenUnprocessable("Invalid token version")
         return claims
 
 
@@ -99,14 +99,18 @@ class AuthMiddleware:
             return
         claims = self._tokens.decode(_bearer_token(req))
         if claims["type"] != required:
-            raise unprocessable(f"Only {required} tokens are allowed")
+            raise TokenUnprocessable(f"Only {required} tokens are allowed")
         user, revoked = self._store.token_subject(int(claims["sub"]), claims["jti"])
         if revoked:
-            raise unauthorized("Token has been revoked")
+            raise TokenUnauthorized("Token has been revoked")
         if user is None:
-            raise unauthorized("Unknown user.")
+            # The example's own refresh handler answers a deleted user in its
+            # handler shape; everywhere else this is the token layer's word.
+            if required == REFRESH:
+                raise unauthorized("Unknown user.")
+            raise TokenUnauthorized("Unknown user.")
         if claims.get("ver", 0) != user.token_version and claims["jti"] != user.kept_jti:
-            raise unauthorized("Token has been revoked")
+            raise TokenUnauthorized("Token has been revoked")
         req.context.claims = claims
         req.context.user = user
 
@@ -114,8 +118,8 @@ class AuthMiddleware:
 def _bearer_token(req: falcon.Request) -> str:
     header = req.get_header("Authorization")
     if not header:
-        raise unauthorized("Missing Authorization Header")
+        raise TokenUnauthorized("Missing Authorization Header")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
-        raise unprocessable("Bad Authorization header. Expected value 'Bearer <JWT>'")
+        raise TokenUnprocessable("Bad Authorization header. Expected value 'Bearer <JWT>'")
     return token.strip()

@@ -1,7 +1,11 @@
 """Every error, Falcon's own included, as the example's JSON shape.
 
 `{"error": "<reason phrase>", "message": ...}`, with `message` left out when
-there is nothing to add. Responders only raise; nothing here is repeated in them.
+there is nothing to add. Errors of the token layer are the exception: the
+example's flask-jwt-extended (with `JWT_ERROR_MESSAGE_KEY = "error"`) answers
+them with the one-member body `{"error": "<message>"}`, and its clients read
+that key (e.g. "Token has expired" means: refresh). Responders only raise;
+nothing here is repeated in them.
 """
 
 from __future__ import annotations
@@ -28,11 +32,31 @@ def reason_phrase(code: int) -> str:
     return _PHRASES.get(code, "Error")
 
 
+class TokenUnauthorized(falcon.HTTPUnauthorized):
+    """A 401 of the token layer (missing, expired or revoked token)."""
+
+    def __init__(self, message: str) -> None:
+        # RFC 6750 section 3: a 401 for a bearer token names the scheme.
+        super().__init__(description=message, challenges=["Bearer"])
+
+
+class TokenUnprocessable(falcon.HTTPUnprocessableEntity):
+    """A 422 of the token layer (malformed token, wrong type, bad header)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message)
+
+
+TOKEN_ERRORS = (TokenUnauthorized, TokenUnprocessable)
+
+
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
-    code = falcon.http_status_to_code(exc.status)
-    body = {"error": reason_phrase(code)}
-    if exc.description:
-        body["message"] = exc.description
+    if isinstance(exc, TOKEN_ERRORS):
+        body = {"error": exc.description}
+    else:
+        body = {"error": reason_phrase(falcon.http_status_to_code(exc.status))}
+        if exc.description:
+            body["message"] = exc.description
     resp.data = orjson.dumps(body)
     resp.content_type = falcon.MEDIA_JSON
 
