@@ -1,10 +1,14 @@
-# Fleet API: every target sets up .venv from requirements.txt first.
+# Fleet API. `make run` installs the runtime set only (requirements.txt);
+# test, lint, load and bench add the tools (requirements-dev.txt) and the
+# package itself in editable mode, so scripts import fleet_api without
+# touching sys.path.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test clean
+.PHONY: run test lint format clean load bench purge
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,19 +18,30 @@ $(STAMP): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(DEV_STAMP)
+
 run: $(STAMP)  ## serve the API with gunicorn on http://127.0.0.1:8000
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(STAMP)  ## the whole test suite
+test: lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
 
+lint: $(DEV_STAMP)  ## ruff: lint rules and formatting, as CI checks them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+load: $(DEV_STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_RATE, LOAD_DURATION, LOAD_P95_MS
+	$(BIN)/python -m scripts.load
+
+bench: $(DEV_STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS
+	$(BIN)/python -m scripts.bench
+
 clean:
-	rm -rf $(VENV) .pytest_cache reports var
-
-.PHONY: load
-load: $(STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_RATE, LOAD_DURATION, LOAD_P95_MS
-	$(BIN)/python scripts/load.py
-
-.PHONY: bench
-bench: $(STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS
-	$(BIN)/python scripts/bench.py
+	rm -rf $(VENV) .pytest_cache reports var *.egg-info

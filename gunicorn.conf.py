@@ -8,13 +8,14 @@ import os
 
 from gunicorn.glogging import CONFIG_DEFAULTS
 
-from fleet_api.settings import PROJECT_ROOT, SECRET_ENV, ephemeral_secret
+from fleet_api.settings import SECRET_ENV, ephemeral_secret
 
 wsgi_app = "fleet_api.app:get_app()"
 bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
 
-# The embedded default store: one SQLite file that every worker shares.
-os.environ.setdefault("FLEET_STORE", f"sqlite:///{PROJECT_ROOT / 'var' / 'fleet.db'}")
+# The app reads its own settings (store, keys, limits) from the environment
+# through fleet_api.settings.Settings.from_env(), the same way whatever starts
+# it; this file configures gunicorn only.
 
 # Several processes for the cores, a few threads each to overlap the waits on
 # SQLite's fsync; figures behind these numbers are in the README.
@@ -38,7 +39,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "10"))
 
 # Only these proxies may set X-Forwarded-For/-Proto; the app reads the same
 # variable to find the client address for login throttling. Default: none.
-forwarded_allow_ips = os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 
 # Access log on stdout with each request's id; the app's own log (e.g. the
 # traceback of a 500, with the same id) goes to gunicorn's error log.

@@ -15,9 +15,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = PROJECT_ROOT / "data.json"
-DEFAULT_STORE = "memory://"
+# Package data: in the repository a link to the top-level data.json, in an
+# installed package the file itself.
+DEFAULT_DATA = Path(__file__).resolve().with_name("data.json")
+# The embedded default store, the same whatever starts the app (gunicorn.conf.py,
+# create_app(), a script): one SQLite file under the working directory, shared
+# by every worker. Tests pass their own store URL.
+DEFAULT_STORE = "sqlite:///var/fleet.db"
 MIN_SECRET_BYTES = 32
 SECRET_ENV = "FLEET_SECRET_KEY"
 

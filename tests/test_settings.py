@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import runpy
+from pathlib import Path
 
 import pytest
 
-from fleet_api.devserver import GUNICORN_CONF
+from devtools.gunicorn import GUNICORN_CONF
 from fleet_api.settings import DEFAULT_STORE, Settings, SettingsError
 
 KEY = "k" * 32
@@ -67,7 +68,20 @@ def test_gunicorn_conf_makes_one_key_for_all_workers(monkeypatch):
     monkeypatch.setattr(os, "environ", environ)
     config = runpy.run_path(str(GUNICORN_CONF))
     assert len(os.environ["FLEET_SECRET_KEY"]) >= 32
-    assert os.environ["FLEET_STORE"].startswith("sqlite:///")
+    assert "FLEET_STORE" not in os.environ  # the app's settings are the app's own
     assert config["worker_class"] == "gthread"
     assert config["workers"] >= 2
     assert config["control_socket_disable"] is True
+
+
+def test_every_entry_point_defaults_to_the_same_sqlite_store():
+    """gunicorn.conf.py, create_app() and scripts all read Settings.from_env()."""
+    from_env = Settings.from_env({"FLEET_SECRET_KEY": KEY})
+    assert from_env.store_url == Settings(secret_key=KEY).store_url == "sqlite:///var/fleet.db"
+
+
+def test_the_default_seed_is_package_data():
+    """An installed package carries data.json; in the repo it is the top-level file."""
+    data = Settings(secret_key=KEY).data_path
+    assert data.parent.name == "fleet_api"
+    assert data.read_bytes() == (Path(__file__).resolve().parent.parent / "data.json").read_bytes()
