@@ -1,7 +1,7 @@
 """`make bench`: wrk against Fleet API and against its ceiling, interleaved.
 
 Two gunicorns run side by side for the whole bench, both with the project's
-gunicorn.conf.py on free loopback ports (fleet_api.devserver):
+gunicorn.conf.py on free loopback ports (devtools.gunicorn):
 
   ours     the real app (own temp SQLite store unless FLEET_STORE is set)
   ceiling  benchmarks/ceiling.py: a bare Falcon app answering the same routes
@@ -63,17 +63,16 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from fleet_api.devserver import GunicornServer  # noqa: E402
-from fleet_api.settings import SECRET_ENV, Settings  # noqa: E402
+from devtools.gunicorn import GunicornServer
+from devtools.processes import worker_pids
+from fleet_api.settings import SECRET_ENV, Settings
 
 BENCH_DIR = ROOT / "benchmarks"
 CEILING_APP = "benchmarks.ceiling:get_app()"
 SHIP_COUNT = 15  # the seed's ships 1..15
 USERNAME, PASSWORD = "user", "password"
-# The ship the writes send: a full ship, as in tests/realhttp.py.
+# The ship the writes send: a full ship, as in tests/support/bodies.py.
 SHIP_BODY = {
     "ship_class": "Star Destroyer",
     "model": "Imperial I-class Star Destroyer",
@@ -243,17 +242,6 @@ def run_wrk(args: list[str], duration: int, connections: int, threads: int) -> R
 # --- memory --------------------------------------------------------------------
 
 
-def worker_pids(master: int) -> list[int]:
-    """The master's children, from /proc (Linux >= 3.5)."""
-    pids = set()
-    for children in Path(f"/proc/{master}/task").glob("*/children"):
-        try:
-            pids.update(int(p) for p in children.read_text().split())
-        except OSError:
-            pass
-    return sorted(pids)
-
-
 def rss_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -282,7 +270,7 @@ def settle(masters: list[int], timeout: float = 15.0) -> None:
     waiting on scrypt) keep the CPU busy: without this the next run, on either
     server, would be measured on a busy machine.
     """
-    pids = [pid for master in masters for pid in worker_pids(master)]
+    pids = [pid for master in masters for pid in sorted(worker_pids(master))]
     hz = os.sysconf("SC_CLK_TCK")
     deadline = time.monotonic() + timeout
     before = cpu_ticks(pids)
@@ -553,7 +541,7 @@ def main() -> int:
         if profile:
             for name in ("get_ship", "update_ship"):
                 ctx.access = login(ours.url)["access_token"]
-                spies = start_profilers(worker_pids(ours.pid), duration, reports / f"profile_{name}")
+                spies = start_profilers(sorted(worker_pids(ours.pid)), duration, reports / f"profile_{name}")
                 time.sleep(0.5)  # let py-spy attach before the load starts
                 run_wrk(SCENARIOS[name].wrk_args(ours.url, ctx), duration, connections, threads)
                 for spy, _ in spies:

@@ -1,6 +1,6 @@
 """`make load`: Locust, headless, against a fresh gunicorn on a free loopback port.
 
-Starts the server with the project's gunicorn.conf.py (fleet_api.devserver),
+Starts the server with the project's gunicorn.conf.py (devtools.gunicorn),
 runs locustfile.py against it for a bounded time, writes reports/load.html and
 reports/load_*.csv, stops the server by its PID and exits with Locust's exit
 code (non-zero when a request failed, a 5xx came back or p95 was too slow:
@@ -28,10 +28,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from fleet_api.devserver import GunicornServer  # noqa: E402
+from devtools.gunicorn import GunicornServer
 
 LOCUSTFILE = ROOT / "locustfile.py"
 STOP_TIMEOUT = 15  # seconds users get to finish a flow and clean up after --run-time

@@ -8,10 +8,10 @@ import falcon.testing
 import psycopg
 import pytest
 
+from devtools.postgres import running_postgres
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
-from pgserver import running_postgres
 
 # Cheap scrypt in tests: the hashing itself is tested at full cost in test_passwords.
 TEST_SCRYPT_N = 2**4

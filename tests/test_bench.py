@@ -14,9 +14,8 @@ import sys
 
 import pytest
 
-from fleet_api.settings import PROJECT_ROOT
+from devtools.gunicorn import PROJECT_ROOT
 
-BENCH = PROJECT_ROOT / "scripts" / "bench.py"
 SCENARIOS = ["get_ship", "update_ship"]
 
 pytestmark = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk not installed (apt-get install wrk)")
@@ -36,7 +35,7 @@ def run_bench(tmp_path, **extra) -> subprocess.CompletedProcess:
         **extra,
     }
     env.pop("BENCH_PROFILE", None)
-    return subprocess.run([sys.executable, str(BENCH)], env=env, cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "scripts.bench"], env=env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

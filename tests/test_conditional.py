@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from bodies import SHIP_2, STAR_DESTROYER
+
+from support.bodies import SHIP_2, STAR_DESTROYER
 
 STRONG_ETAG = re.compile(r'^"[\x21\x23-\x7e]+"$')  # RFC 9110 entity-tag, not W/
 PRECONDITION_FAILED = "Precondition Failed"

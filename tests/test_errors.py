@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import falcon.testing
+from support.bodies import STAR_DESTROYER
 
 from fleet_api.app import create_app
-from bodies import STAR_DESTROYER
 
 INTERNAL = "the cellar key is under the mat"
 

@@ -28,17 +28,14 @@ from pathlib import Path
 import falcon.testing
 import pytest
 from gunicorn.config import Config
+from support.bodies import STAR_DESTROYER
+from support.load import WriteLoad, read_ships
 
+from devtools.gunicorn import GunicornServer
+from devtools.http import call, login
+from devtools.processes import wait_for_workers
 from fleet_api.app import create_app
-from fleet_api.devserver import GunicornServer
 from fleet_api.settings import Settings
-from load_helpers import (
-    WriteLoad,
-    read_ships,
-    wait_for_workers,
-)
-from bodies import STAR_DESTROYER
-from realhttp import call, login
 
 WORKERS = 4
 FAST_HASHING = "16"  # scrypt N where hashing isn't the point

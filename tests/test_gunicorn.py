@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 
 import requests
+from support.bodies import STAR_DESTROYER
 
-from fleet_api.devserver import GunicornServer
-from bodies import STAR_DESTROYER
+from devtools.gunicorn import GunicornServer
 
 STAR_DESTROYER_II = {**STAR_DESTROYER, "model": "Imperial II-class Star Destroyer", "crew": 37050}
 TIMEOUT = 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def store_down(*args, **kwargs):
     raise ConnectionError("the store is down")
 

@@ -21,10 +21,10 @@ import urllib.request
 
 import jwt
 import pytest
+from support.bodies import STAR_DESTROYER
 
-from fleet_api.devserver import GunicornServer
-from bodies import STAR_DESTROYER
-from realhttp import call, login
+from devtools.gunicorn import GunicornServer
+from devtools.http import call, login
 
 SHIP = {
     "affiliation": "Empire",

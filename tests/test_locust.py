@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_api.devserver import GunicornServer
-from fleet_api.settings import PROJECT_ROOT
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 
 _spec = importlib.util.spec_from_file_location("load_script", PROJECT_ROOT / "scripts" / "load.py")
 load = importlib.util.module_from_spec(_spec)
@@ -110,7 +109,7 @@ def test_a_p95_over_the_limit_fails_the_run(server, tmp_path):
 
 
 def test_a_server_that_rejects_every_token_fails_the_run(tmp_path):
-    with GunicornServer(app="tests.bad_app:app", env=server_env()) as bad:
+    with GunicornServer(app="tests.support.bad_app:app", env=server_env()) as bad:
         # Only readers and pilots: with 4 users of all three classes, the
         # weights can leave no pilot to try the authenticated calls.
         code, rows, log = run(bad.url, tmp_path, users=4, duration=4, classes=("Reader", "Pilot"))

@@ -6,10 +6,10 @@ import secrets
 import threading
 
 import pytest
+from support.bodies import STAR_DESTROYER
 
-from fleet_api.devserver import GunicornServer
-from bodies import STAR_DESTROYER
-from realhttp import call, login
+from devtools.gunicorn import GunicornServer
+from devtools.http import call, login
 
 REPEAT = 100
 

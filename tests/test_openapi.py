@@ -22,7 +22,16 @@ from fleet_api import openapi
 from fleet_api.app import create_app
 from fleet_api.media import MERGE_PATCH
 from fleet_api.openapi import REF, UndocumentedOperation, build_openapi
-from fleet_api.schemas import ShipIn, ShipPatch, ShipQuery, ShipReplace, UserIn, UserPatch, UserQuery, UserReplace
+from fleet_api.schemas import (
+    ShipIn,
+    ShipPatch,
+    ShipQuery,
+    ShipReplace,
+    UserIn,
+    UserPatch,
+    UserQuery,
+    UserReplace,
+)
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 

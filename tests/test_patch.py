@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from bodies import SHIP_2, STAR_DESTROYER
+
+from support.bodies import SHIP_2, STAR_DESTROYER
 
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -15,7 +15,7 @@ import socket
 
 import pytest
 
-from fleet_api.devserver import GunicornServer
+from devtools.gunicorn import GunicornServer
 
 MAX_BODY = 64 * 1024
 SHIP = {

@@ -4,7 +4,8 @@ example README's own bodies."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
-from bodies import SHIP_2, STAR_DESTROYER
+
+from support.bodies import SHIP_2, STAR_DESTROYER
 
 # The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
 SHIP_1 = {

@@ -11,10 +11,10 @@ import time
 import psycopg
 import pytest
 
+from devtools.postgres import running_postgres
 from fleet_api.store import NameTaken, User, open_store
 from fleet_api.store.memory import MemoryStore
 from fleet_api.store.postgres import PostgresStore
-from pgserver import running_postgres
 
 THREAD_TIMEOUT = 30  # seconds: no test may hang on a lock or a pool
 

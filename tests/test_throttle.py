@@ -10,9 +10,9 @@ import time
 import falcon.testing
 import pytest
 
+from devtools.gunicorn import GunicornServer
+from devtools.http import call
 from fleet_api.app import create_app
-from fleet_api.devserver import GunicornServer
-from realhttp import call
 
 USER_LIMIT = 3
 IP_LIMIT = 5

@@ -4,7 +4,7 @@ Anonymous reads answer like the real API (the seed data from data.json),
 registration and login succeed, but every call that carries a token gets
 401 "Token has been revoked". The load test must notice and exit non-zero.
 
-Serve it with `gunicorn tests.bad_app:app` (GunicornServer(app=...)).
+Serve it with `gunicorn tests.support.bad_app:app` (GunicornServer(app=...)).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from pathlib import Path
+from fleet_api.settings import DEFAULT_DATA
 
-DATA = json.loads((Path(__file__).resolve().parent.parent / "data.json").read_text())
+DATA = json.loads(DEFAULT_DATA.read_text())
 SHIPS = {ship["id"]: dict(sorted(ship.items())) for ship in DATA["ships"]}
 USERS = {user["id"]: {"id": user["id"], "name": user["name"]} for user in DATA["users"]}
 _ids = itertools.count(1000)

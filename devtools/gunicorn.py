@@ -1,17 +1,17 @@
 """Start and stop a real gunicorn serving Fleet API on a free loopback port.
 
 Used by the real-server tests, `make load` and `make bench`: the server runs
-with the project's own gunicorn.conf.py, and is stopped by its PID.
+with the project's own gunicorn.conf.py, is stopped by its PID, and gets
+SIGTERM from the kernel if the process that started it dies first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,15 +19,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fleet_api.settings import PROJECT_ROOT
+from devtools.processes import die_with_parent, free_port
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class GunicornServer:
@@ -88,6 +83,8 @@ class GunicornServer:
         self.process = subprocess.Popen(
             self.command(), cwd=PROJECT_ROOT, env=env,
             stdout=self._log, stderr=self._log, start_new_session=True,
+            # The master's graceful stop also stops its workers.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         self.wait_ready()
         return self

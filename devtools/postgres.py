@@ -1,10 +1,14 @@
 """A throwaway PostgreSQL server for tests: `with running_postgres() as dsn: ...`
 
-initdb + pg_ctl in a fresh temp dir, listening on 127.0.0.1 at a free port
-(and on a unix socket in that dir), with a `fleet` database and trust auth.
-PostgreSQL refuses to run as root, so under root every server command runs as
-the unprivileged `postgres` user, which owns the temp dir. Nothing is skipped:
-if the server can't start, the caller gets an error with the server's log.
+initdb in a fresh temp dir, then the postmaster itself as our child process,
+listening on 127.0.0.1 at a free port (and on a unix socket in that dir), with
+a `fleet` database and trust auth. It is stopped by its PID, and the kernel
+sends it SIGQUIT (immediate shutdown) if the process that started it dies
+first, so an interrupted test run leaves no server behind (pg_ctl would
+detach it from us). PostgreSQL refuses to run as root, so under root every
+server command runs as the unprivileged `postgres` user, which owns the temp
+dir. Nothing is skipped: if the server can't start, the caller gets an error
+with the server's log.
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 
-START_TIMEOUT = 30  # seconds for pg_ctl -w to see the server accept connections
+from devtools.processes import die_with_parent, free_port
+
+START_TIMEOUT = 30  # seconds for the server to accept connections
 STOP_TIMEOUT = 30
-COMMAND_TIMEOUT = 60  # hard cap on any one subprocess (initdb, pg_ctl)
+COMMAND_TIMEOUT = 60  # hard cap on initdb
 START_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
 SERVER_USER = "postgres"  # the unprivileged OS user used when we are root
 SUPERUSER = "postgres"  # the database superuser initdb creates
@@ -46,34 +52,28 @@ FAST_SETTINGS = {
 
 
 class PostgresUnavailable(RuntimeError):
-    """initdb/pg_ctl are missing or the server would not start."""
+    """initdb/postgres are missing or the server would not start."""
 
 
 def find_bin_dir() -> Path:
-    """The directory holding initdb and pg_ctl: PATH first, then the newest
-    /usr/lib/postgresql/<version>/bin (Debian's layout)."""
-    on_path = [shutil.which(name) for name in ("initdb", "pg_ctl")]
-    if all(on_path):
-        # Resolve symlinks: pg_ctl finds `postgres` next to its real self.
-        return Path(os.path.realpath(on_path[1])).parent  # type: ignore[arg-type]
+    """The directory holding initdb and postgres: beside initdb on PATH
+    (links resolved), else the newest /usr/lib/postgresql/<version>/bin
+    (Debian's layout)."""
+    initdb = shutil.which("initdb")
+    if initdb and os.access(Path(os.path.realpath(initdb)).parent / "postgres", os.X_OK):
+        return Path(os.path.realpath(initdb)).parent
 
     def version(path: str) -> tuple[int, ...]:
         match = re.search(r"/postgresql/([\d.]+)/bin$", path)
         return tuple(int(p) for p in match.group(1).split(".") if p) if match else ()
 
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True):
-        if all(os.access(Path(candidate, n), os.X_OK) for n in ("initdb", "pg_ctl", "postgres")):
+        if all(os.access(Path(candidate, n), os.X_OK) for n in ("initdb", "postgres")):
             return Path(candidate)
     raise PostgresUnavailable(
-        "PostgreSQL server binaries not found: need initdb and pg_ctl on PATH or in "
+        "PostgreSQL server binaries not found: need initdb and postgres on PATH or in "
         "/usr/lib/postgresql/<version>/bin (apt-get install postgresql)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Cluster:
@@ -86,6 +86,7 @@ class _Cluster:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port: int | None = None
+        self.process: subprocess.Popen | None = None
         if self.as_root:
             try:
                 account = pwd.getpwnam(SERVER_USER)
@@ -97,22 +98,27 @@ class _Cluster:
             os.chown(self.root, account.pw_uid, account.pw_gid)
         os.chmod(self.root, 0o700)
 
-    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
-        """Run a server binary, as `postgres` when we are root, cwd in our dir
-        (postgres may not be allowed to read the caller's cwd)."""
-        cmd = [str(self.bin_dir / name), *args]
-        if self.as_root:
-            # setpriv execs directly (no PAM session, unlike su/runuser), which
-            # is what we want in containers.
-            cmd = ["setpriv", f"--reuid={SERVER_USER}", f"--regid={SERVER_USER}",
-                   "--init-groups", "--", *cmd] if shutil.which("setpriv") else \
-                  ["runuser", "-u", SERVER_USER, "--", *cmd]
+    def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
+        return env
+
+    def _drop_privileges(self) -> None:
+        """In the child, before exec: become `postgres` when we are root."""
+        if self.as_root:
+            account = pwd.getpwnam(SERVER_USER)
+            os.initgroups(SERVER_USER, account.pw_gid)
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+
+    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        """Run a server binary to completion, as `postgres` when we are root,
+        cwd in our dir (postgres may not be allowed to read the caller's cwd)."""
         try:
             return subprocess.run(
-                cmd, cwd=self.root, env=env, capture_output=True, text=True,
-                timeout=COMMAND_TIMEOUT, check=False,
+                [str(self.bin_dir / name), *args], cwd=self.root, env=self._env(),
+                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+                preexec_fn=self._drop_privileges,
             )
         except subprocess.TimeoutExpired as exc:
             raise PostgresUnavailable(f"{name} did not finish in {COMMAND_TIMEOUT}s") from exc
@@ -126,8 +132,8 @@ class _Cluster:
             raise PostgresUnavailable(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
     def start(self) -> None:
-        """pg_ctl start -w on a free port, retried a few times in case the
-        port was taken between choosing it and the server binding it."""
+        """The postmaster as our child on a free port, retried a few times in
+        case the port was taken between choosing it and the server binding it."""
         errors = []
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
@@ -138,29 +144,42 @@ class _Cluster:
             ]
             for key, value in FAST_SETTINGS.items():
                 options += ["-c", f"{key}={value}"]
-            result = self.run(
-                "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log),
-                "-w", "-t", str(START_TIMEOUT), "-o", " ".join(options),
-            )
-            if result.returncode == 0:
+            with open(self.log, "ab") as log:
+                self.process = subprocess.Popen(
+                    [str(self.bin_dir / "postgres"), "-D", str(self.data), *options],
+                    cwd=self.root, env=self._env(), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=log, start_new_session=True,
+                    # Privileges first: changing the user clears the setting.
+                    preexec_fn=die_with_parent(signal.SIGQUIT, then=self._drop_privileges),
+                )
+            if self._wait_ready():
                 return
-            errors.append(f"{result.stdout}\n{result.stderr}\n{self.log_tail()}")
-            self.stop()  # in case it came up after pg_ctl gave up waiting
+            errors.append(self.log_tail())
+            self.stop()
         raise PostgresUnavailable("PostgreSQL did not start:\n" + "\n---\n".join(errors))
 
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                return True
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        return False
+
     def stop(self) -> None:
-        """Immediate shutdown: nothing here needs to survive. If pg_ctl can't
-        stop it, kill the postmaster we started, by the pid it recorded."""
-        if not (self.data / "postmaster.pid").exists():
+        """Immediate shutdown (SIGQUIT to the postmaster, by PID): nothing here
+        needs to survive. SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
             return
-        result = None
-        with contextlib.suppress(PostgresUnavailable):
-            result = self.run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate",
-                              "-w", "-t", str(STOP_TIMEOUT))
-        if result is None or result.returncode != 0:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                pid = int((self.data / "postmaster.pid").read_text().split()[0])
-                os.kill(pid, signal.SIGKILL)
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):

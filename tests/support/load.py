@@ -19,8 +19,8 @@ import time
 import urllib.error
 from pathlib import Path
 
-from bodies import STAR_DESTROYER
-from realhttp import call
+from devtools.http import call
+from support.bodies import STAR_DESTROYER
 
 REQUEST_TIMEOUT = 10.0  # a request slower than this counts as a hang
 PAUSE_AFTER_REFUSAL = 0.02  # don't spin while the server is down
@@ -191,38 +191,6 @@ class WriteLoad:
             f"{self.connection_failures()} connection failures, {len(self.timeouts())} timeouts, "
             f"statuses {dict(self.statuses)}"
         )
-
-
-def worker_pids(master: int) -> set[int]:
-    """gunicorn's workers: the children of the master, over all its threads."""
-    pids: set[int] = set()
-    for task in Path(f"/proc/{master}/task").iterdir():
-        try:
-            pids.update(int(pid) for pid in (task / "children").read_text().split())
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-    return pids
-
-
-def wait_for_workers(master: int, count: int, timeout: float, without: set[int] = frozenset()) -> set[int]:
-    """Wait until the master has exactly `count` workers, none of them in `without`."""
-    deadline = time.monotonic() + timeout
-    pids: set[int] = set()
-    while time.monotonic() < deadline:
-        pids = worker_pids(master)
-        if len(pids) == count and not pids & without and all(_running(pid) for pid in pids):
-            return pids
-        time.sleep(0.05)
-    raise AssertionError(f"master {master} has workers {sorted(pids)}, wanted {count} without {sorted(without)}")
-
-
-def _running(pid: int) -> bool:
-    """Not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def read_ships(base: str, ids) -> dict[int, object]:

@@ -1,0 +1,87 @@
+"""Ports, child processes and their lifetime."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind races are the caller's to retry)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies.
+
+    This is what makes a server outlive no test run: Ctrl-C, a CI time-out's
+    SIGKILL or a crash of pytest all end the parent, and the kernel then
+    signals the server. Linux only; a no-op elsewhere.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return
+    prctl = getattr(libc, "prctl", None)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def die_with_parent(sig: int = signal.SIGTERM, then: Callable[[], None] | None = None):
+    """A `preexec_fn` for subprocess.Popen: run `then` (e.g. dropping
+    privileges, which clears the setting), then set the parent-death signal.
+
+    The kernel ties the signal to the *thread* that forked the child, so
+    start servers from the main thread or a thread that outlives them.
+    """
+
+    def preexec() -> None:
+        if then is not None:
+            then()
+        set_parent_death_signal(sig)
+        # The parent may have died between fork and prctl.
+        if os.getppid() == 1:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def worker_pids(master: int) -> set[int]:
+    """gunicorn's workers: the children of the master, over all its threads."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{master}/task").iterdir():
+        try:
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return pids
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for_workers(master: int, count: int, timeout: float, without: set[int] = frozenset()) -> set[int]:
+    """Wait until the master has exactly `count` workers, none of them in `without`."""
+    deadline = time.monotonic() + timeout
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        pids = worker_pids(master)
+        if len(pids) == count and not pids & without and all(running(pid) for pid in pids):
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"master {master} has workers {sorted(pids)}, wanted {count} without {sorted(without)}")

@@ -1,0 +1,1 @@
+"""Test-only helpers: example bodies, write load, a misbehaving app."""
