@@ -1,0 +1,65 @@
+"""The servers tests start never outlive the run that started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devtools.gunicorn import PROJECT_ROOT
+from devtools.processes import running
+
+# A stand-in for an interrupted test run: start a server, print its PID, then
+# wait to be killed the way a CI time-out kills (SIGKILL: no finalizers run).
+STARTERS = {
+    "gunicorn": (
+        "from devtools.gunicorn import GunicornServer\n"
+        "server = GunicornServer(workers=2, env={'FLEET_SCRYPT_N': '16'}).start()\n"
+        "print(server.pid, flush=True)\n"
+        "import time; time.sleep(120)\n"
+    ),
+    "postgres": (
+        "from devtools.postgres import running_postgres\n"
+        "with running_postgres() as dsn:\n"
+        "    import psycopg\n"
+        "    with psycopg.connect(dsn) as conn:\n"
+        "        pid = conn.execute('SELECT pid FROM pg_stat_activity WHERE backend_type = %s',"
+        " ('checkpointer',)).fetchone()[0]\n"
+        "    print(pid, flush=True)\n"
+        "    import time; time.sleep(120)\n"
+    ),
+}
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("server", sorted(STARTERS))
+def test_a_killed_test_run_leaves_no_server_behind(server):
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTERS[server]], cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        line = starter.stdout.readline()
+        assert line.strip().isdigit(), f"the starter printed {line!r}"
+        pid = int(line)
+        assert running(pid)
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+        assert _wait_gone(pid, timeout=30), f"{server} process {pid} outlived the run that started it"
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait(10)
+        starter.stdout.close()
