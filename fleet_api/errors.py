@@ -69,10 +69,6 @@ def unauthorized(message: str) -> falcon.HTTPUnauthorized:
     return falcon.HTTPUnauthorized(description=message, challenges=["Bearer"])
 
 
-def unprocessable(message: str) -> falcon.HTTPUnprocessableEntity:
-    return falcon.HTTPUnprocessableEntity(description=message)
-
-
 def _validation_failed(req, resp, exc: ValidationFailed, params) -> None:
     raise bad_request(exc.errors)
 

@@ -104,7 +104,15 @@ ERROR_SCHEMA = {
             "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
             "anyOf": [
                 {"type": "string"},
-                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "string"}},
+                            {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                        ],
+                    },
+                },
             ],
         },
     },

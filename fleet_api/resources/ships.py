@@ -18,7 +18,7 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import ShipIn, ShipQuery, ShipReplace, validate
+from fleet_api.schemas import ShipQuery, ShipReplace, validate
 from fleet_api.store import Store
 
 
@@ -43,8 +43,10 @@ class Ships:
         send_json(req, resp, body)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate(ShipIn, read_json(req))
-        ship = self._store.create_ship(body.model_dump())
+        body = validate(ShipReplace, read_json(req))
+        if body.id is not None:
+            raise falcon.HTTPBadRequest()  # the example's db.add_ship refuses an id: bare 400
+        ship = self._store.create_ship(body.model_dump(exclude={"id"}))
         created(req, resp, f"/api/ships/{ship['id']}", ship)
 
 

@@ -17,8 +17,8 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import UserIn, UserPatch, UserQuery, UserReplace, ValidationFailed, validate
-from fleet_api.store import Store
+from fleet_api.schemas import UserPatch, UserQuery, UserReplace, ValidationFailed, validate
+from fleet_api.store import NameTaken, Store
 from fleet_api.store import User as UserRecord
 
 
@@ -39,7 +39,12 @@ class Users:
         send_json(req, resp, [user.public() for user in found.items])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate(UserIn, read_json(req))
+        body = validate(UserReplace, read_json(req))
+        if body.id is not None:
+            # The example: a taken name first, then db.add_user's bare 400 for an id.
+            if self._store.get_user_by_name(body.name) is not None:
+                raise NameTaken(body.name)
+            raise falcon.HTTPBadRequest()
         user = self._store.create_user(body.name, self._hasher.hash(body.password))
         created(req, resp, f"/api/users/{user.id}", user.public())
 
