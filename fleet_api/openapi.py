@@ -395,6 +395,8 @@ def served_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Callable]]]
                     method: responder
                     for method, responder in node.method_map.items()
                     if getattr(responder, "__self__", None) is node.resource
+                    # HEAD is GET without the body (RFC 9110 section 9.3.2), not an operation of its own
+                    and method != "HEAD"
                 }
                 found.append((node.uri_template, node.resource, methods))
             walk(node.children)

@@ -195,6 +195,24 @@ def test_the_root_and_the_api_root_are_404_json(api, path):
     assert (reply.status, reply.json) == (404, NOT_FOUND)
 
 
+@pytest.mark.parametrize("path", ["/api/ships", "/api/ships/2", "/api/users", "/api/users/2"])
+def test_head_answers_as_get_does_without_the_body(api, path):
+    # Flask answers HEAD on every GET route; RFC 9110 section 9.3.2.
+    got = api.call("GET", path)
+
+    head = api.call("HEAD", path)
+
+    assert (head.status, head.json) == (200, None)
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert head.headers["ETag"] == got.headers["ETag"]
+
+
+def test_head_of_a_missing_ship_is_404_without_a_body(api):
+    reply = api.call("HEAD", f"/api/ships/{NO_SUCH_ID}")
+
+    assert (reply.status, reply.json) == (404, None)
+
+
 # --- test_api_auth.py ------------------------------------------------------------
 
 

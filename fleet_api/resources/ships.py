@@ -42,6 +42,8 @@ class Ships:
         add_paging_headers(req, resp, query, total)
         send_json(req, resp, body)
 
+    on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate(ShipReplace, read_json(req))
         if body.id is not None:
@@ -62,6 +64,8 @@ class Ship:
         if body is None:
             raise falcon.HTTPNotFound()
         send_json(req, resp, body)
+
+    on_head = on_get
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         body = validate(ShipReplace, read_json(req))

@@ -38,6 +38,8 @@ class Users:
         add_paging_headers(req, resp, query, found.total)
         send_json(req, resp, [user.public() for user in found.items])
 
+    on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validate(UserReplace, read_json(req))
         if body.id is not None:
@@ -58,6 +60,8 @@ class User:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         send_json(req, resp, self._existing(user_id).public())
+
+    on_head = on_get
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)
