@@ -96,10 +96,14 @@ MODELS: tuple[type[BaseModel], ...] = (
 
 ERROR_SCHEMA = {
     "title": "Error",
-    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say.",
+    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say; "
+    "the bearer-token check's 401s and 422s are the one member `error`, its message (flask-jwt-extended's shape).",
     "type": "object",
     "properties": {
-        "error": {"type": "string", "description": "The HTTP reason phrase, e.g. `Bad Request`."},
+        "error": {
+            "type": "string",
+            "description": "The HTTP reason phrase, e.g. `Bad Request`; for a token error the message, e.g. `Token has expired`.",
+        },
         "message": {
             "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
             "anyOf": [
@@ -497,7 +501,8 @@ def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = No
             "title": "Fleet API",
             "version": API_VERSION,
             "description": "Ships and their users, with JWT bearer authentication. "
-            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`.",
+            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`, "
+            "except the bearer-token check's: `{\"error\": \"<message>\"}`.",
         },
         "paths": paths,
         "components": _components(),
