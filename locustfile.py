@@ -260,8 +260,13 @@ def equals(expected: Any) -> Check:
     return lambda body: None if body == expected else f"body is not {expected}"
 
 
+def token_error(message: str) -> Check:
+    """The token layer's shape, as flask-jwt-extended's: {"error": <message>}."""
+    return equals({"error": message})
+
+
 def error_is(error: str, message: str | None = None) -> Check:
-    """The API's error shape: {"error": <reason>, "message": ...}."""
+    """The handlers' error shape: {"error": <reason>, "message": ...}."""
 
     def check(body: Any) -> str | None:
         if not isinstance(body, dict) or body.get("error") != error:
@@ -494,7 +499,7 @@ class Pilot(FleetUser):
         )
         self.call(
             "DELETE", "/auth/logout", name="/auth/logout (revoked)", expect=401,
-            token=old_access, check=error_is("Unauthorized", REVOKED),
+            token=old_access, check=token_error(REVOKED),
         )
         self.call(
             "DELETE", "/auth/logout2", name="/auth/logout2", expect=200, token=refresh,
@@ -502,7 +507,7 @@ class Pilot(FleetUser):
         )
         self.call(
             "POST", "/auth/refresh", name="/auth/refresh (revoked)", expect=401,
-            token=refresh, check=error_is("Unauthorized", REVOKED),
+            token=refresh, check=token_error(REVOKED),
         )
         if spare is not None:
             self.delete_user(self.user_id, spare)
@@ -541,7 +546,7 @@ class Recruit(FleetUser):
         self.call(
             "PUT", f"/api/users/{user_id}", name="/api/users/[id] (deleted user's token)",
             expect=401, token=token, json_body={"name": new_name, "password": password},
-            check=error_is("Unauthorized"),
+            check=token_error("Unknown user."),
         )
         self.call(
             "GET", f"/api/users/{user_id}", name="/api/users/[id] (deleted)", expect=404,

@@ -33,7 +33,8 @@ def send_json(req: falcon.Request, resp: falcon.Response, body) -> None:
     304 when a GET already holds it."""
     rep = body if isinstance(body, Representation) else Representation(body)
     resp.set_header("ETag", rep.etag)
-    wanted = req.if_none_match if "HTTP_IF_NONE_MATCH" in req.env and req.method == "GET" else None
+    # RFC 9110 section 13.1.2: If-None-Match makes GET and HEAD answer 304.
+    wanted = req.if_none_match if "HTTP_IF_NONE_MATCH" in req.env and req.method in ("GET", "HEAD") else None
     if wanted and any(t == "*" or str(t) == rep.tag for t in wanted):
         resp.status = falcon.HTTP_304  # no body, so no Content-Type either
         return

@@ -96,15 +96,27 @@ MODELS: tuple[type[BaseModel], ...] = (
 
 ERROR_SCHEMA = {
     "title": "Error",
-    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say.",
+    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say; "
+    "the bearer-token check's 401s and 422s are the one member `error`, its message (flask-jwt-extended's shape).",
     "type": "object",
     "properties": {
-        "error": {"type": "string", "description": "The HTTP reason phrase, e.g. `Bad Request`."},
+        "error": {
+            "type": "string",
+            "description": "The HTTP reason phrase, e.g. `Bad Request`; for a token error the message, e.g. `Token has expired`.",
+        },
         "message": {
             "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
             "anyOf": [
                 {"type": "string"},
-                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "string"}},
+                            {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                        ],
+                    },
+                },
             ],
         },
     },
@@ -387,6 +399,8 @@ def served_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Callable]]]
                     method: responder
                     for method, responder in node.method_map.items()
                     if getattr(responder, "__self__", None) is node.resource
+                    # HEAD is GET without the body (RFC 9110 section 9.3.2), not an operation of its own
+                    and method != "HEAD"
                 }
                 found.append((node.uri_template, node.resource, methods))
             walk(node.children)
@@ -487,7 +501,8 @@ def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = No
             "title": "Fleet API",
             "version": API_VERSION,
             "description": "Ships and their users, with JWT bearer authentication. "
-            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`.",
+            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`, "
+            "except the bearer-token check's: `{\"error\": \"<message>\"}`.",
         },
         "paths": paths,
         "components": _components(),

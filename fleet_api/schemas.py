@@ -43,9 +43,13 @@ class ShipIn(_Body):
 
 
 class ShipReplace(ShipIn):
-    """PUT body: the same, plus an optional id that must match the path."""
+    """PUT body: the same, plus an optional id that must match the path.
 
-    id: Id | None = None
+    Also what POST validates, as the example's one schema does: an id there
+    passes validation and is then refused with a bare 400. Absent is None;
+    `null` is refused like any other null."""
+
+    id: Id = Field(None, json_schema_extra=lambda schema: schema.pop("default", None))
 
 
 class UserIn(_Body):
@@ -54,7 +58,7 @@ class UserIn(_Body):
 
 
 class UserReplace(UserIn):
-    id: Id | None = None
+    id: Id = Field(None, json_schema_extra=lambda schema: schema.pop("default", None))  # as ShipReplace.id
 
 
 class ShipPatch(_Body):
@@ -168,9 +172,10 @@ def parse_query(model: type[_Query], params: dict[str, Any]) -> _Query:
 
 
 class ValidationFailed(Exception):
-    """The body broke the schema; `errors` maps each bad field to messages."""
+    """The body broke the schema; `errors` maps each bad field to messages,
+    or for a list's items, each bad index to its messages (marshmallow's shape)."""
 
-    def __init__(self, errors: dict[str, list[str]]):
+    def __init__(self, errors: dict[str, list[str] | dict[str, list[str]]]):
         super().__init__(errors)
         self.errors = errors
 
@@ -184,16 +189,25 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
         raise ValidationFailed(_messages(exc)) from None
 
 
-def _messages(exc: pydantic.ValidationError) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors(include_url=False, include_input=False):
+def _messages(exc: pydantic.ValidationError) -> dict:
+    """marshmallow's shapes: {"crew": ["Not a valid integer."]}, and for a
+    list's items {"roles": {"2": ["Not a valid string."]}}; items win over
+    the list's own messages, as marshmallow checks the items first."""
+    errors: dict = {}
+    items: dict[str, dict[str, list[str]]] = {}
+    for err in exc.errors(include_url=False):
         field, *rest = err["loc"] or ("_schema",)
-        text = _MESSAGES.get(err["type"], err["msg"])
-        if callable(text):
-            text = text(err.get("ctx") or {})
-        if rest:  # a list item: roles.2 -> "Item 2: ..."
-            text = f"Item {rest[0]}: {text}"
-        errors.setdefault(str(field), []).append(text)
+        if err.get("input", "") is None and err["type"] not in ("missing", "extra_forbidden"):
+            text = "Field may not be null."
+        else:
+            text = _MESSAGES.get(err["type"], err["msg"])
+            if callable(text):
+                text = text(err.get("ctx") or {})
+        if rest:
+            items.setdefault(str(field), {}).setdefault(str(rest[0]), []).append(text)
+        else:
+            errors.setdefault(str(field), []).append(text)
+    errors.update(items)
     return errors
 
 

@@ -221,3 +221,13 @@ def test_unexpected_exception_in_the_token_check_is_500_json(settings, store, mo
     assert result.status_code == 500
     assert result.json == {"error": "Internal Server Error"}
     assert INTERNAL not in result.text
+
+
+def test_error_bodies_have_sorted_keys_as_jsonify_sends_them(client):
+    result = client.simulate_post("/api/users", json={"name": -1, "admin": True})
+
+    assert result.status_code == 400
+    assert result.text == (
+        '{"error":"Bad Request","message":{"admin":["Unknown field."],'
+        '"name":["Not a valid string."],"password":["Missing data for required field."]}}'
+    )

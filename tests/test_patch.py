@@ -14,8 +14,8 @@ USER_1 = {"id": 1, "name": "user"}
 MISSING_FIELD = ["Missing data for required field."]
 UNKNOWN_FIELD = ["Unknown field."]
 ID_MISMATCH = {"error": "Bad Request", "message": "Request data id has to match resource id."}
-REVOKED = {"error": "Unauthorized", "message": "Token has been revoked"}
-MISSING_HEADER = {"error": "Unauthorized", "message": "Missing Authorization Header"}
+REVOKED = {"error": "Token has been revoked"}
+MISSING_HEADER = {"error": "Missing Authorization Header"}
 
 
 def patch(client, path, body, session=None, content_type=MERGE_PATCH):

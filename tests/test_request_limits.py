@@ -118,15 +118,16 @@ def test_non_json_patch_is_415_json(client, auth, subtests):
                 assert result.json["error"] == "Unsupported Media Type"
 
 
-def test_login_with_a_non_json_content_type_stays_400_missing(client, subtests):
+def test_login_with_a_non_json_content_type_is_a_bare_400(client, subtests):
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
         with subtests.test(content_type=content_type):
             result = client.simulate_post(
                 "/auth/login", body=b'{"username": "user", "password": "password"}', content_type=content_type
             )
 
+            # The example: `if not request.is_json: return error_response(400)`.
             assert result.status_code == 400
-            assert result.json == {"error": "Bad Request", "message": "Username or password missing."}
+            assert result.json == {"error": "Bad Request"}
 
 
 # --- hostile JSON -----------------------------------------------------------------
@@ -228,8 +229,11 @@ def test_nul_bytes_are_400_in_roles_items(client, auth, subtests):
         with subtests.test(roles=roles):
             result = send(client, "POST", "/api/ships", auth.headers, json.dumps({**SHIP, "roles": roles}).encode())
 
-            assert_field_error(result, "roles", "Must not contain NUL characters.")
-            assert any(text.startswith(f"Item {len(roles) - 1}:") for text in result.json["message"]["roles"])
+            assert result.status_code == 400, result.text
+            assert result.json == {
+                "error": "Bad Request",
+                "message": {"roles": {str(len(roles) - 1): ["Must not contain NUL characters."]}},
+            }
     assert snapshot(client) == before
 
 
@@ -242,8 +246,10 @@ def test_over_long_strings_are_400_in_every_field(client, auth, subtests):
             assert_field_error(send(client, "POST", "/api/ships", auth.headers, body), field, "256")
     with subtests.test(field="roles item"):
         body = json.dumps({**SHIP, "roles": ["x" * 257]}).encode()
+        result = send(client, "POST", "/api/ships", auth.headers, body)
 
-        assert_field_error(send(client, "POST", "/api/ships", auth.headers, body), "roles", "256")
+        assert result.status_code == 400, result.text
+        assert result.json["message"] == {"roles": {"0": ["Longer than maximum length 256."]}}
     for field, length, limit in (("name", 65, "64"), ("password", 1025, "1024")):
         with subtests.test(field=field):
             body = json.dumps({**USER, field: "x" * length}).encode()

@@ -27,8 +27,11 @@ class Login:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = _credentials(req)
         username, password = body.get("username"), body.get("password")
-        if not (username and password and isinstance(username, str) and isinstance(password, str)):
+        if not username or not password:
             raise bad_request("Username or password missing.")
+        if not (isinstance(username, str) and isinstance(password, str)):
+            # The example looks a number or a list up as a name and finds no one.
+            raise unauthorized("Username or password invalid.")
         keys = self._throttle.keys(req, username)
         failures = self._throttle.check(keys)
         user = self._store.get_user_by_name(username)
@@ -45,7 +48,11 @@ class Login:
 
 
 def _credentials(req: falcon.Request) -> dict:
-    """The login body; like the example, a non-JSON one counts as missing."""
+    """The login body. Like the example (`if not request.is_json`), a body not
+    declared JSON is a bare 400; a JSON one that isn't an object counts as
+    missing credentials (the example answers those with an HTML page or a 500)."""
+    if not _is_json(req.content_type):
+        raise falcon.HTTPBadRequest()
     try:
         body = req.get_media(default_when_empty=None)
     except (falcon.HTTPUnsupportedMediaType, falcon.MediaMalformedError):
@@ -53,13 +60,26 @@ def _credentials(req: falcon.Request) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def _is_json(content_type: str | None) -> bool:
+    """Werkzeug's `is_json`: application/json or any application/*+json."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 class Refresh:
     auth = {"POST": REFRESH}
+    # The example's handler, not its token layer, refuses a deleted user, so
+    # the answer has the handler shape {"error": "Unauthorized", "message": ...}.
+    handles_unknown_user = True
 
     def __init__(self, tokens: Tokens) -> None:
         self._tokens = tokens
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.context.user is None:
+            raise unauthorized("Unknown user.")
         _no_store(resp)
         resp.media = {"access_token": self._tokens.issue(req.context.user, ACCESS)}
 

@@ -18,7 +18,7 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import ShipIn, ShipQuery, ShipReplace, validate
+from fleet_api.schemas import ShipQuery, ShipReplace, validate
 from fleet_api.store import Store
 
 
@@ -42,9 +42,13 @@ class Ships:
         add_paging_headers(req, resp, query, total)
         send_json(req, resp, body)
 
+    on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate(ShipIn, read_json(req))
-        ship = self._store.create_ship(body.model_dump())
+        body = validate(ShipReplace, read_json(req))
+        if body.id is not None:
+            raise falcon.HTTPBadRequest()  # the example's db.add_ship refuses an id: bare 400
+        ship = self._store.create_ship(body.model_dump(exclude={"id"}))
         created(req, resp, f"/api/ships/{ship['id']}", ship)
 
 
@@ -60,6 +64,8 @@ class Ship:
         if body is None:
             raise falcon.HTTPNotFound()
         send_json(req, resp, body)
+
+    on_head = on_get
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         body = validate(ShipReplace, read_json(req))

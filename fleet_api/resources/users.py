@@ -17,8 +17,8 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import UserIn, UserPatch, UserQuery, UserReplace, ValidationFailed, validate
-from fleet_api.store import Store
+from fleet_api.schemas import UserPatch, UserQuery, UserReplace, ValidationFailed, validate
+from fleet_api.store import NameTaken, Store
 from fleet_api.store import User as UserRecord
 
 
@@ -38,8 +38,15 @@ class Users:
         add_paging_headers(req, resp, query, found.total)
         send_json(req, resp, [user.public() for user in found.items])
 
+    on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validate(UserIn, read_json(req))
+        body = validate(UserReplace, read_json(req))
+        if body.id is not None:
+            # The example: a taken name first, then db.add_user's bare 400 for an id.
+            if self._store.get_user_by_name(body.name) is not None:
+                raise NameTaken(body.name)
+            raise falcon.HTTPBadRequest()
         user = self._store.create_user(body.name, self._hasher.hash(body.password))
         created(req, resp, f"/api/users/{user.id}", user.public())
 
@@ -53,6 +60,8 @@ class User:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         send_json(req, resp, self._existing(user_id).public())
+
+    on_head = on_get
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         _require_self(req, user_id)

@@ -36,7 +36,7 @@ def app(environ, start_response):
     if environ.get("HTTP_AUTHORIZATION"):
         return _reply(
             start_response, "401 Unauthorized",
-            {"error": "Unauthorized", "message": "Token has been revoked"},
+            {"error": "Token has been revoked"},
             [("WWW-Authenticate", "Bearer")],
         )
     if method == "POST" and path == "/auth/login":
