@@ -211,6 +211,7 @@ def test_every_token_has_its_own_jti(login, settings):
 def test_token_lifetimes_come_from_settings():
     settings = Settings(
         secret_key=secrets.token_urlsafe(48),
+        store_url="memory://",
         scrypt_n=16,
         access_token_ttl=123,
         refresh_token_ttl=4567,
@@ -376,7 +377,7 @@ def test_expired_refresh_token_is_401_token_has_expired(client, auth, settings):
 
 
 def test_access_token_expires_after_its_configured_lifetime():
-    settings = Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=16, access_token_ttl=1)
+    settings = Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16, access_token_ttl=1)
     client = falcon.testing.TestClient(create_app(settings))
     token = client.simulate_post(
         "/auth/login", json={"username": "user", "password": "password"}

@@ -27,7 +27,7 @@ import requests
 
 from conftest import BACKENDS, TEST_SCRYPT_N
 from fleet_api.app import create_app
-from fleet_api.devserver import GunicornServer
+from devtools.gunicorn import GunicornServer
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 

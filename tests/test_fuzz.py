@@ -85,7 +85,7 @@ class Accounts:
 # Built at import: schemathesis's lazy `from_fixture` schemas don't work with
 # this pytest (no `Function._nodeid`), and eager loading gives one test per
 # operation. A memory store, so import stays cheap.
-APP = create_app(Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=16), store=open_store("memory://"))
+APP = create_app(Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16), store=open_store("memory://"))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
 

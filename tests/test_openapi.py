@@ -47,7 +47,7 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 @pytest.fixture(scope="module")
 def app():
-    settings = Settings(secret_key=secrets.token_urlsafe(48), scrypt_n=2**4)
+    settings = Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=2**4)
     return create_app(settings, store=open_store("memory://"))
 
 
