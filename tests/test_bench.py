@@ -17,7 +17,7 @@ import pytest
 from fleet_api.settings import PROJECT_ROOT
 
 BENCH = PROJECT_ROOT / "scripts" / "bench.py"
-SCENARIOS = ["get_ship", "update_ship"]
+SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
 
 pytestmark = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk not installed (apt-get install wrk)")
 
