@@ -15,6 +15,7 @@ import jwt
 
 from fleet_api.errors import TokenUnauthorized, TokenUnprocessable, unauthorized
 from fleet_api.keys import KeyRing, SigningKey
+from fleet_api.settings import HS256
 from fleet_api.store import Store, User
 
 ACCESS = "access"
@@ -46,7 +47,8 @@ class Tokens:
         # A client sends the same token many times; its signature and claims
         # can't change, so they are checked once (keyed by the exact token
         # text) and only expiry is checked again. Revocation and the user are
-        # still asked of the store on every request.
+        # still asked of the store on every request. Keys change only when
+        # workers are replaced (restart, HUP), so no entry outlives its key.
         self._verified: dict[str, dict] = {}
 
     def issue(self, user: User, token_type: str) -> str:
@@ -106,7 +108,7 @@ class Tokens:
             raise TokenUnprocessable("The 'crit' header parameter is not accepted")
         kid = header.get("kid")
         if kid is None:
-            if self._keys.algorithm == ALGORITHM:
+            if self._keys.algorithm == HS256:
                 return list(self._keys.keys)
             raise TokenUnprocessable("The token has no key id (kid)")
         key = self._keys.get(kid)

@@ -193,7 +193,7 @@ ERRORS = {
     412: ("PreconditionFailed", "If-Match did not match the current representation."),
     413: ("ContentTooLarge", "The body is larger than the server accepts."),
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
-    422: ("UnprocessableEntity", "A malformed token, a bad signature or the wrong token type."),
+    422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type."),
     429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),

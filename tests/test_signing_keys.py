@@ -670,3 +670,17 @@ def test_cli_list_checks_the_configured_algorithm(key_dir):
 
 def test_cli_without_a_command_is_usage_error():
     assert run_keys().returncode == 2
+
+
+def test_gunicorn_conf_makes_no_secret_for_eddsa(monkeypatch, key_dir):
+    """The conf's random secret is for HS256 only; EdDSA workers load key files."""
+    import runpy
+
+    from fleet_api.devserver import GUNICORN_CONF
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    environ |= {"FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(key_dir[0])}
+    monkeypatch.setattr(os, "environ", environ)
+    runpy.run_path(str(GUNICORN_CONF))
+    assert "FLEET_SECRET_KEY" not in os.environ
+    assert Settings.from_env().jwt_algorithm == "EdDSA"
