@@ -224,8 +224,7 @@ def key_paths(spec: str) -> list[Path]:
 def load_key_file(path: Path) -> SigningKey:
     try:
         data = path.read_bytes()
-        mode = path.stat().st_mode
-        mtime = path.stat().st_mtime
+        status = path.stat()
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror})") from None
     try:
@@ -234,9 +233,10 @@ def load_key_file(path: Path) -> SigningKey:
         raise KeyFileError(f"{path}: the key is encrypted; store it unencrypted, mode 0600") from None
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{path}: not a PEM private key (PKCS#8 or traditional)") from None
-    if mode & 0o077:
-        log.warning("%s: the key file is readable by others (mode %03o); chmod 600 it", path, mode & 0o777)
-    return SigningKey.from_private_key(private_key, str(path), created=created_at(path, mtime))
+    if status.st_mode & 0o077:
+        log.warning("%s: the key file is readable by others (mode %03o); chmod 600 it",
+                    path, status.st_mode & 0o777)
+    return SigningKey.from_private_key(private_key, str(path), created=created_at(path, status.st_mtime))
 
 
 def created_at(path: Path, mtime: float) -> float:
