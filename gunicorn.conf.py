@@ -8,7 +8,7 @@ import os
 
 from gunicorn.glogging import CONFIG_DEFAULTS
 
-from fleet_api.settings import SECRET_ENV, ephemeral_secret
+from fleet_api.settings import ALGORITHM_ENV, HS256, SECRET_ENV, ephemeral_secret
 
 wsgi_app = "fleet_api.app:get_app()"
 bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
@@ -57,6 +57,8 @@ logconfig_dict = {
 control_socket_disable = True
 
 # This file runs once, in the master, before any worker forks: a random key
-# made here is inherited by every worker, so their tokens agree.
-if not os.environ.get(SECRET_ENV):
+# made here is inherited by every worker, so their tokens agree. (EdDSA and
+# ES256 need no secret: each worker, or the master with --preload, loads the
+# same FLEET_SIGNING_KEYS files; `kill -HUP` re-reads them in new workers.)
+if not os.environ.get(SECRET_ENV) and (os.environ.get(ALGORITHM_ENV) or HS256) == HS256:
     os.environ[SECRET_ENV] = ephemeral_secret()

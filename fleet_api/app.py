@@ -7,11 +7,14 @@ import falcon
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.cache import VersionedCache
+from fleet_api.keys import load_keyring
 from fleet_api.middleware import RequestHygiene
 from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
+from fleet_api.resources.jwks import JWKS
+from fleet_api.resources.jwks import PATH as JWKS_PATH
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.settings import Settings
@@ -23,12 +26,14 @@ ID = "int(min=0, max=9223372036854775807)"
 
 
 def create_app(config: Settings | None = None, store: Store | None = None) -> falcon.App:
-    """Build one app with its own store and blocklist; nothing is module-level."""
+    """Build one app with its own store and blocklist; nothing is module-level.
+    A bad signing key raises here (KeyFileError), before the app serves anything."""
     config = config or Settings.from_env()
+    keys = load_keyring(config)
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     store = store or open_store(config.store_url)
     seed_store(store, config.data_path, hasher)
-    tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
+    tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl)
     throttle = LoginThrottle(
         store, config.login_user_limit, config.login_ip_limit, config.login_window,
         config.trusted_proxies,
@@ -50,6 +55,7 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     app.add_route("/api/ships", Ships(store, ships_cache))
     app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
     app.add_route("/health", Health(store))
+    app.add_route(JWKS_PATH, JWKS(keys, config.jwks_max_age))
     app.add_route("/openapi.json", OpenAPI(app))
     return app
 

@@ -14,25 +14,41 @@ import falcon
 import jwt
 
 from fleet_api.errors import TokenUnauthorized, TokenUnprocessable
+from fleet_api.keys import KeyRing, SigningKey
+from fleet_api.settings import HS256
 from fleet_api.store import Store, User
 
 ACCESS = "access"
 REFRESH = "refresh"
-ALGORITHM = "HS256"
+ALGORITHM = "HS256"  # the default; the key ring's algorithm is the one in force
 _REQUIRED_CLAIMS = ["exp", "iat", "nbf", "jti", "sub", "type"]
 VERIFIED_CACHE_SIZE = 4096  # tokens per worker whose signature we already checked
+# Header parameters that bring their own key, or point at one: trusting them
+# would let the token choose what verifies it (RFC 8725 section 3.10), so a
+# token carrying any of them is refused, whatever it is signed with.
+FOREIGN_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c")
 
 
 class Tokens:
-    """Issues and verifies tokens signed with one secret and one algorithm."""
+    """Issues tokens signed with the key ring's signing key and `kid`, and
+    verifies them with the key their `kid` names, in the ring's one algorithm.
 
-    def __init__(self, secret_key: str, access_ttl: int, refresh_ttl: int) -> None:
-        self._key = secret_key
+    A token without `kid` (issued before kids existed) is accepted under HS256
+    only, and checked against each secret in turn; under EdDSA and ES256 every
+    token we ever issued has a `kid`, so one without is refused.
+    """
+
+    def __init__(self, keys: KeyRing | str, access_ttl: int, refresh_ttl: int) -> None:
+        # A plain secret still works (one HS256 key), as before key rings.
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing.from_secrets([keys])
+        self._signer = self._keys.signer
+        self._algorithms = [self._keys.algorithm]
         self._ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
         # A client sends the same token many times; its signature and claims
         # can't change, so they are checked once (keyed by the exact token
         # text) and only expiry is checked again. Revocation and the user are
-        # still asked of the store on every request.
+        # still asked of the store on every request. Keys change only when
+        # workers are replaced (restart, HUP), so no entry outlives its key.
         self._verified: dict[str, dict] = {}
 
     def issue(self, user: User, token_type: str) -> str:
@@ -46,7 +62,9 @@ class Tokens:
             "nbf": now,
             "exp": now + self._ttl[token_type],
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(
+            claims, self._signer.signing, algorithm=self._keys.algorithm, headers={"kid": self._signer.kid}
+        )
 
     def decode(self, token: str) -> dict:
         """Verified claims, or the documented 401/422 error."""
@@ -64,16 +82,47 @@ class Tokens:
 
     def _verify(self, token: str) -> dict:
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[ALGORITHM],
-                options={"require": _REQUIRED_CLAIMS},
-            )
+            candidates = self._keys_for(jwt.get_unverified_header(token))
+            for key in candidates[:-1]:  # several only for a kid-less HS256 token
+                try:
+                    return self._checked(self._decode(token, key))
+                except jwt.InvalidSignatureError:
+                    continue
+            claims = self._decode(token, candidates[-1])
         except jwt.ExpiredSignatureError:
             raise TokenUnauthorized("Token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise TokenUnprocessable(str(exc) or "Invalid token") from None
+        return self._checked(claims)
+
+    def _keys_for(self, header: dict) -> list[SigningKey]:
+        """The keys that may verify a token with this (unverified) header.
+        The algorithm is pinned: the header must name ours, exactly."""
+        if header.get("alg") != self._keys.algorithm:
+            raise TokenUnprocessable("The specified alg value is not allowed")
+        for name in FOREIGN_KEY_HEADERS:
+            if name in header:
+                raise TokenUnprocessable(f"The {name!r} header parameter is not accepted")
+        if "crit" in header:
+            # RFC 7515 section 4.1.11: we understand no extension, so must refuse.
+            raise TokenUnprocessable("The 'crit' header parameter is not accepted")
+        kid = header.get("kid")
+        if kid is None:
+            if self._keys.algorithm == HS256:
+                return list(self._keys.keys)
+            raise TokenUnprocessable("The token has no key id (kid)")
+        key = self._keys.get(kid)
+        if key is None:
+            raise TokenUnprocessable("The token is signed with an unknown key (kid)")
+        return [key]
+
+    def _decode(self, token: str, key: SigningKey) -> dict:
+        return jwt.decode(
+            token, key.verifying, algorithms=self._algorithms, options={"require": _REQUIRED_CLAIMS}
+        )
+
+    @staticmethod
+    def _checked(claims: dict) -> dict:
         sub = claims["sub"]
         if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 18):
             raise TokenUnprocessable("Invalid subject")

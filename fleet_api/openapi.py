@@ -23,6 +23,7 @@ from fleet_api.auth import ACCESS
 from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
+from fleet_api.resources.jwks import JWKS
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.schemas import (
@@ -124,6 +125,33 @@ ERROR_SCHEMA = {
     "additionalProperties": False,
 }
 
+# RFC 7517 section 5: the set; each key a public JWK (RFC 8037 OKP, RFC 7518 EC).
+JWKS_SCHEMA = {
+    "title": "JWKSet",
+    "description": "The public keys that verify our tokens; empty under HS256 (secrets are never published).",
+    "type": "object",
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kty": {"type": "string", "enum": ["OKP", "EC"]},
+                    "crv": {"type": "string", "enum": ["Ed25519", "P-256"]},
+                    "x": {"type": "string"},
+                    "y": {"type": "string"},
+                    "kid": {"type": "string", "description": "The key's RFC 7638 thumbprint, as in the token header."},
+                    "alg": {"type": "string", "enum": ["EdDSA", "ES256"]},
+                    "use": {"type": "string", "const": "sig"},
+                },
+                "required": ["kty", "crv", "x", "kid", "alg", "use"],
+            },
+        }
+    },
+    "required": ["keys"],
+    "additionalProperties": False,
+}
+
 HEADERS = {
     "ETag": {
         "description": "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
@@ -160,6 +188,11 @@ HEADERS = {
         "schema": {"type": "integer", "minimum": 1},
     },
     "Allow": {"description": "The methods the route serves.", "schema": {"type": "string"}},
+    "CacheControlMaxAge": {
+        "description": "`public, max-age=N`: clients and caches may keep the body N seconds (FLEET_JWKS_MAX_AGE).",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^public, max-age=[0-9]+$"},
+    },
 }
 
 # Every error status an operation may list, with when it happens.
@@ -172,7 +205,7 @@ ERRORS = {
     412: ("PreconditionFailed", "If-Match did not match the current representation."),
     413: ("ContentTooLarge", "The body is larger than the server accepts."),
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
-    422: ("UnprocessableEntity", "A malformed token, a bad signature or the wrong token type."),
+    422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type."),
     429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),
@@ -353,6 +386,22 @@ def _health() -> dict:
     }
 
 
+def _jwks() -> dict:
+    headers = {"Cache-Control": {"$ref": "#/components/headers/CacheControlMaxAge"},
+               "ETag": {"$ref": "#/components/headers/ETag"}}
+    return {
+        "summary": "The public keys that verify our tokens (JWKS)",
+        "description": "Verify a token offline: pick the key whose `kid` is the token header's. "
+        "Every key that still verifies is listed; under HS256 the set is empty.",
+        "parameters": [_if_none_match()],
+        "responses": {
+            200: {"description": "The key set.", "headers": headers, "content": _json(_ref("JWKSet"))},
+            304: {"description": "Not modified: the client's copy (If-None-Match) is current.", "headers": headers},
+        },
+        "errors": [],
+    }
+
+
 def _openapi() -> dict:
     return {
         "summary": "This document",
@@ -379,6 +428,7 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
     (Ship, "PATCH"): lambda r: _patch(ShipPatch, ShipOut, "ship"),
     (Ship, "DELETE"): lambda r: _delete("ship"),
     (Health, "GET"): lambda r: _health(),
+    (JWKS, "GET"): lambda r: _jwks(),
 }
 
 
@@ -461,6 +511,7 @@ def _components() -> dict:
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     schemas["Error"] = ERROR_SCHEMA
+    schemas["JWKSet"] = JWKS_SCHEMA
     responses = {}
     for status, (name, description, *headers) in ERRORS.items():
         response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())

@@ -24,6 +24,14 @@ DEFAULT_DATA = Path(__file__).resolve().with_name("data.json")
 DEFAULT_STORE = "sqlite:///var/fleet.db"
 MIN_SECRET_BYTES = 32
 SECRET_ENV = "FLEET_SECRET_KEY"
+# Token signing (fleet_api.keys): HS256 with the secrets of FLEET_SECRET_KEY,
+# or EdDSA / ES256 with the PEM private keys FLEET_SIGNING_KEYS names.
+ALGORITHM_ENV = "FLEET_JWT_ALGORITHM"
+SIGNING_KEYS_ENV = "FLEET_SIGNING_KEYS"
+SIGNING_KID_ENV = "FLEET_SIGNING_KID"
+HS256 = "HS256"
+ASYMMETRIC = ("EdDSA", "ES256")
+ALGORITHMS = (HS256, *ASYMMETRIC)
 
 
 class SettingsError(ValueError):
@@ -50,12 +58,36 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # Proxies whose X-Forwarded-For we believe: gunicorn's forwarded_allow_ips.
     trusted_proxies: str = ""
+    # Signing: the algorithm; for EdDSA/ES256 a key directory or a
+    # comma-separated list of PEM files; the kid that signs (default: the
+    # first secret, the newest key file); how long clients may cache the JWKS.
+    jwt_algorithm: str = HS256
+    signing_keys: str = ""
+    signing_kid: str = ""
+    jwks_max_age: int = 300
 
     def __post_init__(self) -> None:
-        if len(self.secret_key.encode()) < MIN_SECRET_BYTES:
+        if self.jwt_algorithm not in ALGORITHMS:
             raise SettingsError(
-                f"{SECRET_ENV} must be at least {MIN_SECRET_BYTES} bytes long"
+                f"{ALGORITHM_ENV} must be one of {', '.join(ALGORITHMS)}, got {self.jwt_algorithm!r}"
             )
+        if self.jwt_algorithm == HS256:
+            if self.signing_keys:
+                raise SettingsError(
+                    f"{SIGNING_KEYS_ENV} is for {' and '.join(ASYMMETRIC)}; HS256 signs with {SECRET_ENV}"
+                )
+            for secret in self.secret_keys:
+                if len(secret.encode()) < MIN_SECRET_BYTES:
+                    raise SettingsError(
+                        f"{SECRET_ENV} must be at least {MIN_SECRET_BYTES} bytes long"
+                        + (" (each of its comma-separated secrets)" if len(self.secret_keys) > 1 else "")
+                    )
+        elif not self.signing_keys.strip():
+            raise SettingsError(
+                f"{ALGORITHM_ENV}={self.jwt_algorithm} needs {SIGNING_KEYS_ENV}: a key directory or PEM files"
+            )
+        if self.jwks_max_age < 0:
+            raise SettingsError("jwks_max_age must not be negative")
         for name in (
             "access_token_ttl", "refresh_token_ttl", "login_user_limit",
             "login_ip_limit", "login_window", "max_body_bytes",
@@ -65,12 +97,21 @@ class Settings:
         if self.scrypt_n < 2 or self.scrypt_n & (self.scrypt_n - 1):
             raise SettingsError("scrypt_n must be a power of two")
 
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """FLEET_SECRET_KEY's secrets: comma-separated, the first signs."""
+        return tuple(secret.strip() for secret in self.secret_key.split(","))
+
     @classmethod
     def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
         env = os.environ if environ is None else environ
-        secret = env.get(SECRET_ENV) or ephemeral_secret()
+        algorithm = env.get(ALGORITHM_ENV) or HS256
+        secret = env.get(SECRET_ENV) or (ephemeral_secret() if algorithm == HS256 else "")
         values = {
             "secret_key": secret,
+            "jwt_algorithm": algorithm,
+            "signing_keys": env.get(SIGNING_KEYS_ENV, ""),
+            "signing_kid": env.get(SIGNING_KID_ENV, "").strip(),
             "store_url": env.get("FLEET_STORE", DEFAULT_STORE),
             "data_path": Path(env.get("FLEET_DATA", DEFAULT_DATA)),
             "trusted_proxies": env.get("FORWARDED_ALLOW_IPS", ""),
@@ -83,6 +124,7 @@ class Settings:
             ("login_ip_limit", "FLEET_LOGIN_IP_LIMIT"),
             ("login_window", "FLEET_LOGIN_WINDOW"),
             ("max_body_bytes", "FLEET_MAX_BODY_BYTES"),
+            ("jwks_max_age", "FLEET_JWKS_MAX_AGE"),
         ):
             if env.get(var):
                 values[field] = _int(var, env[var])

@@ -4,6 +4,9 @@ Two gunicorns run side by side for the whole bench, both with the project's
 gunicorn.conf.py on free loopback ports (devtools.gunicorn):
 
   ours     the real app (own temp SQLite store unless FLEET_STORE is set)
+  ours EdDSA  the same app signing with a fresh Ed25519 key (FLEET_JWT_ALGORITHM=
+           EdDSA), started only for the *_eddsa scenarios, which it answers
+           in place of ours; they share the ceiling
   ceiling  benchmarks/ceiling.py: a bare Falcon app answering the same routes
            with the same bytes ours sent (fetched once at start), no auth,
            store or validation
@@ -25,7 +28,8 @@ Environment (all optional):
   BENCH_CONNECTIONS  wrk connections                                   (default 32)
   BENCH_THREADS      wrk threads                                       (default 2)
   BENCH_SCENARIOS    comma-separated subset of: list_ships, search, get_ship,
-                     update_ship, login, refresh, mixed                (default all)
+                     update_ship, login, refresh, mixed, update_ship_eddsa,
+                     refresh_eddsa                                     (default all)
   BENCH_LOGIN_CONNECTIONS  wrk connections for login (default 4: each
                      login holds a core for one scrypt, more only queue)
   BENCH_WARMUP       seconds of mixed traffic on each server first     (default 1)
@@ -66,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from devtools.gunicorn import GunicornServer
 from devtools.processes import worker_pids
+from fleet_api.keys import new_key
 from fleet_api.settings import SECRET_ENV, Settings
 
 BENCH_DIR = ROOT / "benchmarks"
@@ -96,14 +101,24 @@ class BenchError(RuntimeError):
 # --- scenarios ---------------------------------------------------------------
 
 
+EDDSA_SUFFIX = "_eddsa"  # the same request, against the EdDSA server with its tokens
+
+
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
     title: str
     what: str
 
+    @property
+    def eddsa(self) -> bool:
+        return self.name.endswith(EDDSA_SUFFIX)
+
     def wrk_args(self, base: str, ctx: "Context") -> list[str]:
         """The script, URL and script arguments for one wrk run."""
+        if self.eddsa:
+            plain = SCENARIOS[self.name.removesuffix(EDDSA_SUFFIX)]
+            return plain.wrk_args(base, dataclasses.replace(ctx, access=ctx.eddsa_access, refresh=ctx.eddsa_refresh))
         req = str(BENCH_DIR / "request.lua")
         if self.name == "list_ships":
             return ["-s", str(BENCH_DIR / "report.lua"), f"{base}/api/ships"]
@@ -131,6 +146,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("login", "POST /auth/login", "username + password: one scrypt verify, two JWTs signed"),
     Scenario("refresh", "POST /auth/refresh", "Bearer refresh token: JWT verify, blocklist + user lookups, one JWT signed"),
     Scenario("mixed", "mixed 80/10/10", "80% GET one ship (random id), 10% GET list, 10% PUT with a token"),
+    Scenario("update_ship_eddsa", "PUT /api/ships/N (EdDSA)", "update_ship with an EdDSA access token"),
+    Scenario("refresh_eddsa", "POST /auth/refresh (EdDSA)", "refresh with an EdDSA refresh token: one Ed25519 signature"),
 ]}
 
 
@@ -141,6 +158,8 @@ class Context:
     login_file: Path
     access: str = ""
     refresh: str = ""
+    eddsa_access: str = ""
+    eddsa_refresh: str = ""
 
 
 # --- HTTP to our server (urllib, loopback only) -------------------------------
@@ -494,6 +513,12 @@ def main() -> int:
 
     ours = GunicornServer(env=dict(server_env), log_path=reports / "bench-server.log",
                           ready_path="/api/ships")
+    eddsa = None
+    if any(s.eddsa for s in scenarios):
+        new_key(work / "keys", "EdDSA")
+        eddsa = GunicornServer(env={**server_env, "FLEET_JWT_ALGORITHM": "EdDSA",
+                                    "FLEET_SIGNING_KEYS": str(work / "keys")},
+                               log_path=reports / "bench-server-eddsa.log", ready_path="/api/ships")
     ceiling = GunicornServer(env={**server_env, "BENCH_CEILING_BODIES": str(bodies_file)},
                              app=CEILING_APP, log_path=reports / "bench-ceiling.log",
                              ready_path="/api/ships")
@@ -508,23 +533,33 @@ def main() -> int:
         ctx.access, ctx.refresh = tokens["access_token"], tokens["refresh_token"]
         bodies_file.write_text(json.dumps(canned_bodies(ours.url, ctx)))
         ceiling.start()
+        masters = [ours.pid, ceiling.pid]
+        if eddsa:
+            eddsa.start()
+            masters.append(eddsa.pid)
+            expect("PUT", f"{eddsa.url}/api/ships/{ctx.ship}", ctx.ship_file.read_bytes(),
+                   login(eddsa.url)["access_token"])  # the same ship, so the same bytes as ours
+            print(f"ours EdDSA: gunicorn pid {eddsa.pid} on {eddsa.url}")
         print(f"ours: gunicorn pid {ours.pid} on {ours.url}; ceiling: pid {ceiling.pid} on {ceiling.url}")
         print(f"{len(scenarios)} scenarios x {rounds} rounds x 2 servers x {duration}s, "
               f"{connections} connections, {threads} wrk threads; {machine()}")
         if warmup:
             for server in (ours, ceiling):
                 run_wrk(SCENARIOS["mixed"].wrk_args(server.url, ctx), warmup, connections, threads)
-            settle([ours.pid, ceiling.pid])
+            settle(masters)
         memory.append(sample_rss(ours.pid))
 
         for round_no in range(1, rounds + 1):
             # A fresh access token each round: the bench may outlive its 15 minutes.
             ctx.access = login(ours.url)["access_token"]
+            if eddsa:
+                tokens = login(eddsa.url)
+                ctx.eddsa_access, ctx.eddsa_refresh = tokens["access_token"], tokens["refresh_token"]
             for scenario in scenarios:
-                for label, server in (("ours", ours), ("ceiling", ceiling)):
+                for label, server in (("ours", eddsa if scenario.eddsa else ours), ("ceiling", ceiling)):
                     conns = login_connections if scenario.name == "login" else connections
                     run = run_wrk(scenario.wrk_args(server.url, ctx), duration, conns, min(threads, conns))
-                    settle([ours.pid, ceiling.pid])
+                    settle(masters)
                     results[scenario.name][label].append(run)
                     print(f"  round {round_no} {scenario.name:<12} {label:<8} {run.rps:>10,.1f} req/s  "
                           f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:8.2f} ms"
@@ -535,7 +570,7 @@ def main() -> int:
                         failed.append(f"round {round_no} {scenario.name} {label}")
             if churn_count:
                 churn(ours.url, churn_count)
-                settle([ours.pid, ceiling.pid])
+                settle(masters)
             memory.append(sample_rss(ours.pid))
 
         if profile:
@@ -547,12 +582,14 @@ def main() -> int:
                 for spy, _ in spies:
                     spy.wait(duration + WRK_GRACE)
                 profiles[name] = top_self([raw for _, raw in spies])
-                settle([ours.pid, ceiling.pid])
+                settle(masters)
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in (ceiling, ours):
+        for server in (ceiling, ours, eddsa):
+            if server is None:
+                continue
             server.stop()
             server.cleanup()
         shutil.rmtree(work, ignore_errors=True)

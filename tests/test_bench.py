@@ -16,7 +16,7 @@ import pytest
 
 from devtools.gunicorn import PROJECT_ROOT
 
-SCENARIOS = ["get_ship", "update_ship"]
+SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
 
 pytestmark = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk not installed (apt-get install wrk)")
 
