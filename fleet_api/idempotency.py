@@ -98,7 +98,7 @@ class Idempotency:
             created(req, resp, location(record), body(record))
             return
         claim = IdempotencyClaim(scope, key, os.urandom(16).hex())
-        fingerprint = hmac.new(self._secret, dumps([scope, payload]), hashlib.sha256).hexdigest()
+        fingerprint = self.fingerprint(scope, payload)
         now = int(self._clock())
         held = self._store.reserve_idempotency(claim, fingerprint, now, now + self._lease, now + self._ttl)
         if held is not None:
@@ -122,6 +122,11 @@ class Idempotency:
             self._store.release_idempotency(claim)
             raise
         _send(resp, result)
+
+
+    def fingerprint(self, scope: str, payload) -> str:
+        """Draft section 2.4: the validated body, canonical JSON, keyed by the server secret."""
+        return hmac.new(self._secret, dumps([scope, payload]), hashlib.sha256).hexdigest()
 
 
 def _in_flight() -> falcon.HTTPConflict:
