@@ -384,7 +384,7 @@ def _docs() -> dict:
     return {
         "summary": "Interactive docs for this document (Swagger UI)",
         "description": "Log in with `login`, paste the access token into Authorize, then try any operation.",
-        "responses": {200: {"description": "The HTML page.", "content": {falcon.MEDIA_HTML: {"schema": {"type": "string"}}}}},
+        "responses": {200: {"description": "The HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
         "errors": [],
     }
 

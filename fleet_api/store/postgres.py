@@ -465,26 +465,28 @@ class PostgresStore(Store):
         abandoned; otherwise the row (locked by the upsert, so an answer
         being committed is waited for) is read in the same transaction."""
         self._sweep_idempotency(now)
-        with self._get_pool().connection() as conn, conn.transaction():
-            taken = conn.execute(
-                "INSERT INTO idempotency_keys AS i (scope, key, token, fingerprint, lease_until, expires_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (scope, key) DO UPDATE SET"
-                " token = EXCLUDED.token, fingerprint = EXCLUDED.fingerprint, status = NULL,"
-                " location = NULL, body = NULL, lease_until = EXCLUDED.lease_until,"
-                " expires_at = EXCLUDED.expires_at"
-                " WHERE i.expires_at <= %s OR (i.status IS NULL AND i.lease_until <= %s) RETURNING 1",
-                (claim.scope, claim.key, claim.token, fingerprint, lease_until, expires_at, now, now),
-            ).fetchone()
-            if taken:
-                return None
-            row = conn.execute(
-                "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE scope = %s AND key = %s",
-                (claim.scope, claim.key),
-            ).fetchone()
-        if row is None:  # swept between the two statements: it had expired, so take it
-            return self.reserve_idempotency(claim, fingerprint, now, lease_until, expires_at)
-        answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
-        return IdempotencyRecord(row[0], answer)
+        for _ in range(3):  # a row swept between the two statements had expired: try again
+            with self._get_pool().connection() as conn, conn.transaction():
+                taken = conn.execute(
+                    "INSERT INTO idempotency_keys AS i (scope, key, token, fingerprint, lease_until, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (scope, key) DO UPDATE SET"
+                    " token = EXCLUDED.token, fingerprint = EXCLUDED.fingerprint, status = NULL,"
+                    " location = NULL, body = NULL, lease_until = EXCLUDED.lease_until,"
+                    " expires_at = EXCLUDED.expires_at"
+                    " WHERE i.expires_at <= %s OR (i.status IS NULL AND i.lease_until <= %s) RETURNING 1",
+                    (claim.scope, claim.key, claim.token, fingerprint, lease_until, expires_at, now, now),
+                ).fetchone()
+                if taken:
+                    return None
+                row = conn.execute(
+                    "SELECT fingerprint, status, location, body FROM idempotency_keys"
+                    " WHERE scope = %s AND key = %s",
+                    (claim.scope, claim.key),
+                ).fetchone()
+            if row is not None:
+                answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
+                return IdempotencyRecord(row[0], answer)
+        return IdempotencyRecord(fingerprint, None)  # still contended: the caller answers 409
 
     def _sweep_idempotency(self, now: int) -> None:
         if now - self._last_idempotency_sweep < PURGE_INTERVAL:
