@@ -181,3 +181,14 @@ def test_the_page_lists_every_operation_and_runs_them_with_a_bearer_token(server
         assert browser.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
         browser.execute_script("window.scrollTo(0, 0)")
+
+
+def test_without_chromium_the_browser_test_says_what_to_install(monkeypatch):
+    import browser
+
+    monkeypatch.setattr(browser, "_find", lambda names: None)
+    assert browser.missing() == browser.MISSING
+    assert "apt-get install -y chromium chromium-driver" in browser.MISSING
+    with pytest.raises(RuntimeError, match="chromium-driver"):
+        with browser.headless_chromium():
+            pass
