@@ -41,6 +41,11 @@ load: $(DEV_STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPA
 	$(BIN)/python -m scripts.load
 
 bench: $(DEV_STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "make bench needs wrk (https://github.com/wg/wrk), which is not on PATH. Install it:"; \
+	  echo "  Debian/Ubuntu:  apt-get install -y wrk   (as root, or with sudo)"; \
+	  echo "  macOS:          brew install wrk"; \
+	  echo "then run make bench again."; exit 2; } >&2
 	$(BIN)/python -m scripts.bench
 
 clean:

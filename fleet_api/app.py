@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import falcon
 
-from fleet_api import errors, media
+from fleet_api import docs, errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.cache import VersionedCache
+from fleet_api.idempotency import Idempotency
 from fleet_api.keys import load_keyring
 from fleet_api.middleware import RequestHygiene
 from fleet_api.openapi import OpenAPI
@@ -25,7 +29,9 @@ from fleet_api.throttle import LoginThrottle
 ID = "int(min=0, max=9223372036854775807)"
 
 
-def create_app(config: Settings | None = None, store: Store | None = None) -> falcon.App:
+def create_app(
+    config: Settings | None = None, store: Store | None = None, clock: Callable[[], float] = time.time
+) -> falcon.App:
     """Build one app with its own store and blocklist; nothing is module-level.
     A bad signing key raises here (KeyFileError), before the app serves anything."""
     config = config or Settings.from_env()
@@ -39,6 +45,9 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
         config.trusted_proxies,
     )
 
+    # Idempotency-Key on the two creates, kept in the shared store.
+    idempotency = Idempotency(store, config.secret_key, clock)
+
     app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
     media.install(app)
     errors.install(app)
@@ -47,15 +56,16 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     app.add_route("/auth/refresh", Refresh(tokens))
     app.add_route("/auth/logout", Logout(store, ACCESS))
     app.add_route("/auth/logout2", Logout(store, REFRESH))
-    app.add_route("/api/users", Users(store, hasher))
+    app.add_route("/api/users", Users(store, hasher, idempotency, throttle.client))
     app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
     # One cache of serialized ships per app (so per worker), kept honest by
     # the store's ship version, which moves with every write on any worker.
     ships_cache = VersionedCache(store.ships_version)
-    app.add_route("/api/ships", Ships(store, ships_cache))
+    app.add_route("/api/ships", Ships(store, ships_cache, idempotency))
     app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
     app.add_route("/health", Health(store))
     app.add_route(JWKS_PATH, JWKS(keys, config.jwks_max_age))
+    docs.install(app)
     app.add_route("/openapi.json", OpenAPI(app))
     return app
 

@@ -20,6 +20,8 @@ import falcon
 from pydantic import BaseModel, ConfigDict, create_model
 
 from fleet_api.auth import ACCESS
+from fleet_api.docs import Docs
+from fleet_api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
@@ -193,6 +195,10 @@ HEADERS = {
         "required": True,
         "schema": {"type": "string", "pattern": "^public, max-age=[0-9]+$"},
     },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
+        "schema": {"type": "string", "const": "true"},
+    },
 }
 
 # Every error status an operation may list, with when it happens.
@@ -201,11 +207,13 @@ ERRORS = {
     401: ("Unauthorized", "No token, or an expired, revoked or deleted user's token; a failed login.", ["WWW-Authenticate"]),
     403: ("Forbidden", "Changing or deleting another user."),
     404: ("NotFound", "No such id."),
-    409: ("Conflict", "The resource kept changing under concurrent writes; try again."),
+    409: ("Conflict", "The resource kept changing under concurrent writes, or the first request with "
+          "this Idempotency-Key is still running; try again."),
     412: ("PreconditionFailed", "If-Match did not match the current representation."),
     413: ("ContentTooLarge", "The body is larger than the server accepts."),
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
-    422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type."),
+    422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; "
+          "or an Idempotency-Key reused with another body."),
     429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),
@@ -304,6 +312,29 @@ def _create(body: type[BaseModel], item: type[BaseModel], what: str) -> dict:
         "responses": {201: _ok(f"The new {what}.", _ref(item), ("Location",))},
         "errors": [400, 413, 415],
     }
+
+
+def _idempotent(spec: dict, scope: str) -> dict:
+    """The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header)."""
+    spec = dict(spec)
+    spec["parameters"] = [*spec.get("parameters", ()), {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "Makes a retry safe: a structured-field string (RFC 8941, quoted), unique per "
+        f"{scope}, e.g. `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"`. The same key with the same body "
+        "within 24 hours replays the first answer (same status, body and Location, plus "
+        "`Idempotent-Replayed: true`) without creating again; with another body, 422; while the "
+        "first request is still running, 409. A malformed key is a 400.",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+    }]
+    responses = dict(spec["responses"])
+    created = dict(responses[201])
+    created["headers"] = {**created.get("headers", {}),
+                          "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}}
+    responses[201] = created
+    spec["responses"] = responses
+    spec["errors"] = sorted({*spec["errors"], 409, 422})
+    return spec
 
 
 def _get(item: type[BaseModel], what: str) -> dict:
@@ -410,26 +441,49 @@ def _openapi() -> dict:
     }
 
 
+def _docs() -> dict:
+    return {
+        "summary": "Interactive docs for this document (Swagger UI)",
+        "description": "Log in with `login`, paste the access token into Authorize, then try any operation.",
+        "responses": {200: {"description": "The HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        "errors": [],
+    }
+
+
 # (resource class, method) -> operation, without the parts every operation shares.
 OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
-    (Login, "POST"): lambda r: _login(),
-    (Refresh, "POST"): lambda r: _refresh(),
-    (Logout, "DELETE"): _logout,
-    (Users, "GET"): lambda r: _list(UserOut, UserQuery, "users"),
-    (Users, "POST"): lambda r: _create(UserIn, UserOut, "user"),
-    (User, "GET"): lambda r: _get(UserOut, "user"),
-    (User, "PUT"): lambda r: _replace(UserReplace, UserOut, "user (yourself only)", [403]),
-    (User, "PATCH"): lambda r: _patch(UserPatch, UserOut, "user (yourself only)", [403]),
-    (User, "DELETE"): lambda r: _delete("user (yourself only)", [403]),
-    (Ships, "GET"): lambda r: _list(ShipOut, ShipQuery, "ships"),
-    (Ships, "POST"): lambda r: _create(ShipIn, ShipOut, "ship"),
-    (Ship, "GET"): lambda r: _get(ShipOut, "ship"),
-    (Ship, "PUT"): lambda r: _replace(ShipReplace, ShipOut, "ship"),
-    (Ship, "PATCH"): lambda r: _patch(ShipPatch, ShipOut, "ship"),
-    (Ship, "DELETE"): lambda r: _delete("ship"),
-    (Health, "GET"): lambda r: _health(),
-    (JWKS, "GET"): lambda r: _jwks(),
+    (Login, "POST"): lambda r: _named("auth", "login", _login()),
+    (Refresh, "POST"): lambda r: _named("auth", "refreshToken", _refresh()),
+    (Logout, "DELETE"): lambda r: _named("auth", "logout" if r.auth["DELETE"] == ACCESS else "logoutRefresh", _logout(r)),
+    (Users, "GET"): lambda r: _named("users", "listUsers", _list(UserOut, UserQuery, "users")),
+    (Users, "POST"): lambda r: _named("users", "createUser", _idempotent(_create(UserIn, UserOut, "user"), "client address")),
+    (User, "GET"): lambda r: _named("users", "getUser", _get(UserOut, "user")),
+    (User, "PUT"): lambda r: _named("users", "updateUser", _replace(UserReplace, UserOut, "user (yourself only)", [403])),
+    (User, "PATCH"): lambda r: _named("users", "patchUser", _patch(UserPatch, UserOut, "user (yourself only)", [403])),
+    (User, "DELETE"): lambda r: _named("users", "deleteUser", _delete("user (yourself only)", [403])),
+    (Ships, "GET"): lambda r: _named("ships", "listShips", _list(ShipOut, ShipQuery, "ships")),
+    (Ships, "POST"): lambda r: _named("ships", "createShip", _idempotent(_create(ShipIn, ShipOut, "ship"), "user")),
+    (Ship, "GET"): lambda r: _named("ships", "getShip", _get(ShipOut, "ship")),
+    (Ship, "PUT"): lambda r: _named("ships", "updateShip", _replace(ShipReplace, ShipOut, "ship")),
+    (Ship, "PATCH"): lambda r: _named("ships", "patchShip", _patch(ShipPatch, ShipOut, "ship")),
+    (Ship, "DELETE"): lambda r: _named("ships", "deleteShip", _delete("ship")),
+    (Health, "GET"): lambda r: _named("meta", "health", _health()),
+    (JWKS, "GET"): lambda r: _named("meta", "jwks", _jwks()),
+    (Docs, "GET"): lambda r: _named("meta", "docs", _docs()),
 }
+
+# The groups a docs page and a generated client sort operations into.
+TAGS = [
+    {"name": "auth", "description": "Log in, refresh the access token, log out (revoke a token)."},
+    {"name": "users", "description": "Register, list, read, change and delete users."},
+    {"name": "ships", "description": "Ships: anyone reads; an access token writes."},
+    {"name": "meta", "description": "Health, this document and its docs page."},
+]
+
+
+def _named(tag: str, operation_id: str, spec: dict) -> dict:
+    """A generated client's module (the tag) and method name (the operationId)."""
+    return {"operationId": operation_id, "tags": [tag], **spec}
 
 
 # --- routes ------------------------------------------------------------------
@@ -476,18 +530,15 @@ def _path(template: str) -> tuple[str, list[dict]]:
     return _FIELD.sub(r"{\1}", template), parameters
 
 
-def _operation_id(method: str, path: str) -> str:
-    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
-    return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
-
-
 def _finish(spec: dict, method: str, path: str, resource, path_parameters: list[dict]) -> dict:
     """Add what follows from the route and the `auth` dict: path ids, bearer
     security, 401/422 for token checks, 500 everywhere; errors as refs."""
     spec = dict(spec)
     errors = set(spec.pop("errors"))
     token = getattr(resource, "auth", {}).get(method)
-    operation: dict[str, Any] = {"operationId": _operation_id(method, path), **spec}
+    if not spec.get("operationId") or not spec.get("tags"):
+        raise UndocumentedOperation(f"{method} {path} has no operationId or tag")
+    operation: dict[str, Any] = dict(spec)
     if path_parameters or spec.get("parameters"):
         operation["parameters"] = [*path_parameters, *spec.get("parameters", ())]
     if token is not None:
@@ -555,6 +606,7 @@ def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = No
             "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`, "
             "except the bearer-token check's: `{\"error\": \"<message>\"}`.",
         },
+        "tags": TAGS,
         "paths": paths,
         "components": _components(),
     }
@@ -565,7 +617,7 @@ class OpenAPI:
     own route; register it last (`app.add_route(PATH, OpenAPI(app))`)."""
 
     def __init__(self, app: falcon.App) -> None:
-        own = _finish(_openapi(), "GET", PATH, self, [])
+        own = _finish(_named("meta", "openapi", _openapi()), "GET", PATH, self, [])
         self.document = build_openapi(app, extra={PATH: {"GET": own}})
         self._data = dumps(self.document)
 

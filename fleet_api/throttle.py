@@ -51,6 +51,10 @@ class LoginThrottle:
         for key in keys.values():
             self._store.count_failure(key, self._window, now)
 
+    def client(self, req: falcon.Request) -> str:
+        """The client's address by the same trusted-proxy rule the counters use."""
+        return client_address(req, self._trusted)
+
     def succeeded(self, keys: dict[str, str], counts: dict[str, int]) -> None:
         """Reset the user's count: a write only when there was one to reset."""
         if counts["user"]:

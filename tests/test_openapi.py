@@ -145,6 +145,48 @@ def test_operation_ids_are_unique(doc):
     assert len(ids) == len(set(ids))
 
 
+OPERATION_NAMES = {
+    ("/auth/login", "POST"): ("auth", "login"),
+    ("/auth/refresh", "POST"): ("auth", "refreshToken"),
+    ("/auth/logout", "DELETE"): ("auth", "logout"),
+    ("/auth/logout2", "DELETE"): ("auth", "logoutRefresh"),
+    ("/api/users", "GET"): ("users", "listUsers"),
+    ("/api/users", "POST"): ("users", "createUser"),
+    ("/api/users/{user_id}", "GET"): ("users", "getUser"),
+    ("/api/users/{user_id}", "PUT"): ("users", "updateUser"),
+    ("/api/users/{user_id}", "PATCH"): ("users", "patchUser"),
+    ("/api/users/{user_id}", "DELETE"): ("users", "deleteUser"),
+    ("/api/ships", "GET"): ("ships", "listShips"),
+    ("/api/ships", "POST"): ("ships", "createShip"),
+    ("/api/ships/{ship_id}", "GET"): ("ships", "getShip"),
+    ("/api/ships/{ship_id}", "PUT"): ("ships", "updateShip"),
+    ("/api/ships/{ship_id}", "PATCH"): ("ships", "patchShip"),
+    ("/api/ships/{ship_id}", "DELETE"): ("ships", "deleteShip"),
+    ("/health", "GET"): ("meta", "health"),
+    ("/openapi.json", "GET"): ("meta", "openapi"),
+    ("/docs", "GET"): ("meta", "docs"),
+}
+
+
+def test_every_operation_has_one_declared_tag_and_a_meaningful_operation_id(doc):
+    declared = [tag["name"] for tag in doc["tags"]]
+    assert declared == ["auth", "users", "ships", "meta"]
+    named = {(path, method): (operation["tags"], operation["operationId"]) for path, method, operation in operations(doc)}
+    assert named == {op: ([tag], name) for op, (tag, name) in OPERATION_NAMES.items()}
+
+
+@pytest.mark.parametrize("path, method", [("/api/ships", "post"), ("/api/users", "post")])
+def test_idempotency_key_is_documented_on_the_creates(doc, path, method):
+    operation = doc["paths"][path][method]
+    header = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["in"] == "header" and not header.get("required")
+    pattern = re.compile(header["schema"]["pattern"])
+    assert pattern.search('"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    assert not pattern.search("8e03978e")  # a bare token is not an sf-string
+    assert {"409", "422"} <= set(operation["responses"])
+    assert "Idempotency-Key" in deref(doc, operation["responses"]["409"])["description"]
+
+
 def test_undescribed_route_fails_at_app_creation():
     class Extra:
         def on_get(self, req, resp):
@@ -273,7 +315,8 @@ def test_success_responses_and_headers(doc):
     assert headers("/api/ships", "get", "200") == {"ETag", "X-Total-Count", "Link"}
     assert "304" in paths["/api/ships"]["get"]["responses"]
     assert headers("/api/ships/{ship_id}", "get", "200") == {"ETag"}
-    assert headers("/api/ships", "post", "201") == {"Location"}
+    assert headers("/api/ships", "post", "201") == {"Location", "Idempotent-Replayed"}
+    assert headers("/api/users", "post", "201") == {"Location", "Idempotent-Replayed"}
     assert headers("/auth/login", "post", "200") == {"Cache-Control"}
     assert headers("/auth/refresh", "post", "200") == {"Cache-Control"}
     assert set(paths["/api/ships/{ship_id}"]["delete"]["responses"]) >= {"204"}

@@ -8,11 +8,11 @@ from fleet_api.auth import ACCESS
 from fleet_api.cache import VersionedCache
 from fleet_api.conditional import Representation, if_match, send_json
 from fleet_api.errors import bad_request
+from fleet_api.idempotency import Idempotency
 from fleet_api.resources import (
     ID_MISMATCH,
     QueryParser,
     add_paging_headers,
-    created,
     merge_patch,
     patch_with_retries,
     read_json,
@@ -25,10 +25,11 @@ from fleet_api.store import Store
 class Ships:
     auth = {"POST": ACCESS}
 
-    def __init__(self, store: Store, cache: VersionedCache) -> None:
+    def __init__(self, store: Store, cache: VersionedCache, idempotency: Idempotency) -> None:
         self._store = store
         self._cache = cache
         self._parse = QueryParser(ShipQuery)
+        self._idempotency = idempotency
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query, wanted = self._parse(req)
@@ -48,8 +49,15 @@ class Ships:
         body = validate(ShipReplace, read_json(req))
         if body.id is not None:
             raise falcon.HTTPBadRequest()  # the example's db.add_ship refuses an id: bare 400
-        ship = self._store.create_ship(body.model_dump(exclude={"id"}))
-        created(req, resp, f"/api/ships/{ship['id']}", ship)
+        fields = body.model_dump(exclude={"id"})
+        # Idempotency keys are the user's own: another user's same key is another request.
+        self._idempotency.create(
+            req, resp, f"ships/user:{req.context.user.id}", fields,
+            plain=lambda: self._store.create_ship(fields),
+            once=lambda claim, answer: self._store.create_ship_once(fields, claim, answer),
+            location=lambda ship: f"/api/ships/{ship['id']}",
+            body=lambda ship: ship,
+        )
 
 
 class Ship:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import falcon
 
 from fleet_api.auth import ACCESS
 from fleet_api.conditional import if_match, send_json
 from fleet_api.errors import bad_request
+from fleet_api.idempotency import Idempotency
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import (
     ID_MISMATCH,
     QueryParser,
     add_paging_headers,
-    created,
     patch_with_retries,
     read_json,
     read_merge_patch,
@@ -27,10 +29,13 @@ def _public(user: UserRecord) -> dict:
 
 
 class Users:
-    def __init__(self, store: Store, hasher: PasswordHasher) -> None:
+    def __init__(self, store: Store, hasher: PasswordHasher, idempotency: Idempotency,
+                 client_address: Callable[[falcon.Request], str]) -> None:
         self._store = store
         self._hasher = hasher
         self._parse = QueryParser(UserQuery)
+        self._idempotency = idempotency
+        self._client_address = client_address
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query, wanted = self._parse(req)
@@ -47,8 +52,17 @@ class Users:
             if self._store.get_user_by_name(body.name) is not None:
                 raise NameTaken(body.name)
             raise falcon.HTTPBadRequest()
-        user = self._store.create_user(body.name, self._hasher.hash(body.password))
-        created(req, resp, f"/api/users/{user.id}", user.public())
+        fields = body.model_dump(exclude={"id"})
+        # No user yet: keys are scoped to the client's address. The password
+        # is hashed only once the key is ours, never for a replay.
+        self._idempotency.create(
+            req, resp, f"users/ip:{self._client_address(req)}", fields,
+            plain=lambda: self._store.create_user(body.name, self._hasher.hash(body.password)),
+            once=lambda claim, answer: self._store.create_user_once(
+                body.name, self._hasher.hash(body.password), claim, answer),
+            location=lambda user: f"/api/users/{user.id}",
+            body=_public,
+        )
 
 
 class User:

@@ -53,6 +53,37 @@ class PreconditionFailed(Exception):
     """The record changed since the client last saw it (If-Match)."""
 
 
+# --- idempotency keys: types (draft-ietf-httpapi-idempotency-key-header) -----
+@dataclasses.dataclass(frozen=True)
+class IdempotencyClaim:
+    """One request's reservation of (scope, key); `token` tells it from a
+    later request that took the key over after the lease ran out."""
+
+    scope: str
+    key: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotentAnswer:
+    """What the first request answered, replayed to its retries."""
+
+    status: int
+    location: str
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotencyRecord:
+    fingerprint: str
+    answer: IdempotentAnswer | None  # None while the first request still runs
+
+
+class IdempotencyLost(Exception):
+    """The claim is no longer this request's (its lease ran out and a retry
+    took the key over): nothing was written."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ListQuery:
     """What a list request asks for; every backend answers it the same way.
@@ -178,6 +209,42 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def clear_failures(self, key: str) -> None: ...
+
+    # --- idempotency keys -------------------------------------------------
+    # A create with a key is two steps: reserve the key (atomically, before
+    # anything is created), then create the record and store the answer in
+    # ONE transaction, which first checks the claim is still ours. A worker
+    # that dies in between leaves only an unanswered reservation, no record;
+    # once its lease ends a retry may take the key over and create.
+    @abc.abstractmethod
+    def reserve_idempotency(
+        self, claim: IdempotencyClaim, fingerprint: str, now: int, lease_until: int, expires_at: int
+    ) -> IdempotencyRecord | None:
+        """Reserve `claim` and return None; or, when a live record holds
+        (scope, key), return it untouched. A record past `expires_at`, or
+        unanswered past its lease, counts as absent. Expired ones are swept."""
+
+    @abc.abstractmethod
+    def create_ship_once(
+        self, fields: Ship, claim: IdempotencyClaim, answer: Callable[[Ship], IdempotentAnswer]
+    ) -> IdempotentAnswer:
+        """create_ship and store `answer(ship)` for the claim, atomically;
+        IdempotencyLost (and nothing written) when the claim is not ours."""
+
+    @abc.abstractmethod
+    def create_user_once(
+        self, name: str, password_hash: str, claim: IdempotencyClaim,
+        answer: Callable[[User], IdempotentAnswer],
+    ) -> IdempotentAnswer:
+        """create_user (NameTaken as there) plus the answer, like create_ship_once."""
+
+    @abc.abstractmethod
+    def release_idempotency(self, claim: IdempotencyClaim) -> None:
+        """Drop an unanswered reservation of ours (the create failed)."""
+
+    @abc.abstractmethod
+    def purge_expired_idempotency(self, now: int) -> int:
+        """Forget records whose `expires_at` has passed; return how many."""
 
     # --- lifecycle ---------------------------------------------------------
     @abc.abstractmethod

@@ -18,6 +18,8 @@ from fleet_api.store.base import (
     ListQuery,
     NameTaken,
     Page,
+    IdempotencyRecord,
+    IdempotencyLost,
     Ship,
     Store,
     User,
@@ -42,6 +44,8 @@ class MemoryStore(Store):
         self._user_ids = itertools.count(1)
         self._ship_ids = itertools.count(1)
         self._ships_version = 0
+        self._idempotency: dict[tuple[str, str], dict] = {}
+        self._last_idempotency_purge = 0
 
     # --- users -------------------------------------------------------------
     def find_users(self, query: ListQuery) -> Page:
@@ -175,6 +179,64 @@ class MemoryStore(Store):
     def clear_failures(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+    # --- idempotency keys -------------------------------------------------
+    def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
+        with self._lock:
+            if now - self._last_idempotency_purge >= PURGE_INTERVAL:
+                self._purge_idempotency(now)
+            held = self._idempotency.get((claim.scope, claim.key))
+            if held and held["expires_at"] > now and (held["answer"] or held["lease_until"] > now):
+                return IdempotencyRecord(held["fingerprint"], held["answer"])
+            self._idempotency[(claim.scope, claim.key)] = {
+                "token": claim.token, "fingerprint": fingerprint, "answer": None,
+                "lease_until": lease_until, "expires_at": expires_at,
+            }
+            return None
+
+    def _held(self, claim) -> dict:
+        held = self._idempotency.get((claim.scope, claim.key))
+        if not held or held["token"] != claim.token or held["answer"]:
+            raise IdempotencyLost(claim.key)
+        return held
+
+    def create_ship_once(self, fields, claim, answer):
+        with self._lock:
+            held = self._held(claim)
+            ship = ship_record(next(self._ship_ids), copy.deepcopy(fields))
+            result = answer(copy.deepcopy(ship))  # before any write: it may raise
+            self._ships[ship["id"]] = ship
+            self._ships_version += 1
+            held["answer"] = result
+            return result
+
+    def create_user_once(self, name, password_hash, claim, answer):
+        with self._lock:
+            held = self._held(claim)
+            if self._find_by_name(name):
+                raise NameTaken(name)
+            user = User(next(self._user_ids), name, password_hash)
+            result = answer(user)
+            self._users[user.id] = user
+            held["answer"] = result
+            return result
+
+    def release_idempotency(self, claim) -> None:
+        with self._lock:
+            held = self._idempotency.get((claim.scope, claim.key))
+            if held and held["token"] == claim.token and not held["answer"]:
+                del self._idempotency[(claim.scope, claim.key)]
+
+    def purge_expired_idempotency(self, now: int) -> int:
+        with self._lock:
+            return self._purge_idempotency(now)
+
+    def _purge_idempotency(self, now: int) -> int:
+        self._last_idempotency_purge = now
+        expired = [k for k, held in self._idempotency.items() if held["expires_at"] <= now]
+        for k in expired:
+            del self._idempotency[k]
+        return len(expired)
 
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:

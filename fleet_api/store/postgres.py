@@ -29,6 +29,9 @@ from fleet_api.store.base import (
     ListQuery,
     NameTaken,
     Page,
+    IdempotencyLost,
+    IdempotencyRecord,
+    IdempotentAnswer,
     Precondition,
     Ship,
     Store,
@@ -108,6 +111,24 @@ CREATE TABLE IF NOT EXISTS login_failures (
 CREATE INDEX IF NOT EXISTS login_failures_window_end_idx ON login_failures (window_end);
 """
 
+# Idempotency keys (draft-ietf-httpapi-idempotency-key-header): a reservation
+# (status NULL) until the create's own transaction stores the answer.
+IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    token TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    status INT,
+    location TEXT,
+    body BYTEA,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at_idx ON idempotency_keys (expires_at);
+"""
+
 # Move an identity sequence past both the highest id in the table and wherever
 # it already got to, so seeded ids and ids handed out before are never reused.
 # pg_sequence_last_value is NULL for a never-used sequence; GREATEST skips NULLs.
@@ -148,6 +169,7 @@ class PostgresStore(Store):
         self._pid: int | None = None
         self._last_purge = 0
         self._last_failure_sweep = 0
+        self._last_idempotency_sweep = 0
 
     # --- connections -------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -193,6 +215,7 @@ class PostgresStore(Store):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             conn.execute(SCHEMA)
+            conn.execute(IDEMPOTENCY_SCHEMA)
 
     def create_schema(self) -> None:
         """Make sure the tables exist (done anyway on first use in a process)."""
@@ -435,6 +458,95 @@ class PostgresStore(Store):
 
     def clear_failures(self, key: str) -> None:
         self._rowcount("DELETE FROM login_failures WHERE key = %s", (key,))
+
+    # --- idempotency keys -------------------------------------------------
+    def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
+        """One upsert that takes the key only when it is free, expired or
+        abandoned; otherwise the row (locked by the upsert, so an answer
+        being committed is waited for) is read in the same transaction."""
+        self._sweep_idempotency(now)
+        for _ in range(3):  # a row swept between the two statements had expired: try again
+            with self._get_pool().connection() as conn, conn.transaction():
+                taken = conn.execute(
+                    "INSERT INTO idempotency_keys AS i (scope, key, token, fingerprint, lease_until, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (scope, key) DO UPDATE SET"
+                    " token = EXCLUDED.token, fingerprint = EXCLUDED.fingerprint, status = NULL,"
+                    " location = NULL, body = NULL, lease_until = EXCLUDED.lease_until,"
+                    " expires_at = EXCLUDED.expires_at"
+                    " WHERE i.expires_at <= %s OR (i.status IS NULL AND i.lease_until <= %s) RETURNING 1",
+                    (claim.scope, claim.key, claim.token, fingerprint, lease_until, expires_at, now, now),
+                ).fetchone()
+                if taken:
+                    return None
+                row = conn.execute(
+                    "SELECT fingerprint, status, location, body FROM idempotency_keys"
+                    " WHERE scope = %s AND key = %s",
+                    (claim.scope, claim.key),
+                ).fetchone()
+            if row is not None:
+                answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
+                return IdempotencyRecord(row[0], answer)
+        return IdempotencyRecord(fingerprint, None)  # still contended: the caller answers 409
+
+    def _sweep_idempotency(self, now: int) -> None:
+        if now - self._last_idempotency_sweep < PURGE_INTERVAL:
+            return
+        self._last_idempotency_sweep = now
+        try:
+            self._rowcount(
+                "DELETE FROM idempotency_keys WHERE (scope, key) IN (SELECT scope, key FROM idempotency_keys"
+                " WHERE expires_at <= %s FOR UPDATE SKIP LOCKED)",
+                (now,),
+            )
+        except psycopg.Error:
+            log.warning("sweep of expired idempotency keys failed", exc_info=True)
+
+    @contextlib.contextmanager
+    def _claimed(self, claim) -> Iterator[psycopg.Connection]:
+        """A transaction holding our unanswered reservation locked."""
+        with self._get_pool().connection() as conn, conn.transaction():
+            if not conn.execute(
+                "SELECT 1 FROM idempotency_keys WHERE scope = %s AND key = %s AND token = %s"
+                " AND status IS NULL FOR UPDATE",
+                (claim.scope, claim.key, claim.token),
+            ).fetchone():
+                raise IdempotencyLost(claim.key)
+            yield conn
+
+    @staticmethod
+    def _answered(conn: psycopg.Connection, claim, result: IdempotentAnswer) -> IdempotentAnswer:
+        conn.execute(
+            "UPDATE idempotency_keys SET status = %s, location = %s, body = %s WHERE scope = %s AND key = %s",
+            (result.status, result.location, result.body, claim.scope, claim.key),
+        )
+        return result
+
+    def create_ship_once(self, fields, claim, answer):
+        placeholders = ", ".join(["%s"] * len(SHIP_FIELDS))
+        with self._claimed(claim) as conn:
+            row = conn.execute(
+                f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({placeholders}) RETURNING id, {SHIP_COLUMNS}",
+                _ship_values(fields),
+            ).fetchone()
+            return self._answered(conn, claim, answer(_ship(row)))
+
+    def create_user_once(self, name, password_hash, claim, answer):
+        with _name_taken(name), self._claimed(claim) as conn:
+            row = conn.execute(
+                f"INSERT INTO users (name, password_hash) VALUES (%s, %s) RETURNING {USER_COLUMNS}",
+                (name, password_hash),
+            ).fetchone()
+            return self._answered(conn, claim, answer(_user(row)))
+
+    def release_idempotency(self, claim) -> None:
+        self._rowcount(
+            "DELETE FROM idempotency_keys WHERE scope = %s AND key = %s AND token = %s AND status IS NULL",
+            (claim.scope, claim.key, claim.token),
+        )
+
+    def purge_expired_idempotency(self, now: int) -> int:
+        self._last_idempotency_sweep = now
+        return self._rowcount("DELETE FROM idempotency_keys WHERE expires_at <= %s", (now,))
 
     def ping(self) -> None:
         self._one("SELECT 1")

@@ -31,6 +31,9 @@ from fleet_api.store.base import (
     ListQuery,
     NameTaken,
     Page,
+    IdempotencyLost,
+    IdempotencyRecord,
+    IdempotentAnswer,
     Ship,
     Store,
     User,
@@ -90,6 +93,24 @@ CREATE TABLE IF NOT EXISTS login_failures (
 CREATE INDEX IF NOT EXISTS login_failures_expiry ON login_failures (window_end);
 """
 
+# Idempotency keys (draft-ietf-httpapi-idempotency-key-header): a reservation
+# (status NULL) until the create's own transaction stores the answer.
+IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    token TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    lease_until INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    status INTEGER,
+    location TEXT,
+    body BLOB,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
+"""
+
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
 _SHIP_ASSIGNMENTS = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
@@ -118,7 +139,7 @@ class SQLiteStore(Store):
         self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
         with self._write() as db:
-            for statement in SCHEMA.split(";\n"):
+            for statement in (SCHEMA + IDEMPOTENCY_SCHEMA).split(";\n"):
                 if statement.strip():
                     db.execute(statement)
 
@@ -330,6 +351,60 @@ class SQLiteStore(Store):
         with self._write() as db:
             db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
+    # --- idempotency keys -------------------------------------------------
+    def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
+        with self._write() as db:
+            # The sweep rides along, like revocations': one indexed range delete.
+            db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
+            row = db.execute(
+                "SELECT fingerprint, status, location, body, lease_until FROM idempotency_keys"
+                " WHERE scope = ? AND key = ?", (claim.scope, claim.key),
+            ).fetchone()
+            if row and (row[1] is not None or row[4] > now):
+                answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
+                return IdempotencyRecord(row[0], answer)
+            db.execute(
+                "INSERT INTO idempotency_keys (scope, key, token, fingerprint, lease_until, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET"
+                " token = excluded.token, fingerprint = excluded.fingerprint, status = NULL,"
+                " location = NULL, body = NULL, lease_until = excluded.lease_until,"
+                " expires_at = excluded.expires_at",
+                (claim.scope, claim.key, claim.token, fingerprint, lease_until, expires_at),
+            )
+            return None
+
+    def create_ship_once(self, fields, claim, answer):
+        columns = ", ".join(SHIP_FIELDS)
+        marks = ", ".join("?" * len(SHIP_FIELDS))
+        with self._write() as db:
+            _claimed(db, claim)
+            row = db.execute(
+                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}", _ship_values(fields)
+            ).fetchone()
+            return _answered(db, claim, answer(_ship(row)))
+
+    def create_user_once(self, name, password_hash, claim, answer):
+        try:
+            with self._write() as db:
+                _claimed(db, claim)
+                row = db.execute(
+                    f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}",
+                    (name, password_hash),
+                ).fetchone()
+                return _answered(db, claim, answer(User(*row)))
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
+
+    def release_idempotency(self, claim) -> None:
+        self._write_one(
+            "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
+            (claim.scope, claim.key, claim.token),
+        )
+
+    def purge_expired_idempotency(self, now: int) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
+
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:
         self._query("SELECT 1")
@@ -375,6 +450,23 @@ def _ship(row: tuple) -> Ship:
     ship = dict(zip(("id",) + SHIP_FIELDS, row))
     ship["roles"] = orjson.loads(ship["roles"])
     return ship_record(ship["id"], ship)
+
+
+def _claimed(db: sqlite3.Connection, claim) -> None:
+    """Inside the create's transaction: the reservation is still ours and unanswered."""
+    if not db.execute(
+        "SELECT 1 FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
+        (claim.scope, claim.key, claim.token),
+    ).fetchone():
+        raise IdempotencyLost(claim.key)
+
+
+def _answered(db: sqlite3.Connection, claim, result: IdempotentAnswer) -> IdempotentAnswer:
+    db.execute(
+        "UPDATE idempotency_keys SET status = ?, location = ?, body = ? WHERE scope = ? AND key = ?",
+        (result.status, result.location, result.body, claim.scope, claim.key),
+    )
+    return result
 
 
 def _guard(db: sqlite3.Connection, table: str, row_id: int, precondition) -> bool:
