@@ -45,8 +45,9 @@ def create_app(
         config.trusted_proxies,
     )
 
-    # Idempotency-Key on the two creates, kept in the shared store.
-    idempotency = Idempotency(store, config.secret_key, clock)
+    # Idempotency-Key on the two creates, kept in the shared store; body
+    # fingerprints are keyed by a server secret (they may hold a password).
+    idempotency = Idempotency(store, config.secret_key or keys.derived_secret("idempotency"), clock)
 
     app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
     media.install(app)

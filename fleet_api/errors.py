@@ -70,6 +70,11 @@ def unauthorized(message: str) -> falcon.HTTPUnauthorized:
     return falcon.HTTPUnauthorized(description=message, challenges=["Bearer"])
 
 
+def unprocessable(message: str) -> falcon.HTTPUnprocessableEntity:
+    """A handler's 422 (two-member body); the token layer raises TokenUnprocessable."""
+    return falcon.HTTPUnprocessableEntity(description=message)
+
+
 def _validation_failed(req, resp, exc: ValidationFailed, params) -> None:
     raise bad_request(exc.errors)
 

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -162,6 +163,16 @@ class KeyRing:
 
     def get(self, kid: str) -> SigningKey | None:
         return self._by_kid.get(kid)
+
+    def derived_secret(self, purpose: str) -> str:
+        """A server-only secret for another MAC (e.g. idempotency fingerprints),
+        derived from the signing key, for deployments whose FLEET_SECRET_KEY is
+        empty because they sign with a private key."""
+        key = self.signer.signing
+        raw = key if isinstance(key, bytes) else key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return hmac.new(raw, purpose.encode(), hashlib.sha256).hexdigest()
 
     def jwks(self) -> dict:
         """RFC 7517 section 5 key set of every public key, sorted by kid so

@@ -184,7 +184,7 @@ def test_the_page_lists_every_operation_and_runs_them_with_a_bearer_token(server
 
 
 def test_without_chromium_the_browser_test_says_what_to_install(monkeypatch):
-    import browser
+    from support import browser
 
     monkeypatch.setattr(browser, "_find", lambda names: None)
     assert browser.missing() == browser.MISSING

@@ -685,3 +685,13 @@ def test_gunicorn_conf_makes_no_secret_for_eddsa(monkeypatch, key_dir):
     runpy.run_path(str(GUNICORN_CONF))
     assert "FLEET_SECRET_KEY" not in os.environ
     assert Settings.from_env().jwt_algorithm == "EdDSA"
+
+
+def test_idempotency_fingerprints_stay_keyed_without_an_hs256_secret(key_dir):
+    """Under EdDSA FLEET_SECRET_KEY is empty; the fingerprint key then comes
+    from the private key, never from a public constant."""
+    ring = keys_module.load_keyring(eddsa_settings(key_dir[0]))
+    secret = ring.derived_secret("idempotency")
+    assert len(secret) == 64
+    assert secret != KeyRing.from_secrets(["k" * 32]).derived_secret("idempotency")
+    assert secret == keys_module.load_keyring(eddsa_settings(key_dir[0])).derived_secret("idempotency")
