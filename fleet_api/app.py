@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import falcon
 
 from fleet_api import errors, media
@@ -12,36 +14,49 @@ from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
+from fleet_api.resources.oauth import Introspect, Revoke
+from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.settings import Settings
 from fleet_api.store import Store, open_store
 from fleet_api.seed import seed_store
+from fleet_api.sessions import Sessions
 from fleet_api.throttle import LoginThrottle
 
 ID = "int(min=0, max=9223372036854775807)"
 
 
-def create_app(config: Settings | None = None, store: Store | None = None) -> falcon.App:
-    """Build one app with its own store and blocklist; nothing is module-level."""
+def create_app(config: Settings | None = None, store: Store | None = None, clock=time.time) -> falcon.App:
+    """Build one app with its own store and blocklist; nothing is module-level.
+    `clock` (epoch seconds) is what tokens and sessions take as now."""
     config = config or Settings.from_env()
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     store = store or open_store(config.store_url)
     seed_store(store, config.data_path, hasher)
-    tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
+    tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl, clock)
+    sessions = Sessions(
+        store, tokens, rotation=config.refresh_rotation, grace=config.refresh_reuse_grace,
+        trusted_proxies=config.trusted_proxies, clock=clock,
+    )
+    auth = AuthMiddleware(tokens, store, clock)
     throttle = LoginThrottle(
         store, config.login_user_limit, config.login_ip_limit, config.login_window,
         config.trusted_proxies,
     )
 
-    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
+    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), auth])
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, tokens, hasher, throttle))
-    app.add_route("/auth/refresh", Refresh(tokens))
+    app.add_route("/auth/login", Login(store, sessions, hasher, throttle))
+    app.add_route("/auth/refresh", Refresh(sessions))
     app.add_route("/auth/logout", Logout(store, ACCESS))
     app.add_route("/auth/logout2", Logout(store, REFRESH))
+    app.add_route("/auth/revoke", Revoke(tokens, sessions))
+    app.add_route("/auth/introspect", Introspect(auth, sessions, config.introspection_keys))
+    app.add_route("/api/sessions", SessionList(store, sessions))
+    app.add_route("/api/sessions/{session_id}", SessionItem(store))
     app.add_route("/api/users", Users(store, hasher))
     app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
     # One cache of serialized ships per app (so per worker), kept honest by

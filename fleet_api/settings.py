@@ -20,6 +20,7 @@ DEFAULT_DATA = PROJECT_ROOT / "data.json"
 DEFAULT_STORE = "memory://"
 MIN_SECRET_BYTES = 32
 SECRET_ENV = "FLEET_SECRET_KEY"
+KEYS_ENV = "FLEET_INTROSPECTION_KEYS"
 
 
 class SettingsError(ValueError):
@@ -46,6 +47,12 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # Proxies whose X-Forwarded-For we believe: gunicorn's forwarded_allow_ips.
     trusted_proxies: str = ""
+    # Sessions (fleet_api/sessions.py): off keeps the example's /auth/refresh,
+    # on hands out a new refresh token each time and detects reuse after
+    # `refresh_reuse_grace` seconds; resource servers introspect with a key.
+    refresh_rotation: bool = False
+    refresh_reuse_grace: float = 10.0
+    introspection_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.secret_key.encode()) < MIN_SECRET_BYTES:
@@ -60,6 +67,10 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive integer")
         if self.scrypt_n < 2 or self.scrypt_n & (self.scrypt_n - 1):
             raise SettingsError("scrypt_n must be a power of two")
+        if not 0 <= self.refresh_reuse_grace <= 3600:
+            raise SettingsError("refresh_reuse_grace must be between 0 and 3600 seconds")
+        if any(len(key.encode()) < MIN_SECRET_BYTES for key in self.introspection_keys):
+            raise SettingsError(f"each of {KEYS_ENV} must be at least {MIN_SECRET_BYTES} bytes long")
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
@@ -82,6 +93,12 @@ class Settings:
         ):
             if env.get(var):
                 values[field] = _int(var, env[var])
+        if env.get("FLEET_REFRESH_ROTATION"):
+            values["refresh_rotation"] = _switch("FLEET_REFRESH_ROTATION", env["FLEET_REFRESH_ROTATION"])
+        if env.get("FLEET_REFRESH_REUSE_GRACE"):
+            values["refresh_reuse_grace"] = _number("FLEET_REFRESH_REUSE_GRACE", env["FLEET_REFRESH_REUSE_GRACE"])
+        if env.get(KEYS_ENV):
+            values["introspection_keys"] = tuple(k.strip() for k in env[KEYS_ENV].split(",") if k.strip())
         return cls(**values)
 
 
@@ -90,6 +107,23 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {raw!r}")
+    return value == "on"
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value != value:  # NaN passes every range check
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}")
+    return value
 
 
 def ephemeral_secret() -> str:

@@ -95,8 +95,11 @@ class User:
         new_hash = None
         if password is not None and not self._hasher.verify(password, current.password_hash):
             new_hash = self._hasher.hash(password)
+        # A new password also ends the user's other sessions (the store does
+        # it in the same transaction).
         user = self._store.update_user(
-            current.id, name, new_hash, req.context.claims["jti"], precondition
+            current.id, name, new_hash, req.context.claims["jti"], precondition,
+            kept_sid=req.context.claims.get("sid"),
         )
         if user is None:
             raise falcon.HTTPNotFound()
