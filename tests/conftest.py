@@ -18,7 +18,7 @@ TEST_SCRYPT_N = 2**4
 
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-PG_TABLES = "meta, users, ships, revoked_tokens, login_failures, counters"
+PG_TABLES = "meta, users, ships, revoked_tokens, login_failures, counters, sessions"
 
 
 @pytest.fixture(scope="session")

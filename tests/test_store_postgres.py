@@ -48,7 +48,7 @@ def dsn(server):
     identity sequences) takes milliseconds; the store recreates them."""
     with psycopg.connect(server, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SET lock_timeout = '5s'")  # a leaked session fails the test, not hangs it
-        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters")
+        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters, sessions")
     return server
 
 

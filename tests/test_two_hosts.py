@@ -17,7 +17,7 @@ def hosts(pg_server):
     import psycopg
 
     with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters")
+        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters, sessions")
     env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server}
     # Both start at once, as hosts behind a load balancer would: seeded once.
     first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
