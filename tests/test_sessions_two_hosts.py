@@ -1,0 +1,82 @@
+"""Sessions across two API hosts (two gunicorn instances) on one PostgreSQL:
+reuse detected on one host, or a session ended there, is in force on the
+other at once; racing refreshes across hosts leave at most one chain."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import jwt
+import pytest
+
+from fleet_api.devserver import GunicornServer
+from realhttp import call, login
+
+REVOKED = {"error": "Token has been revoked"}
+REPEAT = 20
+RACERS = 8
+THREAD_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def hosts(pg_server):
+    import psycopg
+
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters, sessions")
+    env = {
+        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server,
+        "FLEET_REFRESH_ROTATION": "on", "FLEET_REFRESH_REUSE_GRACE": "0",
+    }
+    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
+    starters = [threading.Thread(target=server.start) for server in (first, second)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join(60)
+    try:
+        yield first.url, second.url
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_reuse_detected_on_one_host_kills_the_session_on_the_other(hosts):
+    first, second = hosts
+    tokens = login(first)
+    successor = call("POST", f"{second}/auth/refresh", token=tokens["refresh_token"]).json
+    assert (call("POST", f"{first}/auth/refresh", token=tokens["refresh_token"]).json) == REVOKED
+    for url in (first, second) * (REPEAT // 2):
+        assert call("GET", f"{url}/api/sessions", token=successor["access_token"]).json == REVOKED
+        assert call("POST", f"{url}/auth/refresh", token=successor["refresh_token"]).json == REVOKED
+
+
+def test_a_session_deleted_on_one_host_is_dead_on_the_other(hosts):
+    first, second = hosts
+    doomed, kept = login(first), login(second)
+    sid = jwt.decode(doomed["access_token"], options={"verify_signature": False})["sid"]
+    assert call("DELETE", f"{second}/api/sessions/{sid}", token=kept["access_token"]).status == 204
+    assert [call("GET", f"{first}/api/sessions", token=doomed["access_token"]).status for _ in range(REPEAT)] == [401] * REPEAT
+    assert call("GET", f"{first}/api/sessions", token=kept["access_token"]).status == 200
+
+
+def test_racing_refreshes_across_hosts_leave_at_most_one_chain(hosts):
+    tokens = login(hosts[0])
+    barrier = threading.Barrier(RACERS)
+    results: list = [None] * RACERS
+
+    def run(i):
+        barrier.wait(THREAD_TIMEOUT)
+        results[i] = call("POST", f"{hosts[i % 2]}/auth/refresh", token=tokens["refresh_token"])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_TIMEOUT)
+    assert {r.status for r in results} <= {200, 401}
+    won = [r.json["refresh_token"] for r in results if r.status == 200]
+    assert len(won) <= 1
+    live = [t for t in won if call("POST", f"{hosts[1]}/auth/refresh", token=t).status == 200]
+    assert live == []  # with no grace, the losers' reuse ended the session
