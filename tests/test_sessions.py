@@ -254,6 +254,19 @@ def test_a_password_change_ends_every_other_session(client):
     assert works(client, guest["access_token"])
 
 
+def test_after_a_password_change_the_current_session_lasts_as_long_as_its_kept_token(client, store, clock):
+    changer = log_in(client)
+    client.simulate_put(
+        "/api/users/1", json={"name": "user", "password": "a new password"}, headers=bearer(changer["access_token"])
+    )
+    # Its refresh token is refused like every older token (the version moved),
+    # so the session ends with the access token that made the change.
+    assert client.simulate_post("/auth/refresh", headers=bearer(changer["refresh_token"])).status_code == 401
+    session = store.get_session(claims(changer["access_token"])["sid"])
+    assert session.expires_at == claims(changer["access_token"])["exp"]
+    assert works(client, changer["access_token"])
+
+
 def test_a_rename_alone_ends_no_session(client):
     changer, other = log_in(client), log_in(client)
     result = client.simulate_patch(

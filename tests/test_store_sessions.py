@@ -188,8 +188,9 @@ def test_ending_sessions(seeded):
 def test_a_password_change_ends_the_other_sessions_in_the_same_write(seeded):
     seeded.create_session(session("a" * 22))
     seeded.create_session(session("b" * 22))
-    seeded.update_user(1, "user", "new hash", "jti", kept_sid="a" * 22)
+    seeded.update_user(1, "user", "new hash", "jti", kept_sid="a" * 22, kept_until=int(NOW) + 900)
     assert [s.id for s in seeded.list_sessions(1, NOW)] == ["a" * 22]
+    assert seeded.get_session("a" * 22).expires_at == int(NOW) + 900
     seeded.update_user(1, "renamed")  # no new password: nothing ends
     assert [s.id for s in seeded.list_sessions(1, NOW)] == ["a" * 22]
 

@@ -151,11 +151,14 @@ class Store(abc.ABC):
         kept_jti: str | None = None,
         precondition: Precondition | None = None,
         kept_sid: str | None = None,
+        kept_until: int | None = None,
     ) -> User | None:
         """Rename, and when `password_hash` is given change the password.
 
         A password change bumps `token_version`, records `kept_jti`, and ends
-        every session of the user except `kept_sid`, in the same transaction.
+        every session of the user except `kept_sid`, in the same transaction;
+        that one ends at `kept_until` at the latest (when the one token that
+        survives a password change, the access token that made it, expires).
         Returns None when the user does not exist; raises NameTaken, and
         PreconditionFailed when `precondition(current_user)` is false.
         """

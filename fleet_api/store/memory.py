@@ -73,7 +73,7 @@ class MemoryStore(Store):
             self._users[user.id] = user
             return user
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -90,6 +90,9 @@ class MemoryStore(Store):
                     kept_jti=kept_jti,
                 )
                 self._end_sessions(user_id, keep_sid=kept_sid)
+                kept = self._sessions.get(kept_sid) if kept_sid else None
+                if kept is not None and kept_until is not None and kept.user_id == user_id:
+                    self._sessions[kept_sid] = dataclasses.replace(kept, expires_at=min(kept.expires_at, kept_until))
             user = dataclasses.replace(user, **changes)
             self._users[user_id] = user
             return user

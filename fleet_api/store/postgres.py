@@ -293,7 +293,7 @@ class PostgresStore(Store):
         assert row is not None
         return _user(row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         """One UPDATE, so the version bump can't race another password change;
         with a precondition, the row is locked and checked first in the same
         transaction, so nothing can change between the check and the write."""
@@ -320,6 +320,11 @@ class PostgresStore(Store):
                     row = conn.execute(query, params).fetchone()
                     if password_hash is not None:
                         _end_sessions(conn, user_id, kept_sid)
+                        if kept_sid is not None and kept_until is not None:
+                            conn.execute(
+                                "UPDATE sessions SET expires_at = LEAST(expires_at, %s) WHERE id = %s AND user_id = %s",
+                                (kept_until, kept_sid, user_id),
+                            )
         return _user(row) if row else None
 
     def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool:

@@ -244,7 +244,7 @@ class SQLiteStore(Store):
             raise NameTaken(name) from None
         return User(*row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         try:
             with self._write() as db:
                 if precondition is not None and not _guard(db, "users", user_id, precondition):
@@ -264,6 +264,11 @@ class SQLiteStore(Store):
                 row = cursor.fetchone()
                 if row is not None and password_hash is not None:
                     _end_sessions(db, user_id, kept_sid)
+                    if kept_sid is not None and kept_until is not None:
+                        db.execute(
+                            "UPDATE sessions SET expires_at = min(expires_at, ?) WHERE id = ? AND user_id = ?",
+                            (kept_until, kept_sid, user_id),
+                        )
         except sqlite3.IntegrityError:
             raise NameTaken(name) from None
         return User(*row) if row else None
