@@ -390,3 +390,31 @@ def test_a_token_from_before_sessions_still_refreshes(rotating, settings, clock)
 
 def _rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the document says what the server answers --------------------------------
+@pytest.mark.parametrize("rotation, model", [(False, "AccessToken"), (True, "TokenPair")])
+def test_openapi_describes_the_refresh_this_server_gives(make_client, rotation, model):
+    import jsonschema
+
+    client = make_client(refresh_rotation=rotation, introspection_keys=("k" * 32,))
+    doc = client.simulate_get("/openapi.json").json
+    tokens = log_in(client)
+
+    def validate(path, method, status, body):
+        schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(body)
+
+    refresh_schema = doc["paths"]["/auth/refresh"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert refresh_schema == {"$ref": f"#/components/schemas/{model}"}
+    validate("/auth/refresh", "post", "200", refresh(client, tokens["refresh_token"]).json)
+    validate("/api/sessions", "get", "200", sessions(client, tokens["access_token"]))
+    for token in (tokens["access_token"], "garbage"):
+        answer = client.simulate_post("/auth/introspect", json={"token": token}, headers=bearer(tokens["access_token"]))
+        validate("/auth/introspect", "post", "200", answer.json)
+    deleted = client.simulate_delete("/api/sessions", headers=bearer(tokens["access_token"]))
+    validate("/api/sessions", "delete", "200", deleted.json)
+    validate("/auth/revoke", "post", "200", client.simulate_post("/auth/revoke", json={"token": "x"}).json)
+    bad = client.simulate_post("/auth/revoke", json={})
+    schema = doc["components"]["responses"]["OAuthInvalidRequest"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(bad.json)
