@@ -19,11 +19,14 @@ from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
 from fleet_api.resources.jwks import JWKS
 from fleet_api.resources.jwks import PATH as JWKS_PATH
+from fleet_api.resources.oauth import Introspect, Revoke
+from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.settings import Settings
 from fleet_api.store import Store, open_store
 from fleet_api.seed import seed_store
+from fleet_api.sessions import Sessions
 from fleet_api.throttle import LoginThrottle
 
 ID = "int(min=0, max=9223372036854775807)"
@@ -33,13 +36,19 @@ def create_app(
     config: Settings | None = None, store: Store | None = None, clock: Callable[[], float] = time.time
 ) -> falcon.App:
     """Build one app with its own store and blocklist; nothing is module-level.
+    `clock` (epoch seconds) is what tokens, sessions and idempotency take as now.
     A bad signing key raises here (KeyFileError), before the app serves anything."""
     config = config or Settings.from_env()
     keys = load_keyring(config)
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     store = store or open_store(config.store_url)
     seed_store(store, config.data_path, hasher)
-    tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl)
+    tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
+    sessions = Sessions(
+        store, tokens, rotation=config.refresh_rotation, grace=config.refresh_reuse_grace,
+        trusted_proxies=config.trusted_proxies, clock=clock,
+    )
+    auth = AuthMiddleware(tokens, store, clock)
     throttle = LoginThrottle(
         store, config.login_user_limit, config.login_ip_limit, config.login_window,
         config.trusted_proxies,
@@ -49,14 +58,18 @@ def create_app(
     # fingerprints are keyed by a server secret (they may hold a password).
     idempotency = Idempotency(store, config.secret_key or keys.derived_secret("idempotency"), clock)
 
-    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
+    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), auth])
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, tokens, hasher, throttle))
-    app.add_route("/auth/refresh", Refresh(tokens))
+    app.add_route("/auth/login", Login(store, sessions, hasher, throttle))
+    app.add_route("/auth/refresh", Refresh(sessions))
     app.add_route("/auth/logout", Logout(store, ACCESS))
     app.add_route("/auth/logout2", Logout(store, REFRESH))
+    app.add_route("/auth/revoke", Revoke(tokens, sessions))
+    app.add_route("/auth/introspect", Introspect(auth, sessions, config.introspection_keys))
+    app.add_route("/api/sessions", SessionList(store, sessions))
+    app.add_route("/api/sessions/{session_id}", SessionItem(store))
     app.add_route("/api/users", Users(store, hasher, idempotency, throttle.client))
     app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
     # One cache of serialized ships per app (so per worker), kept honest by

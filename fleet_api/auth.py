@@ -16,7 +16,7 @@ import jwt
 from fleet_api.errors import TokenUnauthorized, TokenUnprocessable
 from fleet_api.keys import KeyRing, SigningKey
 from fleet_api.settings import HS256
-from fleet_api.store import Store, User
+from fleet_api.store import Store, TokenId, User
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -27,6 +27,7 @@ VERIFIED_CACHE_SIZE = 4096  # tokens per worker whose signature we already check
 # would let the token choose what verifies it (RFC 8725 section 3.10), so a
 # token carrying any of them is refused, whatever it is signed with.
 FOREIGN_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c")
+MAX_SID_LENGTH = 64
 
 
 class Tokens:
@@ -38,12 +39,13 @@ class Tokens:
     token we ever issued has a `kid`, so one without is refused.
     """
 
-    def __init__(self, keys: KeyRing | str, access_ttl: int, refresh_ttl: int) -> None:
+    def __init__(self, keys: KeyRing | str, access_ttl: int, refresh_ttl: int, clock=time.time) -> None:
         # A plain secret still works (one HS256 key), as before key rings.
         self._keys = keys if isinstance(keys, KeyRing) else KeyRing.from_secrets([keys])
         self._signer = self._keys.signer
         self._algorithms = [self._keys.algorithm]
         self._ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
+        self._clock = clock
         # A client sends the same token many times; its signature and claims
         # can't change, so they are checked once (keyed by the exact token
         # text) and only expiry is checked again. Revocation and the user are
@@ -51,17 +53,29 @@ class Tokens:
         # workers are replaced (restart, HUP), so no entry outlives its key.
         self._verified: dict[str, dict] = {}
 
-    def issue(self, user: User, token_type: str) -> str:
-        now = int(time.time())
+    def new_id(self, token_type: str) -> TokenId:
+        """A fresh jti with this type's lifetime from now."""
+        now = int(self._clock())
+        return TokenId(str(uuid.uuid4()), now, now + self._ttl[token_type])
+
+    def issue(self, user: User, token_type: str, sid: str | None = None) -> str:
+        return self.encode(user, token_type, self.new_id(token_type), sid)
+
+    def encode(self, user: User, token_type: str, ident: TokenId, sid: str | None = None) -> str:
+        """The token for `ident`; the same arguments give the same bytes
+        (HS256 is deterministic), which is how a refresh within the grace
+        window hands out the very successor the first one got."""
         claims = {
             "sub": str(user.id),
             "type": token_type,
-            "jti": str(uuid.uuid4()),
+            "jti": ident.jti,
             "ver": user.token_version,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self._ttl[token_type],
+            "iat": ident.iat,
+            "nbf": ident.iat,
+            "exp": ident.exp,
         }
+        if sid is not None:
+            claims["sid"] = sid
         return jwt.encode(
             claims, self._signer.signing, algorithm=self._keys.algorithm, headers={"kid": self._signer.kid}
         )
@@ -70,7 +84,7 @@ class Tokens:
         """Verified claims, or the documented 401/422 error."""
         claims = self._verified.get(token)
         if claims is not None:
-            if claims["exp"] <= time.time():  # PyJWT's rule, with no leeway
+            if claims["exp"] <= self._clock():  # PyJWT's rule, with no leeway
                 self._verified.pop(token, None)
                 raise TokenUnauthorized("Token has expired")
             return claims
@@ -128,6 +142,9 @@ class Tokens:
             raise TokenUnprocessable("Invalid subject")
         if type(claims.get("ver", 0)) is not int:
             raise TokenUnprocessable("Invalid token version")
+        sid = claims.get("sid")
+        if sid is not None and not (isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH):
+            raise TokenUnprocessable("Invalid session id")
         return claims
 
 
@@ -138,33 +155,44 @@ class AuthMiddleware:
     `req.context.user` the current user.
     """
 
-    def __init__(self, tokens: Tokens, store: Store) -> None:
+    def __init__(self, tokens: Tokens, store: Store, clock=time.time) -> None:
         self._tokens = tokens
         self._store = store
+        self._clock = clock
 
     def process_resource(self, req: falcon.Request, resp, resource, params) -> None:
         required = getattr(resource, "auth", {}).get(req.method)
         if required is None:
             return
-        claims = self._tokens.decode(_bearer_token(req))
-        if claims["type"] != required:
+        req.context.claims, req.context.user = self.check(
+            bearer_token(req), required, getattr(resource, "handles_unknown_user", False)
+        )
+
+    def check(self, token: str, required: str | None, unknown_user_ok: bool = False) -> tuple[dict, User]:
+        """(claims, user) of a live token of type `required` (any type when
+        None), or the token layer's error. A token of an ended session is
+        revoked: its `sid` is checked in the same store query as its jti.
+        `unknown_user_ok`: the caller answers a deleted user itself (user None)."""
+        claims = self._tokens.decode(token)
+        if required is not None and claims["type"] != required:
             raise TokenUnprocessable(f"Only {required} tokens are allowed")
-        user, revoked = self._store.token_subject(int(claims["sub"]), claims["jti"])
+        user, revoked = self._store.token_subject(
+            int(claims["sub"]), claims["jti"], claims.get("sid"), self._clock()
+        )
         if revoked:
             raise TokenUnauthorized("Token has been revoked")
         if user is None:
             # A resource that answers a deleted user itself (the example's
             # refresh handler does) gets `user = None`; everywhere else a
             # deleted user's token dies here, in the token layer's shape.
-            if not getattr(resource, "handles_unknown_user", False):
+            if not unknown_user_ok:
                 raise TokenUnauthorized("Unknown user.")
         elif claims.get("ver", 0) != user.token_version and claims["jti"] != user.kept_jti:
             raise TokenUnauthorized("Token has been revoked")
-        req.context.claims = claims
-        req.context.user = user
+        return claims, user
 
 
-def _bearer_token(req: falcon.Request) -> str:
+def bearer_token(req: falcon.Request) -> str:
     header = req.get_header("Authorization")
     if not header:
         raise TokenUnauthorized("Missing Authorization Header")

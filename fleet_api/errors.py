@@ -50,9 +50,26 @@ class TokenUnprocessable(falcon.HTTPUnprocessableEntity):
 TOKEN_ERRORS = (TokenUnauthorized, TokenUnprocessable)
 
 
+class OAuthError(falcon.HTTPError):
+    """An error of the OAuth endpoints (/auth/revoke, /auth/introspect), in
+    their RFCs' shape: RFC 6749 section 5.2, `{"error": "<code>",
+    "error_description": ...}`, so standard OAuth tooling can read it."""
+
+    def __init__(self, code: str, description: str, status=falcon.HTTP_400, challenges=None) -> None:
+        headers = {"WWW-Authenticate": ", ".join(challenges)} if challenges else None
+        super().__init__(status, description=description, headers=headers)
+        self.code = code
+
+
+def invalid_request(description: str) -> OAuthError:
+    return OAuthError("invalid_request", description)
+
+
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     if isinstance(exc, TOKEN_ERRORS):
         body = {"error": exc.description}
+    elif isinstance(exc, OAuthError):
+        body = {"error": exc.code, "error_description": exc.description}
     else:
         body = {"error": reason_phrase(falcon.http_status_to_code(exc.status))}
         if exc.description:

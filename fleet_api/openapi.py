@@ -14,10 +14,10 @@ creation (`UndocumentedOperation`), so the document cannot silently drift.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import falcon
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from fleet_api.auth import ACCESS
 from fleet_api.docs import Docs
@@ -26,6 +26,8 @@ from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
 from fleet_api.resources.jwks import JWKS
+from fleet_api.resources.oauth import FORM, Introspect, Revoke
+from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.schemas import (
@@ -92,10 +94,74 @@ class HealthStatus(_Out):
     status: str
 
 
+# --- sessions and the OAuth token endpoints -----------------------------------
+class TokenRequest(BaseModel):
+    """RFC 7009 / RFC 7662 parameters, form-encoded or as a JSON object."""
+
+    token: str = Field(min_length=1)
+    token_type_hint: str | None = Field(
+        None, description="`access_token` or `refresh_token`; ignored: each token names its own type."
+    )
+
+
+class Revoked(_Out):
+    """Always this empty object, whether or not the token was valid (RFC 7009 section 2.2)."""
+
+
+class ActiveToken(_Out):
+    """A live token (RFC 7662 section 2.2)."""
+
+    active: Literal[True]
+    sub: str
+    username: str
+    token_type: Literal["access", "refresh"]
+    sid: str = Field(description="The session; absent only for tokens from before sessions.")
+    jti: str
+    iat: int
+    exp: int
+
+
+class InactiveToken(_Out):
+    """Expired, revoked, of an ended session, used up, forged, garbage, or
+    not the caller's: nothing more is said."""
+
+    active: Literal[False]
+
+
+class SessionOut(_Out):
+    """One login of the caller's, with what the server saw of its client."""
+
+    id: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    last_used_at: str = Field(
+        json_schema_extra={"format": "date-time"}, description="Recorded at most once a minute."
+    )
+    user_agent: str | None = Field(description="The login's User-Agent, cut to 256 characters.")
+    ip: str = Field(description="The client address (X-Forwarded-For only from FORWARDED_ALLOW_IPS).")
+    current: bool = Field(description="True for the session of the calling token.")
+
+
+class RevokedCount(_Out):
+    revoked: int = Field(ge=0, description="How many other sessions were ended.")
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     ShipIn, ShipReplace, ShipPatch, UserIn, UserReplace, UserPatch,
     ShipOut, UserOut, Credentials, TokenPair, AccessToken, Message, HealthStatus,
+    TokenRequest, Revoked, ActiveToken, InactiveToken, SessionOut, RevokedCount,
 )
+
+OAUTH_ERROR_SCHEMA = {
+    "title": "OAuthError",
+    "description": "An error of /auth/revoke and /auth/introspect, in the OAuth shape (RFC 6749 section 5.2).",
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "enum": ["invalid_request", "invalid_client"]},
+        "error_description": {"type": "string"},
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -392,11 +458,87 @@ def _login() -> dict:
     }
 
 
-def _refresh() -> dict:
+def _refresh(resource) -> dict:
+    if resource.rotates:
+        return {
+            "summary": "A new access token and the successor refresh token (rotation on)",
+            "description": "The presented refresh token is used up. Presented again within "
+            "FLEET_REFRESH_REUSE_GRACE seconds it answers the same successor; after that it is reuse: "
+            "401 `Token has been revoked`, and every token of its session is dead.",
+            "responses": {200: _ok("The new tokens.", _ref(TokenPair), ("Cache-Control",))},
+            "errors": [],
+        }
     return {
         "summary": "A new access token for a refresh token",
         "responses": {200: _ok("The new access token.", _ref(AccessToken), ("Cache-Control",))},
         "errors": [],
+    }
+
+
+_OAUTH_400 = {"$ref": "#/components/responses/OAuthInvalidRequest"}
+
+
+def _revoke() -> dict:
+    return {
+        "summary": "Revoke a token (RFC 7009)",
+        "description": "No other authentication: holding a token is the right to revoke it. "
+        "A refresh token ends its whole session; an access token is revoked alone.",
+        "requestBody": _body(TokenRequest, FORM, falcon.MEDIA_JSON),
+        "responses": {
+            200: _ok("Done, or the token was not valid anyway.", _ref(Revoked), ("Cache-Control",)),
+            400: _OAUTH_400,
+        },
+        "errors": [413],
+    }
+
+
+def _introspect() -> dict:
+    return {
+        "summary": "Introspect a token (RFC 7662)",
+        "description": "With an access token the caller sees only its own user's tokens; a resource "
+        "server sends one of FLEET_INTROSPECTION_KEYS as `Authorization: Bearer <key>` or as the "
+        "password of HTTP Basic.",
+        "security": [{SECURITY_SCHEME: []}, {"introspectionKey": []}, {"introspectionBasic": []}],
+        "x-token-type": ACCESS,
+        "requestBody": _body(TokenRequest, FORM, falcon.MEDIA_JSON),
+        "responses": {
+            200: _ok(
+                "What the token is, or exactly `{\"active\": false}`.",
+                {"oneOf": [_ref(ActiveToken), _ref(InactiveToken)]},
+                ("Cache-Control",),
+            ),
+            400: _OAUTH_400,
+            401: {
+                "description": "No, or a bad, token or key.",
+                "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}},
+                "content": _json({"anyOf": [_ref("Error"), _ref("OAuthError")]}),
+            },
+        },
+        "errors": [413, 422],
+    }
+
+
+def _sessions_list() -> dict:
+    return {
+        "summary": "The caller's sessions, newest first",
+        "responses": {200: _ok("The sessions.", {"type": "array", "items": _ref(SessionOut)}, ("Cache-Control",))},
+        "errors": [],
+    }
+
+
+def _sessions_end_others() -> dict:
+    return {
+        "summary": "Log out everywhere else: end every session of the caller but the current one",
+        "responses": {200: _ok("How many were ended.", _ref(RevokedCount))},
+        "errors": [],
+    }
+
+
+def _session_end() -> dict:
+    return {
+        "summary": "End one of the caller's sessions: every token of it is dead at once",
+        "responses": {204: _ok("The session has ended.")},
+        "errors": [404],
     }
 
 
@@ -453,7 +595,12 @@ def _docs() -> dict:
 # (resource class, method) -> operation, without the parts every operation shares.
 OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
     (Login, "POST"): lambda r: _named("auth", "login", _login()),
-    (Refresh, "POST"): lambda r: _named("auth", "refreshToken", _refresh()),
+    (Refresh, "POST"): lambda r: _named("auth", "refreshToken", _refresh(r)),
+    (Revoke, "POST"): lambda r: _named("auth", "revokeToken", _revoke()),
+    (Introspect, "POST"): lambda r: _named("auth", "introspectToken", _introspect()),
+    (SessionList, "GET"): lambda r: _named("sessions", "listSessions", _sessions_list()),
+    (SessionList, "DELETE"): lambda r: _named("sessions", "endOtherSessions", _sessions_end_others()),
+    (SessionItem, "DELETE"): lambda r: _named("sessions", "endSession", _session_end()),
     (Logout, "DELETE"): lambda r: _named("auth", "logout" if r.auth["DELETE"] == ACCESS else "logoutRefresh", _logout(r)),
     (Users, "GET"): lambda r: _named("users", "listUsers", _list(UserOut, UserQuery, "users")),
     (Users, "POST"): lambda r: _named("users", "createUser", _idempotent(_create(UserIn, UserOut, "user"), "client address")),
@@ -474,7 +621,8 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
 
 # The groups a docs page and a generated client sort operations into.
 TAGS = [
-    {"name": "auth", "description": "Log in, refresh the access token, log out (revoke a token)."},
+    {"name": "auth", "description": "Log in, refresh the access token, log out, revoke and introspect tokens."},
+    {"name": "sessions", "description": "Your logins (one session each): list them, end one, end all others."},
     {"name": "users", "description": "Register, list, read, change and delete users."},
     {"name": "ships", "description": "Ships: anyone reads; an access token writes."},
     {"name": "meta", "description": "Health, this document and its docs page."},
@@ -563,10 +711,15 @@ def _components() -> dict:
         schemas[model.__name__] = schema
     schemas["Error"] = ERROR_SCHEMA
     schemas["JWKSet"] = JWKS_SCHEMA
+    schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
     responses = {}
     for status, (name, description, *headers) in ERRORS.items():
         response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
         responses[name] = response
+    responses["OAuthInvalidRequest"] = _ok(
+        "`invalid_request`: `token` missing, repeated or not a string, or a body neither form nor JSON.",
+        _ref("OAuthError"),
+    )
     return {
         "schemas": schemas,
         "responses": responses,
@@ -577,7 +730,17 @@ def _components() -> dict:
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
                 "description": "An access token from POST /auth/login, or a refresh token where an operation says so.",
-            }
+            },
+            "introspectionKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "POST /auth/introspect only: one of FLEET_INTROSPECTION_KEYS.",
+            },
+            "introspectionBasic": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "POST /auth/introspect only: any user name, one of FLEET_INTROSPECTION_KEYS as the password.",
+            },
         },
     }
 

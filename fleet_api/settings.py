@@ -32,6 +32,7 @@ SIGNING_KID_ENV = "FLEET_SIGNING_KID"
 HS256 = "HS256"
 ASYMMETRIC = ("EdDSA", "ES256")
 ALGORITHMS = (HS256, *ASYMMETRIC)
+KEYS_ENV = "FLEET_INTROSPECTION_KEYS"
 
 
 class SettingsError(ValueError):
@@ -65,6 +66,12 @@ class Settings:
     signing_keys: str = ""
     signing_kid: str = ""
     jwks_max_age: int = 300
+    # Sessions (fleet_api/sessions.py): off keeps the example's /auth/refresh,
+    # on hands out a new refresh token each time and detects reuse after
+    # `refresh_reuse_grace` seconds; resource servers introspect with a key.
+    refresh_rotation: bool = False
+    refresh_reuse_grace: float = 10.0
+    introspection_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.jwt_algorithm not in ALGORITHMS:
@@ -96,6 +103,10 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive integer")
         if self.scrypt_n < 2 or self.scrypt_n & (self.scrypt_n - 1):
             raise SettingsError("scrypt_n must be a power of two")
+        if not 0 <= self.refresh_reuse_grace <= 3600:
+            raise SettingsError("refresh_reuse_grace must be between 0 and 3600 seconds")
+        if any(len(key.encode()) < MIN_SECRET_BYTES for key in self.introspection_keys):
+            raise SettingsError(f"each of {KEYS_ENV} must be at least {MIN_SECRET_BYTES} bytes long")
 
     @property
     def secret_keys(self) -> tuple[str, ...]:
@@ -128,6 +139,12 @@ class Settings:
         ):
             if env.get(var):
                 values[field] = _int(var, env[var])
+        if env.get("FLEET_REFRESH_ROTATION"):
+            values["refresh_rotation"] = _switch("FLEET_REFRESH_ROTATION", env["FLEET_REFRESH_ROTATION"])
+        if env.get("FLEET_REFRESH_REUSE_GRACE"):
+            values["refresh_reuse_grace"] = _number("FLEET_REFRESH_REUSE_GRACE", env["FLEET_REFRESH_REUSE_GRACE"])
+        if env.get(KEYS_ENV):
+            values["introspection_keys"] = tuple(k.strip() for k in env[KEYS_ENV].split(",") if k.strip())
         return cls(**values)
 
 
@@ -136,6 +153,23 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {raw!r}")
+    return value == "on"
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value != value:  # NaN passes every range check
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}")
+    return value
 
 
 def ephemeral_secret() -> str:

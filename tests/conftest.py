@@ -8,7 +8,7 @@ import falcon.testing
 import psycopg
 import pytest
 
-from devtools.postgres import running_postgres
+from devtools.postgres import empty_database, running_postgres
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
@@ -18,7 +18,6 @@ TEST_SCRYPT_N = 2**4
 
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-PG_TABLES = "meta, users, ships, revoked_tokens, login_failures, counters, idempotency_keys"
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +30,7 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server) -> str:
     """A clean database per test: dropping the tables takes milliseconds."""
-    with psycopg.connect(pg_server, autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SET lock_timeout = '5s'")
-        conn.execute(f"DROP TABLE IF EXISTS {PG_TABLES}")
+    empty_database(pg_server)
     return pg_server
 
 

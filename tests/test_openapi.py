@@ -135,9 +135,12 @@ def test_path_ids_are_documented_with_the_routes_range(doc):
         names = re.findall(r"\{(\w+)\}", path)
         params = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "path"}
         assert set(params) == set(names), (method, path)
-        for param in params.values():
+        for name, param in params.items():
             assert param["required"] is True
-            assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+            if name == "session_id":  # a random string, not a row number
+                assert param["schema"] == {"type": "string"}
+            else:
+                assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 
 
 def test_operation_ids_are_unique(doc):
@@ -150,6 +153,11 @@ OPERATION_NAMES = {
     ("/auth/refresh", "POST"): ("auth", "refreshToken"),
     ("/auth/logout", "DELETE"): ("auth", "logout"),
     ("/auth/logout2", "DELETE"): ("auth", "logoutRefresh"),
+    ("/auth/revoke", "POST"): ("auth", "revokeToken"),
+    ("/auth/introspect", "POST"): ("auth", "introspectToken"),
+    ("/api/sessions", "GET"): ("sessions", "listSessions"),
+    ("/api/sessions", "DELETE"): ("sessions", "endOtherSessions"),
+    ("/api/sessions/{session_id}", "DELETE"): ("sessions", "endSession"),
     ("/api/users", "GET"): ("users", "listUsers"),
     ("/api/users", "POST"): ("users", "createUser"),
     ("/api/users/{user_id}", "GET"): ("users", "getUser"),
@@ -171,7 +179,7 @@ OPERATION_NAMES = {
 
 def test_every_operation_has_one_declared_tag_and_a_meaningful_operation_id(doc):
     declared = [tag["name"] for tag in doc["tags"]]
-    assert declared == ["auth", "users", "ships", "meta"]
+    assert declared == ["auth", "sessions", "users", "ships", "meta"]
     named = {(path, method): (operation["tags"], operation["operationId"]) for path, method, operation in operations(doc)}
     assert named == {op: ([tag], name) for op, (tag, name) in OPERATION_NAMES.items()}
 
@@ -264,6 +272,12 @@ def test_bearer_security_follows_the_resources_auth_dicts(app, doc):
     needing = 0
     for path, method, operation in operations(doc):
         token = getattr(served[(path, method)], "auth", {}).get(method)
+        if (path, method) == ("/auth/introspect", "POST"):
+            # Checks its caller itself: an access token, or a resource server's key.
+            assert operation["security"] == [{"bearerAuth": []}, {"introspectionKey": []}, {"introspectionBasic": []}]
+            assert operation["x-token-type"] == "access"
+            assert deref(doc, operation["responses"]["401"])["headers"]["WWW-Authenticate"]
+            continue
         if token is not None:
             needing += 1
             assert operation["security"] == [{"bearerAuth": []}], (method, path)
@@ -275,8 +289,9 @@ def test_bearer_security_follows_the_resources_auth_dicts(app, doc):
             assert "x-token-type" not in operation
             if (path, method) != ("/auth/login", "POST"):  # a failed login is the one other 401
                 assert "401" not in operation["responses"], (method, path)
-    # ships POST/PUT/PATCH/DELETE, users PUT/PATCH/DELETE, refresh, logout, logout2
-    assert needing == 10
+    # ships POST/PUT/PATCH/DELETE, users PUT/PATCH/DELETE, refresh, logout, logout2,
+    # sessions GET/DELETE and DELETE one
+    assert needing == 13
     assert doc["paths"]["/auth/refresh"]["post"]["x-token-type"] == "refresh"
     assert doc["paths"]["/auth/logout2"]["delete"]["x-token-type"] == "refresh"
     assert doc["paths"]["/auth/logout"]["delete"]["x-token-type"] == "access"
@@ -289,14 +304,18 @@ def test_error_statuses_per_operation(doc):
         assert "500" in responses
         assert ("429" in responses) == ((path, method) == ("/auth/login", "POST"))
         assert "405" not in responses
+        oauth = path in ("/auth/revoke", "/auth/introspect")
         for status, response in responses.items():
-            if int(status) >= 400:
-                assert deref(doc, response)["content"]["application/json"]["schema"] == {
-                    "$ref": "#/components/schemas/Error"
-                }
+            schema = deref(doc, response).get("content", {}).get("application/json", {}).get("schema")
+            if oauth and status == "400":  # RFC 6749 section 5.2's shape
+                assert schema == {"$ref": "#/components/schemas/OAuthError"}
+            elif oauth and status == "401":
+                assert schema == {"anyOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/OAuthError"}]}
+            elif int(status) >= 400:
+                assert schema == {"$ref": "#/components/schemas/Error"}
         if "requestBody" in operation:
             assert {"400", "413"} <= set(responses)
-        if path.endswith("}") and method in ("PUT", "PATCH", "DELETE"):
+        if path.startswith(("/api/ships/", "/api/users/")) and method in ("PUT", "PATCH", "DELETE"):
             assert {"404", "412"} <= set(responses)
         if path.startswith("/api/users/") and method != "GET":
             assert "403" in responses

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from devtools.postgres import running_postgres
+from devtools.postgres import empty_database, running_postgres
 from fleet_api.store import NameTaken, User, open_store
 from fleet_api.store.memory import MemoryStore
 from fleet_api.store.postgres import PostgresStore
@@ -46,9 +46,7 @@ def server():
 def dsn(server):
     """A clean database per test: dropping the tables (and with them the
     identity sequences) takes milliseconds; the store recreates them."""
-    with psycopg.connect(server, autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SET lock_timeout = '5s'")  # a leaked session fails the test, not hangs it
-        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters")
+    empty_database(server)
     return server
 
 

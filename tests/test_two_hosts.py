@@ -10,14 +10,12 @@ from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
+from devtools.postgres import empty_database
 
 
 @pytest.fixture(scope="module")
 def hosts(pg_server):
-    import psycopg
-
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS meta, users, ships, revoked_tokens, login_failures, counters")
+    empty_database(pg_server)
     env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server}
     # Both start at once, as hosts behind a load balancer would: seeded once.
     first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)

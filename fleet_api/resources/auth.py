@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import falcon
 
-from fleet_api.auth import ACCESS, REFRESH, Tokens
+from fleet_api.auth import REFRESH
 from fleet_api.errors import bad_request, unauthorized
 from fleet_api.passwords import PasswordHasher
+from fleet_api.sessions import Sessions
 from fleet_api.store import Store
 from fleet_api.throttle import LoginThrottle
 
@@ -18,9 +19,9 @@ def _no_store(resp: falcon.Response) -> None:
 
 
 class Login:
-    def __init__(self, store: Store, tokens: Tokens, hasher: PasswordHasher, throttle: LoginThrottle) -> None:
+    def __init__(self, store: Store, sessions: Sessions, hasher: PasswordHasher, throttle: LoginThrottle) -> None:
         self._store = store
-        self._tokens = tokens
+        self._sessions = sessions
         self._hasher = hasher
         self._throttle = throttle
 
@@ -41,10 +42,7 @@ class Login:
             raise unauthorized("Username or password invalid.")
         self._throttle.succeeded(keys, failures)
         _no_store(resp)
-        resp.media = {
-            "access_token": self._tokens.issue(user, ACCESS),
-            "refresh_token": self._tokens.issue(user, REFRESH),
-        }
+        resp.media = self._sessions.start(req, user)  # exactly {access_token, refresh_token}
 
 
 def _credentials(req: falcon.Request) -> dict:
@@ -69,19 +67,24 @@ def _is_json(content_type: str | None) -> bool:
 
 
 class Refresh:
+    """The example's `{access_token}`; with rotation on also the successor
+    `refresh_token` (see fleet_api/sessions.py for reuse and the grace window)."""
+
     auth = {"POST": REFRESH}
     # The example's handler, not its token layer, refuses a deleted user, so
     # the answer has the handler shape {"error": "Unauthorized", "message": ...}.
     handles_unknown_user = True
 
-    def __init__(self, tokens: Tokens) -> None:
-        self._tokens = tokens
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+        self.rotates = sessions.rotation
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.context.user is None:
             raise unauthorized("Unknown user.")
+        body = self._sessions.refresh(req.context.claims, req.context.user)
         _no_store(resp)
-        resp.media = {"access_token": self._tokens.issue(req.context.user, ACCESS)}
+        resp.media = body
 
 
 class Logout:

@@ -118,8 +118,12 @@ class User:
         new_hash = None
         if password is not None and not self._hasher.verify(password, current.password_hash):
             new_hash = self._hasher.hash(password)
+        # A new password also ends the user's other sessions, and this one
+        # when the access token making the change (the one token kept) expires.
+        claims = req.context.claims
         user = self._store.update_user(
-            current.id, name, new_hash, req.context.claims["jti"], precondition
+            current.id, name, new_hash, claims["jti"], precondition,
+            kept_sid=claims.get("sid"), kept_until=claims["exp"],
         )
         if user is None:
             raise falcon.HTTPNotFound()

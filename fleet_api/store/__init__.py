@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fleet_api.store.base import ListQuery, NameTaken, Page, PreconditionFailed, Ship, Store, User
+from fleet_api.store.base import Rotation, SessionRecord, TokenId
 
 __all__ = ["ListQuery", "NameTaken", "Page", "PreconditionFailed", "Ship", "Store", "User", "open_store"]
+__all__ += ["Rotation", "SessionRecord", "TokenId"]
 
 
 def open_store(url: str) -> Store:

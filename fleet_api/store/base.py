@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 from typing import Any, Callable
 
 SHIP_FIELDS = (
@@ -47,6 +48,47 @@ class User:
 
 
 Ship = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenId:
+    """What makes one JWT: its jti and its times (epoch seconds). Kept for a
+    session's live refresh token, so the very same token can be minted again."""
+
+    jti: str
+    iat: int
+    exp: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRecord:
+    """One login: the chain of refresh tokens it hands out, and what the
+    sessions API shows. The row's presence (with `expires_at` ahead) is what
+    keeps every token carrying its `sid` alive."""
+
+    id: str
+    user_id: int
+    created_at: float
+    last_used_at: float
+    expires_at: int  # the live refresh token's exp: the session ends with it
+    user_agent: str | None
+    ip: str
+    refresh: TokenId  # the chain's live refresh token
+    previous_jti: str | None = None  # the one it replaced ...
+    rotated_at: float | None = None  # ... and when
+
+
+class Rotation(enum.Enum):
+    """What presenting a refresh token to its session did."""
+
+    ROTATED = "rotated"  # it was the live one: used up, the successor is live
+    GRACE = "grace"  # it was used up within the grace window: here is the live successor
+    CURRENT = "current"  # it is the live one and nothing was rotated (rotation off)
+    REUSED = "reused"  # used up before the grace window: the whole session has ended
+    ENDED = "ended"  # no such live session
+
+
+SESSION_TOUCH_INTERVAL = 60  # seconds: last_used_at is written at most this often
 
 
 class PreconditionFailed(Exception):
@@ -139,16 +181,22 @@ class Store(abc.ABC):
         password_hash: str | None = None,
         kept_jti: str | None = None,
         precondition: Precondition | None = None,
+        kept_sid: str | None = None,
+        kept_until: int | None = None,
     ) -> User | None:
         """Rename, and when `password_hash` is given change the password.
 
-        A password change bumps `token_version` and records `kept_jti`.
+        A password change bumps `token_version`, records `kept_jti`, and ends
+        every session of the user except `kept_sid`, in the same transaction;
+        that one ends at `kept_until` at the latest (when the one token that
+        survives a password change, the access token that made it, expires).
         Returns None when the user does not exist; raises NameTaken, and
         PreconditionFailed when `precondition(current_user)` is false.
         """
 
     @abc.abstractmethod
-    def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool: ...
+    def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool:
+        """Delete the user and, in the same transaction, end all its sessions."""
 
     # --- ships -------------------------------------------------------------
     def list_ships(self) -> list[Ship]:
@@ -187,14 +235,75 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def is_token_revoked(self, jti: str) -> bool: ...
 
-    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
-        """(the user, is this jti revoked): what every authenticated request
-        asks. SQL backends answer it in one round trip."""
-        return self.get_user(user_id), self.is_token_revoked(jti)
+    def token_subject(
+        self, user_id: int, jti: str, sid: str | None = None, now: float | None = None
+    ) -> tuple[User | None, bool]:
+        """(the user, is this token revoked): what every authenticated request
+        asks. A token of a user who exists and with a session id `sid` also
+        counts as revoked when its session has ended (or expired by `now`); a live session's last use is
+        recorded, at most once per SESSION_TOUCH_INTERVAL. SQL backends answer
+        it in one round trip (plus that rare write)."""
+        user, revoked = self.get_user(user_id), self.is_token_revoked(jti)
+        if sid is not None and user is not None:  # a deleted user's tokens say "Unknown user."
+            session = self.get_session(sid)
+            if session is None or session.user_id != user_id or session.expires_at <= now:
+                revoked = True
+            elif session.last_used_at <= now - SESSION_TOUCH_INTERVAL:
+                self.touch_session(sid, now)
+        return user, revoked
 
     @abc.abstractmethod
     def purge_expired_tokens(self, now: int) -> int:
         """Forget revocations whose tokens have expired; return how many."""
+
+    # --- sessions (one per login; see fleet_api/sessions.py) ---------------
+    @abc.abstractmethod
+    def create_session(self, session: SessionRecord) -> None:
+        """Store a new session; sessions that have expired are swept too."""
+
+    @abc.abstractmethod
+    def get_session(self, sid: str) -> SessionRecord | None:
+        """The session, or None once it has ended. An expired session not
+        swept yet is still returned: callers compare `expires_at`."""
+
+    @abc.abstractmethod
+    def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
+        """The user's live sessions, newest first."""
+
+    @abc.abstractmethod
+    def touch_session(self, sid: str, now: float) -> None:
+        """Record a use: last_used_at = now, unless a fresher one was recorded."""
+
+    @abc.abstractmethod
+    def end_session(self, sid: str, user_id: int) -> bool:
+        """End the user's session `sid`; False when there is none (or not theirs)."""
+
+    @abc.abstractmethod
+    def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
+        """End every session of the user except `keep_sid`; return how many."""
+
+    @abc.abstractmethod
+    def rotate_refresh(
+        self, sid: str, jti: str, successor: TokenId | None, now: float, grace: float
+    ) -> tuple[Rotation, TokenId | None]:
+        """Present refresh token `jti` to session `sid`, atomically (one
+        transaction holding the session's row, so racing workers and hosts
+        see one order):
+
+        - the live one, with a `successor`: it is used up, the successor is
+          live and the session ends at its exp -> (ROTATED, successor);
+        - the live one, no successor (rotation off) -> (CURRENT, it);
+        - the one used up last, less than `grace` seconds ago -> (GRACE, the
+          live successor): the caller mints that same token again, so racing
+          refreshes share one chain;
+        - any other refresh token of the session -> (REUSED, None), and the
+          session has ended;
+        - no live session -> (ENDED, None).
+        """
+
+    @abc.abstractmethod
+    def purge_expired_sessions(self, now: float) -> int:
+        """Forget sessions that expired by `now`; return how many."""
 
     # --- failed-login counters (brute-force throttling) ---------------------
     @abc.abstractmethod
@@ -314,3 +423,24 @@ def page(records: list[dict], query: ListQuery, text_fields: tuple[str, ...]) ->
         found.sort(key=lambda r: r[field], reverse=descending)
     end = None if query.limit is None else query.offset + query.limit
     return Page(found[query.offset:end], len(found))
+
+
+def rotation_step(
+    session: SessionRecord | None, jti: str, successor: TokenId | None, now: float, grace: float
+) -> tuple[Rotation, TokenId | None, SessionRecord | None]:
+    """The rule of `Store.rotate_refresh`, once for every backend: (outcome,
+    the token to hand out, the session as it must be stored afterwards, or
+    None when it must be deleted). Backends run it on the row they hold locked."""
+    if session is None or session.expires_at <= now:
+        return Rotation.ENDED, None, None
+    if jti == session.refresh.jti:
+        if successor is None:
+            return Rotation.CURRENT, session.refresh, session
+        rotated = dataclasses.replace(
+            session, refresh=successor, previous_jti=jti, rotated_at=now,
+            expires_at=successor.exp, last_used_at=now,
+        )
+        return Rotation.ROTATED, successor, rotated
+    if jti == session.previous_jti and session.rotated_at is not None and now < session.rotated_at + grace:
+        return Rotation.GRACE, session.refresh, session
+    return Rotation.REUSED, None, None

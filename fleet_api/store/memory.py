@@ -20,11 +20,14 @@ from fleet_api.store.base import (
     Page,
     IdempotencyRecord,
     IdempotencyLost,
+    SessionRecord,
     Ship,
     Store,
+    TokenId,
     User,
     page,
     require,
+    rotation_step,
     ship_record,
 )
 
@@ -46,6 +49,8 @@ class MemoryStore(Store):
         self._ships_version = 0
         self._idempotency: dict[tuple[str, str], dict] = {}
         self._last_idempotency_purge = 0
+        self._sessions: dict[str, SessionRecord] = {}
+        self._last_session_purge = 0.0
 
     # --- users -------------------------------------------------------------
     def find_users(self, query: ListQuery) -> Page:
@@ -72,7 +77,7 @@ class MemoryStore(Store):
             self._users[user.id] = user
             return user
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -88,6 +93,10 @@ class MemoryStore(Store):
                     token_version=user.token_version + 1,
                     kept_jti=kept_jti,
                 )
+                self._end_sessions(user_id, keep_sid=kept_sid)
+                kept = self._sessions.get(kept_sid) if kept_sid else None
+                if kept is not None and kept_until is not None and kept.user_id == user_id:
+                    self._sessions[kept_sid] = dataclasses.replace(kept, expires_at=min(kept.expires_at, kept_until))
             user = dataclasses.replace(user, **changes)
             self._users[user_id] = user
             return user
@@ -98,6 +107,7 @@ class MemoryStore(Store):
                 return False
             require(precondition, self._users[user_id])
             del self._users[user_id]
+            self._end_sessions(user_id, keep_sid=None)
             return True
 
     # --- ships -------------------------------------------------------------
@@ -160,6 +170,65 @@ class MemoryStore(Store):
         expired = [jti for jti, exp in self._revoked.items() if exp < now]
         for jti in expired:
             del self._revoked[jti]
+        return len(expired)
+
+    # --- sessions ----------------------------------------------------------
+    def create_session(self, session: SessionRecord) -> None:
+        with self._lock:
+            self._sessions[session.id] = session
+            if session.created_at - self._last_session_purge >= PURGE_INTERVAL:
+                self._purge_sessions(session.created_at)
+
+    def get_session(self, sid: str) -> SessionRecord | None:
+        return self._sessions.get(sid)
+
+    def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
+        with self._lock:
+            found = [s for s in self._sessions.values() if s.user_id == user_id and s.expires_at > now]
+        return sorted(found, key=lambda s: (-s.created_at, s.id))
+
+    def touch_session(self, sid: str, now: float) -> None:
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is not None and session.last_used_at < now:
+                self._sessions[sid] = dataclasses.replace(session, last_used_at=now)
+
+    def end_session(self, sid: str, user_id: int) -> bool:
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None or session.user_id != user_id:
+                return False
+            del self._sessions[sid]
+            return True
+
+    def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
+        with self._lock:
+            return self._end_sessions(user_id, keep_sid)
+
+    def _end_sessions(self, user_id: int, keep_sid: str | None) -> int:
+        ended = [sid for sid, s in self._sessions.items() if s.user_id == user_id and sid != keep_sid]
+        for sid in ended:
+            del self._sessions[sid]
+        return len(ended)
+
+    def rotate_refresh(self, sid, jti, successor: TokenId | None, now, grace):
+        with self._lock:
+            outcome, token, after = rotation_step(self._sessions.get(sid), jti, successor, now, grace)
+            if after is None:
+                self._sessions.pop(sid, None)
+            else:
+                self._sessions[sid] = after
+            return outcome, token
+
+    def purge_expired_sessions(self, now: float) -> int:
+        with self._lock:
+            return self._purge_sessions(now)
+
+    def _purge_sessions(self, now: float) -> int:
+        self._last_session_purge = now
+        expired = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
+        for sid in expired:
+            del self._sessions[sid]
         return len(expired)
 
     # --- failed-login counters ---------------------------------------------

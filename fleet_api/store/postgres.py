@@ -28,15 +28,19 @@ from fleet_api.store.base import (
     USER_TEXT_FIELDS,
     ListQuery,
     NameTaken,
+    SESSION_TOUCH_INTERVAL,
     Page,
     IdempotencyLost,
     IdempotencyRecord,
     IdempotentAnswer,
     Precondition,
+    SessionRecord,
     Ship,
     Store,
+    TokenId,
     User,
     require,
+    rotation_step,
     ship_record,
 )
 
@@ -128,6 +132,29 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at_idx ON idempotency_keys (expires_at);
 """
+# Sessions (fleet_api/sessions.py): one row per login, deleted when it ends.
+SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION NOT NULL,
+    expires_at BIGINT NOT NULL,
+    user_agent TEXT,
+    ip TEXT NOT NULL,
+    refresh_jti TEXT NOT NULL,
+    refresh_iat BIGINT NOT NULL,
+    refresh_exp BIGINT NOT NULL,
+    previous_jti TEXT,
+    rotated_at DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS sessions_user_idx ON sessions (user_id, created_at);
+CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
+"""
+SESSION_COLUMNS = (
+    "id, user_id, created_at, last_used_at, expires_at, user_agent, ip,"
+    " refresh_jti, refresh_iat, refresh_exp, previous_jti, rotated_at"
+)
 
 # Move an identity sequence past both the highest id in the table and wherever
 # it already got to, so seeded ids and ids handed out before are never reused.
@@ -170,6 +197,7 @@ class PostgresStore(Store):
         self._last_purge = 0
         self._last_failure_sweep = 0
         self._last_idempotency_sweep = 0
+        self._last_session_sweep = 0.0
 
     # --- connections -------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -216,6 +244,7 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             conn.execute(SCHEMA)
             conn.execute(IDEMPOTENCY_SCHEMA)
+            conn.execute(SESSIONS_SCHEMA)
 
     def create_schema(self) -> None:
         """Make sure the tables exist (done anyway on first use in a process)."""
@@ -286,7 +315,7 @@ class PostgresStore(Store):
         assert row is not None
         return _user(row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         """One UPDATE, so the version bump can't race another password change;
         with a precondition, the row is locked and checked first in the same
         transaction, so nothing can change between the check and the write."""
@@ -303,7 +332,7 @@ class PostgresStore(Store):
             )
             params = (name, password_hash, kept_jti, user_id)
         with _name_taken(name):
-            if precondition is None:
+            if precondition is None and password_hash is None:
                 row = self._one(query, params)
             else:
                 with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
@@ -311,18 +340,25 @@ class PostgresStore(Store):
                         return None
                     require(precondition, _user(current))
                     row = conn.execute(query, params).fetchone()
+                    if password_hash is not None:
+                        _end_sessions(conn, user_id, kept_sid)
+                        if kept_sid is not None and kept_until is not None:
+                            conn.execute(
+                                "UPDATE sessions SET expires_at = LEAST(expires_at, %s) WHERE id = %s AND user_id = %s",
+                                (kept_until, kept_sid, user_id),
+                            )
         return _user(row) if row else None
 
     def delete_user(self, user_id: int, precondition: Precondition | None = None) -> bool:
         if not _valid_id(user_id):
             return False
-        if precondition is None:
-            return self._rowcount("DELETE FROM users WHERE id = %s", (user_id,)) == 1
         with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
             if current is None:
                 return False
             require(precondition, _user(current))
-            return conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount == 1
+            deleted = conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount == 1
+            _end_sessions(conn, user_id, None)
+            return deleted
 
     # --- ships -------------------------------------------------------------
     def find_ships(self, query: ListQuery) -> Page:
@@ -406,16 +442,26 @@ class PostgresStore(Store):
     def is_token_revoked(self, jti: str) -> bool:
         return self._one("SELECT 1 FROM revoked_tokens WHERE jti = %s", (jti,)) is not None
 
-    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+    def token_subject(self, user_id: int, jti: str, sid: str | None = None, now: float | None = None):
         if not _valid_id(user_id):
             return None, self.is_token_revoked(jti)
+        # The session's last use comes back from the same statement (NULL
+        # when the session has ended or expired): a primary-key lookup more.
         row = self._one(
-            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %s), "
+            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %s),"
+            " (SELECT last_used_at FROM sessions WHERE id = %s AND user_id = %s AND expires_at > %s), "
             + ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
             + " FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.id = %s",
-            (jti, user_id),
+            (jti, sid, user_id, now, user_id),
         )
-        return (_user(row[1:]) if row[1] is not None else None), bool(row[0])
+        revoked = bool(row[0])
+        if sid is not None and row[2] is not None:  # a deleted user's tokens say "Unknown user."
+            last_used = row[1]
+            if last_used is None:
+                revoked = True
+            elif last_used <= now - SESSION_TOUCH_INTERVAL:
+                self.touch_session(sid, now)
+        return (_user(row[2:]) if row[2] is not None else None), revoked
 
     def ships_version(self) -> int:
         # Bumped by a trigger inside each ship write's own transaction.
@@ -424,6 +470,82 @@ class PostgresStore(Store):
     def purge_expired_tokens(self, now: int) -> int:
         self._last_purge = now
         return self._rowcount("DELETE FROM revoked_tokens WHERE expires_at < %s", (now,))
+
+    # --- sessions ----------------------------------------------------------
+    def create_session(self, session: SessionRecord) -> None:
+        """Insert; expired sessions are swept at most once a minute, after the
+        insert and with SKIP LOCKED, as revocations are."""
+        with self._get_pool().connection() as conn:
+            conn.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})",
+                _session_values(session),
+            )
+            now = session.created_at
+            if now - self._last_session_sweep < PURGE_INTERVAL:
+                return
+            self._last_session_sweep = now
+            try:
+                conn.execute(
+                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
+                    " WHERE expires_at <= %s FOR UPDATE SKIP LOCKED)",
+                    (now,),
+                )
+            except psycopg.Error:
+                log.warning("sweep of expired sessions failed", exc_info=True)
+
+    def get_session(self, sid: str) -> SessionRecord | None:
+        row = self._one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,))
+        return _session(row) if row else None
+
+    def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
+        if not _valid_id(user_id):
+            return []
+        rows = self._all(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND expires_at > %s"
+            ' ORDER BY created_at DESC, id COLLATE "C"',
+            (user_id, now),
+        )
+        return [_session(row) for row in rows]
+
+    def touch_session(self, sid: str, now: float) -> None:
+        self._rowcount("UPDATE sessions SET last_used_at = %s WHERE id = %s AND last_used_at < %s", (now, sid, now))
+
+    def end_session(self, sid: str, user_id: int) -> bool:
+        if not _valid_id(user_id):
+            return False
+        return self._rowcount("DELETE FROM sessions WHERE id = %s AND user_id = %s", (sid, user_id)) == 1
+
+    def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
+        if not _valid_id(user_id):
+            return 0
+        with self._get_pool().connection() as conn:
+            return _end_sessions(conn, user_id, keep_sid)
+
+    def rotate_refresh(self, sid, jti, successor: TokenId | None, now, grace):
+        if successor is None:
+            # Rotation off: the live token is the common case and needs no lock.
+            session = self.get_session(sid)
+            if session is not None and session.refresh.jti == jti and session.expires_at > now:
+                return rotation_step(session, jti, None, now, grace)[:2]
+        # The session's row stays locked (FOR UPDATE) from the read to the
+        # commit, so of racing workers on any host exactly one sees the live token.
+        with self._locked(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,)) as (conn, row):
+            before = _session(row) if row else None
+            outcome, token, after = rotation_step(before, jti, successor, now, grace)
+            if after is None:
+                conn.execute("DELETE FROM sessions WHERE id = %s", (sid,))
+            elif after != before:
+                conn.execute(
+                    "UPDATE sessions SET last_used_at = %s, expires_at = %s, refresh_jti = %s, refresh_iat = %s,"
+                    " refresh_exp = %s, previous_jti = %s, rotated_at = %s WHERE id = %s",
+                    (after.last_used_at, after.expires_at, after.refresh.jti, after.refresh.iat,
+                     after.refresh.exp, after.previous_jti, after.rotated_at, sid),
+                )
+        return outcome, token
+
+    def purge_expired_sessions(self, now: float) -> int:
+        self._last_session_sweep = now
+        return self._rowcount("DELETE FROM sessions WHERE expires_at <= %s", (now,))
 
     # --- lifecycle ---------------------------------------------------------
     # --- failed-login counters ---------------------------------------------
@@ -586,6 +708,25 @@ class PostgresStore(Store):
             if pool is not None and self._pid == os.getpid():
                 pool.close()
 
+
+
+def _session_values(s: SessionRecord) -> tuple:
+    return (s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.user_agent, s.ip,
+            s.refresh.jti, s.refresh.iat, s.refresh.exp, s.previous_jti, s.rotated_at)
+
+
+def _session(row: tuple) -> SessionRecord:
+    (sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
+     jti, iat, exp, previous_jti, rotated_at) = row
+    return SessionRecord(sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
+                         TokenId(jti, iat, exp), previous_jti, rotated_at)
+
+
+def _end_sessions(conn: psycopg.Connection, user_id: int, keep_sid: str | None) -> int:
+    """End the user's sessions but `keep_sid` (in the caller's transaction, if any)."""
+    return conn.execute(
+        "DELETE FROM sessions WHERE user_id = %s AND id IS DISTINCT FROM %s", (user_id, keep_sid)
+    ).rowcount
 
 
 @contextlib.contextmanager

@@ -30,14 +30,18 @@ from fleet_api.store.base import (
     USER_TEXT_FIELDS,
     ListQuery,
     NameTaken,
+    SESSION_TOUCH_INTERVAL,
     Page,
     IdempotencyLost,
     IdempotencyRecord,
     IdempotentAnswer,
+    SessionRecord,
     Ship,
     Store,
+    TokenId,
     User,
     require,
+    rotation_step,
     ship_record,
 )
 
@@ -111,6 +115,32 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
 """
 
+# Sessions (fleet_api/sessions.py): one row per login, deleted when it ends.
+# WITHOUT ROWID: the row lives in the primary key's B-tree, so the per-request
+# check by id is a single index lookup.
+SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL NOT NULL,
+    expires_at INTEGER NOT NULL,
+    user_agent TEXT,
+    ip TEXT NOT NULL,
+    refresh_jti TEXT NOT NULL,
+    refresh_iat INTEGER NOT NULL,
+    refresh_exp INTEGER NOT NULL,
+    previous_jti TEXT,
+    rotated_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, created_at);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+"""
+_SESSION_COLUMNS = (
+    "id, user_id, created_at, last_used_at, expires_at, user_agent, ip,"
+    " refresh_jti, refresh_iat, refresh_exp, previous_jti, rotated_at"
+)
+
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
 _SHIP_ASSIGNMENTS = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
@@ -139,7 +169,7 @@ class SQLiteStore(Store):
         self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
         with self._write() as db:
-            for statement in (SCHEMA + IDEMPOTENCY_SCHEMA).split(";\n"):
+            for statement in (SCHEMA + IDEMPOTENCY_SCHEMA + SESSIONS_SCHEMA).split(";\n"):
                 if statement.strip():
                     db.execute(statement)
 
@@ -235,7 +265,7 @@ class SQLiteStore(Store):
             raise NameTaken(name) from None
         return User(*row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
         try:
             with self._write() as db:
                 if precondition is not None and not _guard(db, "users", user_id, precondition):
@@ -253,6 +283,13 @@ class SQLiteStore(Store):
                         (name, password_hash, kept_jti, user_id),
                     )
                 row = cursor.fetchone()
+                if row is not None and password_hash is not None:
+                    _end_sessions(db, user_id, kept_sid)
+                    if kept_sid is not None and kept_until is not None:
+                        db.execute(
+                            "UPDATE sessions SET expires_at = min(expires_at, ?) WHERE id = ? AND user_id = ?",
+                            (kept_until, kept_sid, user_id),
+                        )
         except sqlite3.IntegrityError:
             raise NameTaken(name) from None
         return User(*row) if row else None
@@ -261,7 +298,10 @@ class SQLiteStore(Store):
         with self._write() as db:
             if precondition is not None and not _guard(db, "users", user_id, precondition):
                 return False
-            return db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+            if db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
+                return False
+            _end_sessions(db, user_id, None)
+            return True
 
     # --- ships -------------------------------------------------------------
     def find_ships(self, query: ListQuery) -> Page:
@@ -319,17 +359,86 @@ class SQLiteStore(Store):
     def is_token_revoked(self, jti: str) -> bool:
         return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
 
-    def token_subject(self, user_id: int, jti: str) -> tuple[User | None, bool]:
+    def token_subject(self, user_id: int, jti: str, sid: str | None = None, now: float | None = None):
+        # The session's last use comes back from the same statement (NULL
+        # when the session has ended or expired): a primary-key lookup more.
         row = self._query(
-            f"SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?), {_USER_COLUMNS} "
-            "FROM (SELECT 1) LEFT JOIN users ON users.id = ?",
-            (jti, user_id),
+            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?),"
+            " (SELECT last_used_at FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?),"
+            f" {_USER_COLUMNS} FROM (SELECT 1) LEFT JOIN users ON users.id = ?",
+            (jti, sid, user_id, now, user_id),
         )[0]
-        return (User(*row[1:]) if row[1] is not None else None), bool(row[0])
+        revoked = bool(row[0])
+        if sid is not None and row[2] is not None:  # a deleted user's tokens say "Unknown user."
+            last_used = row[1]
+            if last_used is None:
+                revoked = True
+            elif last_used <= now - SESSION_TOUCH_INTERVAL:
+                self.touch_session(sid, now)
+        return (User(*row[2:]) if row[2] is not None else None), revoked
 
     def purge_expired_tokens(self, now: int) -> int:
         with self._write() as db:
             return db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
+
+    # --- sessions ----------------------------------------------------------
+    def create_session(self, session: SessionRecord) -> None:
+        # Expired sessions are swept with each login, as revocations are with
+        # each logout: one indexed range delete keeps the table bounded.
+        with self._write() as db:
+            db.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                _session_values(session),
+            )
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (session.created_at,))
+
+    def get_session(self, sid: str) -> SessionRecord | None:
+        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,))
+        return _session(rows[0]) if rows else None
+
+    def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
+        rows = self._query(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?"
+            " ORDER BY created_at DESC, id",
+            (user_id, now),
+        )
+        return [_session(row) for row in rows]
+
+    def touch_session(self, sid: str, now: float) -> None:
+        self._write_one("UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now))
+
+    def end_session(self, sid: str, user_id: int) -> bool:
+        return bool(self._write_one("DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id)))
+
+    def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
+        with self._write() as db:
+            return _end_sessions(db, user_id, keep_sid)
+
+    def rotate_refresh(self, sid, jti, successor: TokenId | None, now, grace):
+        if successor is None:
+            # Rotation off: the live token is the common case and needs no write.
+            session = self.get_session(sid)
+            if session is not None and session.refresh.jti == jti and session.expires_at > now:
+                return rotation_step(session, jti, None, now, grace)[:2]
+        # BEGIN IMMEDIATE: the row is read and written under the write lock,
+        # so of racing workers exactly one sees the live token.
+        with self._write() as db:
+            row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
+            outcome, token, after = rotation_step(_session(row) if row else None, jti, successor, now, grace)
+            if after is None:
+                db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+            elif row is not None and after != _session(row):
+                db.execute(
+                    "UPDATE sessions SET last_used_at = ?, expires_at = ?, refresh_jti = ?, refresh_iat = ?,"
+                    " refresh_exp = ?, previous_jti = ?, rotated_at = ? WHERE id = ?",
+                    (after.last_used_at, after.expires_at, after.refresh.jti, after.refresh.iat,
+                     after.refresh.exp, after.previous_jti, after.rotated_at, sid),
+                )
+        return outcome, token
+
+    def purge_expired_sessions(self, now: float) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
 
     # --- failed-login counters ---------------------------------------------
     def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
@@ -467,6 +576,23 @@ def _answered(db: sqlite3.Connection, claim, result: IdempotentAnswer) -> Idempo
         (result.status, result.location, result.body, claim.scope, claim.key),
     )
     return result
+
+
+def _session_values(s: SessionRecord) -> tuple:
+    return (s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.user_agent, s.ip,
+            s.refresh.jti, s.refresh.iat, s.refresh.exp, s.previous_jti, s.rotated_at)
+
+
+def _session(row: tuple) -> SessionRecord:
+    (sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
+     jti, iat, exp, previous_jti, rotated_at) = row
+    return SessionRecord(sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
+                         TokenId(jti, iat, exp), previous_jti, rotated_at)
+
+
+def _end_sessions(db: sqlite3.Connection, user_id: int, keep_sid: str | None) -> int:
+    """Inside a write transaction: end the user's sessions but `keep_sid`."""
+    return db.execute("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", (user_id, keep_sid)).rowcount
 
 
 def _guard(db: sqlite3.Connection, table: str, row_id: int, precondition) -> bool:
