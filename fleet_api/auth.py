@@ -131,9 +131,9 @@ class Tokens:
         return [key]
 
     def _decode(self, token: str, key: SigningKey) -> dict:
-        return jwt.decode(
-            token, key.verifying, algorithms=self._algorithms, options={"require": _REQUIRED_CLAIMS}
-        )
+        claims = jwt.decode(token, key.verifying, algorithms=self._algorithms, options=_DECODE_OPTIONS)
+        _check_times(claims, self._clock())
+        return claims
 
     @staticmethod
     def _checked(claims: dict) -> dict:
@@ -146,6 +146,29 @@ class Tokens:
         if sid is not None and not (isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH):
             raise TokenUnprocessable("Invalid session id")
         return claims
+
+
+# PyJWT reads the wall clock for exp/nbf/iat; we check them against the
+# injected clock instead (same rules and messages), so tests move time.
+_DECODE_OPTIONS = {"require": _REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False, "verify_iat": False}
+
+
+def _check_times(claims: dict, now: float) -> None:
+    """PyJWT's iat, nbf and exp checks (RFC 7519 sections 4.1.4-4.1.6), no leeway."""
+    for claim, error, message in (
+        ("iat", jwt.InvalidIssuedAtError, "Issued At claim (iat) must be an integer."),
+        ("nbf", jwt.DecodeError, "Not Before claim (nbf) must be an integer."),
+        ("exp", jwt.DecodeError, "Expiration Time claim (exp) must be an integer."),
+    ):
+        try:
+            moment = int(claims[claim])
+        except (ValueError, TypeError, OverflowError):
+            raise error(message) from None
+        if claim == "exp":
+            if moment <= now:
+                raise jwt.ExpiredSignatureError("Signature has expired")
+        elif moment > now:
+            raise jwt.ImmatureSignatureError(f"The token is not yet valid ({claim})")
 
 
 class AuthMiddleware:

@@ -34,6 +34,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
+def settings(settings):
+    """Tokens follow the same clock: let them outlive the 24 h these tests move it."""
+    return dataclasses.replace(settings, access_token_ttl=3 * 24 * 3600)
+
+
+@pytest.fixture
 def app(settings, store, clock):
     return create_app(settings, store=store, clock=clock)
 

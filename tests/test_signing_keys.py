@@ -223,7 +223,9 @@ def test_an_eddsa_token_is_verified_once_per_worker_then_only_its_expiry(key_dir
 
 
 def test_two_hosts_with_the_same_key_files_accept_each_others_tokens(key_dir):
-    first, second = (client_for(eddsa_settings(key_dir[0])) for _ in range(2))
+    # Two apps with their own key loading, sharing one store as hosts do.
+    shared = open_store("memory://")
+    first, second = (client_for(eddsa_settings(key_dir[0]), store=shared) for _ in range(2))
     from_first, from_second = login(first)["access_token"], login(second)["access_token"]
 
     assert create_ship(second, from_first).status_code == 201
