@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import falcon
 
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.cache import VersionedCache
+from fleet_api.logs import AccessContext
+from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
 from fleet_api.middleware import RequestHygiene
 from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
@@ -22,8 +26,9 @@ from fleet_api.throttle import LoginThrottle
 ID = "int(min=0, max=9223372036854775807)"
 
 
-def create_app(config: Settings | None = None, store: Store | None = None) -> falcon.App:
-    """Build one app with its own store and blocklist; nothing is module-level."""
+def create_app(config: Settings | None = None, store: Store | None = None, clock=time.time) -> falcon.App:
+    """Build one app with its own store and blocklist; nothing is module-level.
+    `clock` (seconds since the epoch) drives the login throttle's windows."""
     config = config or Settings.from_env()
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
     store = store or open_store(config.store_url)
@@ -31,25 +36,32 @@ def create_app(config: Settings | None = None, store: Store | None = None) -> fa
     tokens = Tokens(config.secret_key, config.access_token_ttl, config.refresh_token_ttl)
     throttle = LoginThrottle(
         store, config.login_user_limit, config.login_ip_limit, config.login_window,
-        config.trusted_proxies,
+        config.trusted_proxies, clock,
     )
 
-    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), AuthMiddleware(tokens, store)])
+    metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
+
+    # Metrics first, so its clock spans the whole request, 413s included.
+    middleware = [MetricsMiddleware(metrics)] if metrics.enabled else []
+    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(), AuthMiddleware(tokens, store)]
+    app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, tokens, hasher, throttle))
+    app.add_route("/auth/login", Login(store, tokens, hasher, throttle, metrics))
     app.add_route("/auth/refresh", Refresh(tokens))
-    app.add_route("/auth/logout", Logout(store, ACCESS))
-    app.add_route("/auth/logout2", Logout(store, REFRESH))
+    app.add_route("/auth/logout", Logout(store, ACCESS, metrics))
+    app.add_route("/auth/logout2", Logout(store, REFRESH, metrics))
     app.add_route("/api/users", Users(store, hasher))
-    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
+    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher, metrics))
     # One cache of serialized ships per app (so per worker), kept honest by
     # the store's ship version, which moves with every write on any worker.
     ships_cache = VersionedCache(store.ships_version)
     app.add_route("/api/ships", Ships(store, ships_cache))
     app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
     app.add_route("/health", Health(store))
+    if metrics.enabled:
+        app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPI(app))
     return app
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from fleet_api.auth import ACCESS
 from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
+from fleet_api.metrics import MetricsResource
 from fleet_api.resources.health import Health
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
@@ -341,6 +342,18 @@ def _health() -> dict:
     }
 
 
+def _metrics() -> dict:
+    return {
+        "summary": "Prometheus metrics of every worker (FLEET_METRICS=off removes the route)",
+        "description": "For the scraper only: keep it off the public network.",
+        "responses": {200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+        "errors": [],
+    }
+
+
 def _openapi() -> dict:
     return {
         "summary": "This document",
@@ -367,6 +380,7 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
     (Ship, "PATCH"): lambda r: _patch(ShipPatch, ShipOut, "ship"),
     (Ship, "DELETE"): lambda r: _delete("ship"),
     (Health, "GET"): lambda r: _health(),
+    (MetricsResource, "GET"): lambda r: _metrics(),
 }
 
 

@@ -46,6 +46,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # Proxies whose X-Forwarded-For we believe: gunicorn's forwarded_allow_ips.
     trusted_proxies: str = ""
+    # GET /metrics and its middleware (FLEET_METRICS=on|off); under gunicorn
+    # its multiprocess directory (PROMETHEUS_MULTIPROC_DIR, set by gunicorn.conf.py).
+    metrics: bool = True
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.secret_key.encode()) < MIN_SECRET_BYTES:
@@ -70,6 +74,8 @@ class Settings:
             "store_url": env.get("FLEET_STORE", DEFAULT_STORE),
             "data_path": Path(env.get("FLEET_DATA", DEFAULT_DATA)),
             "trusted_proxies": env.get("FORWARDED_ALLOW_IPS", ""),
+            "metrics": _on_off("FLEET_METRICS", env.get("FLEET_METRICS", "on")),
+            "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         }
         for field, var in (
             ("access_token_ttl", "FLEET_ACCESS_TOKEN_TTL"),
@@ -90,6 +96,13 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _on_off(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {raw!r}")
+    return value == "on"
 
 
 def ephemeral_secret() -> str:

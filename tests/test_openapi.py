@@ -118,7 +118,7 @@ def test_lists_exactly_the_routes_and_methods_the_app_serves(app, doc):
     documented = {(path, method) for path, method, _ in operations(doc)}
     assert documented == served
     assert ("/openapi.json", "GET") in documented
-    assert len(served) == 18
+    assert len(served) == 19  # /metrics included (FLEET_METRICS on by default)
 
 
 def test_path_ids_are_documented_with_the_routes_range(doc):
