@@ -68,6 +68,20 @@ class GunicornServer:
         assert self.process is not None
         return self.process.pid
 
+    def worker_pids(self) -> set[int]:
+        """The master's live children (its workers), read from /proc."""
+        pids = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if int(ppid) == self.pid and state != "Z":
+                pids.add(int(entry.name))
+        return pids
+
     def command(self) -> list[str]:
         cmd = [
             sys.executable, "-m", "gunicorn",

@@ -157,21 +157,6 @@ def test_a_bad_fleet_metrics_value_refuses_to_start():
 # --- four real gunicorn workers ------------------------------------------------------
 
 
-def worker_pids(master: int) -> set[int]:
-    """Live children of the gunicorn master, from /proc."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == master and fields[0] != "Z":
-                pids.add(int(entry.name))
-    return pids
-
-
 def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
     """What each worker's own files hold, read as prometheus_client does."""
     counts = {}
@@ -223,7 +208,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         served = per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)
         assert sum(served.values()) == first
         assert sum(1 for n in served.values() if n) >= 2, served  # spread over several workers
-        live = worker_pids(server.pid)
+        live = server.worker_pids()
         assert len(live) == 4
         victim = max((pid for pid in served if pid in live), key=served.get)
         assert served[victim] > 0
@@ -231,7 +216,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            live = worker_pids(server.pid)
+            live = server.worker_pids()
             if victim not in live and len(live) == 4:
                 break
             time.sleep(0.1)
