@@ -78,19 +78,18 @@ class _Clock:
     """Formatted timestamps, recomputed once a second, not once a request."""
 
     def __init__(self) -> None:
-        self._second = None
-        self._text = ("", "")
+        self._cached = (None, "", "")  # (second, CLF time, ISO time), swapped as one
 
     def now(self) -> tuple[str, str, int]:
         """(CLF time, ISO time without fraction, milliseconds)."""
         now = time.time()
         second = int(now)
-        if second != self._second:
+        cached = self._cached
+        if cached[0] != second:
             moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
-            self._text = (moment.strftime("[%d/%b/%Y:%H:%M:%S +0000]"), moment.strftime("%Y-%m-%dT%H:%M:%S"))
-            self._second = second
-        clf, iso = self._text
-        return clf, iso, int((now - second) * 1000)
+            cached = (second, moment.strftime("[%d/%b/%Y:%H:%M:%S +0000]"), moment.strftime("%Y-%m-%dT%H:%M:%S"))
+            self._cached = cached
+        return cached[1], cached[2], int((now - second) * 1000)
 
 
 class AccessSink:

@@ -20,6 +20,7 @@ import falcon
 from pydantic import BaseModel, ConfigDict, create_model
 
 from fleet_api.auth import ACCESS
+from fleet_api.errors import PROBLEM
 from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.metrics import MetricsResource
@@ -113,7 +114,44 @@ ERROR_SCHEMA = {
     "additionalProperties": False,
 }
 
+# RFC 9457 section 3, as fleet_api.errors builds it for Accept: application/problem+json.
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details, sent instead of Error when the client prefers "
+    "application/problem+json. Every `type` is listed in the README.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request's X-Request-ID."},
+        "errors": {
+            "type": "array",
+            "description": "For validation-failed: one entry per message.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                "required": ["field", "detail"],
+            },
+        },
+        "violated-policies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type", "title", "status"],
+}
+
 HEADERS = {
+    "RateLimit-Policy": {
+        "description": "The login quotas (draft-ietf-httpapi-ratelimit-headers-11 section 3): "
+        '`"user";q=10;w=300, "ip";q=100;w=300`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of each quota (section 4): r remaining, t seconds until it is restored.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "ETag": {
         "description": "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
         "required": True,
@@ -162,7 +200,8 @@ ERRORS = {
     413: ("ContentTooLarge", "The body is larger than the server accepts."),
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
     422: ("UnprocessableEntity", "A malformed token, a bad signature or the wrong token type."),
-    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
+    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.",
+          ["Retry-After", "RateLimit-Policy", "RateLimit"]),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),
 }
@@ -312,7 +351,9 @@ def _login() -> dict:
         "Failed logins are counted per user name and per client address: past the limit, "
         "429 with Retry-After, even for the right password.",
         "requestBody": _body(Credentials),
-        "responses": {200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control",))},
+        "responses": {
+            200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control", "RateLimit-Policy", "RateLimit")),
+        },
         "errors": [400, 401, 413, 429],
     }
 
@@ -461,9 +502,11 @@ def _components() -> dict:
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     schemas["Error"] = ERROR_SCHEMA
+    schemas["Problem"] = PROBLEM_SCHEMA
     responses = {}
     for status, (name, description, *headers) in ERRORS.items():
         response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
+        response["content"][PROBLEM] = {"schema": _ref("Problem")}
         responses[name] = response
     return {
         "schemas": schemas,

@@ -265,7 +265,7 @@ def test_success_responses_and_headers(doc):
     assert "304" in paths["/api/ships"]["get"]["responses"]
     assert headers("/api/ships/{ship_id}", "get", "200") == {"ETag"}
     assert headers("/api/ships", "post", "201") == {"Location"}
-    assert headers("/auth/login", "post", "200") == {"Cache-Control"}
+    assert headers("/auth/login", "post", "200") == {"Cache-Control", "RateLimit-Policy", "RateLimit"}
     assert headers("/auth/refresh", "post", "200") == {"Cache-Control"}
     assert set(paths["/api/ships/{ship_id}"]["delete"]["responses"]) >= {"204"}
     assert "content" not in paths["/api/ships/{ship_id}"]["delete"]["responses"]["204"]
