@@ -20,6 +20,7 @@ import logging
 import falcon
 import orjson
 
+from fleet_api.middleware import route_label
 from fleet_api.schemas import ValidationFailed
 from fleet_api.store import NameTaken, PreconditionFailed
 from fleet_api.throttle import TooManyAttempts
@@ -175,7 +176,7 @@ def _unexpected(req, resp, exc: Exception, params) -> None:
     user = req.context.get("user")
     log.exception(
         "unhandled error on %s %s request_id=%s", req.method, req.path, request_id,
-        extra={"request_id": request_id, "method": req.method, "route": req.uri_template,
+        extra={"request_id": request_id, "method": req.method, "route": route_label(req.uri_template),
                "user_id": user.id if user is not None else None},
     )
     raise falcon.HTTPInternalServerError()

@@ -67,6 +67,11 @@ UNMATCHED_ROUTE = "unmatched"  # the route of a request that no route matched
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 
 
+def route_label(template: str | None) -> str:
+    """`/api/ships/{ship_id:int(...)}` -> `/api/ships/{ship_id}`; None -> unmatched."""
+    return UNMATCHED_ROUTE if template is None else _CONVERTER.sub(r"{\1}", template)
+
+
 class RouteLabels:
     """A request's route template as metrics and logs name it,
     `/api/ships/{ship_id}` (converters left out), never its raw path: ids and
@@ -80,5 +85,5 @@ class RouteLabels:
         template = req.uri_template
         label = self._labels.get(template)
         if label is None:
-            label = self._labels[template] = _CONVERTER.sub(r"{\1}", template)
+            label = self._labels[template] = route_label(template)
         return label

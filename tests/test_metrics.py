@@ -4,11 +4,11 @@ correct across real gunicorn workers, including one that is killed."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import secrets
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import falcon.testing
@@ -171,8 +171,10 @@ def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
 
 
 def get_ships(base: str, count: int) -> None:
-    ids = itertools.cycle(range(1, 16))
-    statuses = {call("GET", f"{base}/api/ships/{next(ids)}").status for _ in range(count)}
+    """`count` GETs of ship ids 1..15, from 8 concurrent clients."""
+    ids = [1 + n % 15 for n in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = set(pool.map(lambda ship_id: call("GET", f"{base}/api/ships/{ship_id}").status, ids))
     assert statuses == {200}
 
 
@@ -191,10 +193,17 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    first, later = 160, 40
+    burst, later = 40, 40
     with GunicornServer(workers=4, env=env) as server:
         assert not stale.exists()  # a fresh directory for each start
-        get_ships(server.url, first)
+        # Bursts until at least two workers have answered some.
+        first = 0
+        for _ in range(10):
+            get_ships(server.url, burst)
+            first += burst
+            served = per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)
+            if sum(1 for n in served.values() if n) >= 2:
+                break
         tokens = login(server.url)
         assert call("DELETE", f"{server.url}/auth/logout", token=tokens["access_token"]).status == 200
         assert call("POST", f"{server.url}/api/ships", STAR_DESTROYER, tokens["access_token"]).status == 401
