@@ -79,6 +79,7 @@ class Metrics:
             "auth_refresh_reuse_detected", "Refresh tokens presented again after they were rotated.",
             registry=own,
         )
+        self._children: dict[tuple, tuple] = {}
         # Known label values show up as 0 before their first event, so a
         # rate() over them works from the start.
         for outcome in LOGIN_OUTCOMES:
@@ -87,8 +88,15 @@ class Metrics:
             self._revoked.labels(reason)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._requests.labels(method, route, str(status)).inc()
-        self._duration.labels(method, route).observe(seconds)
+        # .labels() validates and locks on every call; the children are kept
+        # per (method, route, status), so this dict grows only on a new one.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self._requests.labels(method, route, str(status)), self._duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def login(self, outcome: str) -> None:
         self._logins.labels(outcome).inc()
