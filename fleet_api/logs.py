@@ -119,20 +119,22 @@ class AccessSink:
             pid = os.getpid()
             if self._pid == pid:
                 return
+            # Nothing of the parent's buffer or locks carries over.
             self._lines, self._size, self._fd = [], 0, None
-            self._write_lock = threading.Lock()
-            self._open()
+            self._lock, self._write_lock = threading.Lock(), threading.Lock()
+            self._fd = self._open()
             self._stop = threading.Event()
             threading.Thread(target=self._run, name="access-log", daemon=True).start()
             atexit.register(self.close)
             self._pid = pid
 
-    def _open(self) -> None:
+    def _open(self) -> int:
         if self.target == "-":
-            self._fd = 1
+            fd = 1
         else:
-            self._fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._chunk = FILE_CHUNK if stat.S_ISREG(os.fstat(self._fd).st_mode) else PIPE_CHUNK
+            fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._chunk = FILE_CHUNK if stat.S_ISREG(os.fstat(fd).st_mode) else PIPE_CHUNK
+        return fd
 
     def write(self, line: bytes) -> None:
         if self._pid != os.getpid():
@@ -146,7 +148,10 @@ class AccessSink:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # keep flushing whatever happened once
+                self._warn(exc)
 
     def reopen(self) -> None:
         """After log rotation (USR1): the flusher reopens the path. Only a
@@ -161,8 +166,13 @@ class AccessSink:
                 lines, self._lines, self._size = self._lines, [], 0
             if self._reopen and self.target != "-":
                 self._reopen = False
-                os.close(self._fd)
-                self._open()
+                try:
+                    fd = self._open()
+                except OSError as exc:  # keep writing to the old file
+                    self._warn(exc)
+                else:
+                    os.close(self._fd)
+                    self._fd = fd
             if lines:
                 self._write(lines)
 
@@ -177,10 +187,13 @@ class AccessSink:
                 size += len(line)
             if chunk:
                 _write_all(self._fd, b"".join(chunk))
-        except OSError as exc:
-            if not self._warned:  # a full disk must not take requests down
-                self._warned = True
-                logging.getLogger("gunicorn.error").error("access log %s: %s; lines dropped", self.target, exc)
+        except OSError as exc:  # a full disk must not take requests down
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            logging.getLogger("gunicorn.error").error("access log %s: %s; lines may be lost", self.target, exc)
 
     def close(self) -> None:
         """Write out what is buffered; the worker is exiting."""

@@ -212,3 +212,25 @@ def test_an_unknown_log_format_refuses_to_start(tmp_path, value):
     server.stop()
     server.cleanup()
     assert "FLEET_LOG_FORMAT" in (tmp_path / "out.log").read_text()
+
+
+def test_a_failed_reopen_keeps_writing_to_the_old_file(tmp_path, caplog):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "access.log"
+    sink = AccessSink(str(path), interval=3600)
+    sink.write(b"before\n")
+    sink.flush()
+    kept = os.open(path, os.O_RDONLY)  # the old file, readable after its folder is gone
+    path.unlink()
+    folder.rmdir()
+
+    sink.reopen()
+    sink.write(b"after\n")
+    with caplog.at_level(logging.ERROR, logger="gunicorn.error"):
+        sink.flush()
+    sink.close()
+
+    assert os.read(kept, 100) == b"before\nafter\n"
+    os.close(kept)
+    assert "lines may be lost" in caplog.text
