@@ -63,25 +63,25 @@ logconfig_dict = {
 }
 
 # Metrics (fleet_api/metrics.py): prometheus_client's multiprocess mode needs
-# one directory that every worker writes its values to. It is made fresh at
-# each server start, before any worker imports prometheus_client, so counts of
-# an earlier run never leak in; a worker that exits keeps its counts there.
+# one directory that every worker writes its values to, named before anything
+# imports prometheus_client (so here, before even --preload loads the app),
+# and emptied at each server start so counts of an earlier run never leak in.
+# A worker that exits keeps its counts there.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_MADE_ENV = "FLEET_METRICS_DIR_MADE"  # we made it, so on_exit removes it
 _metrics_on = os.environ.get("FLEET_METRICS", "on").strip().lower() != OFF
+if _metrics_on and not os.environ.get(METRICS_DIR_ENV):
+    os.environ[METRICS_DIR_ENV] = os.environ[_MADE_ENV] = tempfile.mkdtemp(prefix="fleet-metrics-")
 
 
 def on_starting(server):
     if not _metrics_on:
         return
-    given = os.environ.get(METRICS_DIR_ENV)
-    if given:
-        os.makedirs(given, exist_ok=True)
-        for name in os.listdir(given):
-            if name.endswith(".db"):
-                os.remove(os.path.join(given, name))
-    else:
-        os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="fleet-metrics-")
-        server._fleet_metrics_tmp = os.environ[METRICS_DIR_ENV]
+    folder = os.environ[METRICS_DIR_ENV]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
 
 
 def child_exit(server, worker):
@@ -101,8 +101,8 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    made = getattr(server, "_fleet_metrics_tmp", None)
-    if made:
+    made = os.environ.get(_MADE_ENV)
+    if made and made == os.environ.get(METRICS_DIR_ENV):
         shutil.rmtree(made, ignore_errors=True)
 
 # We don't use gunicornc; a shared default socket path would also make two

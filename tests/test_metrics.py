@@ -245,3 +245,14 @@ def test_metrics_off_under_gunicorn_is_404():
     with GunicornServer(workers=2, env=env) as server:
         assert call("GET", f"{server.url}/metrics").status == 404
         assert call("GET", f"{server.url}/api/ships/2").status == 200
+
+
+def test_preloaded_app_still_counts_every_worker():
+    """--preload imports prometheus_client in the master: the directory must
+    be named before that (gunicorn.conf.py does it when it is read)."""
+    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
+    with GunicornServer(workers=2, env=env, args=["--preload"]) as server:
+        get_ships(server.url, 30)
+        text = scrape_http(server.url)
+
+    assert total(text, "http_requests_total", route=SHIP_ROUTE) == 30
