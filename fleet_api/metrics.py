@@ -137,19 +137,19 @@ class MetricsMiddleware:
         self._metrics = metrics
         self._clock = clock
         self._route = RouteLabels()
+        self._codes: dict = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = self._clock()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
-        started = req.context.get("started")
-        if started is None:  # an earlier middleware refused it before ours ran
-            started = self._clock()
+        now = self._clock()
+        started = getattr(req.context, "started", now)
         method = req.method if req.method in METHODS else "OTHER"
-        self._metrics.request(
-            method, self._route(req), falcon.http_status_to_code(resp.status),
-            self._clock() - started,
-        )
+        status = self._codes.get(resp.status)
+        if status is None:  # one entry per distinct status value
+            status = self._codes[resp.status] = falcon.http_status_to_code(resp.status)
+        self._metrics.request(method, self._route(req), status, now - started)
 
 
 class MetricsResource:
