@@ -5,9 +5,12 @@ variables named below.
 """
 
 import os
+import shutil
+import tempfile
 
 from gunicorn.glogging import CONFIG_DEFAULTS
 
+from fleet_api.logs import OFF, log_format
 from fleet_api.settings import ALGORITHM_ENV, HS256, SECRET_ENV, ephemeral_secret
 
 wsgi_app = "fleet_api.app:get_app()"
@@ -41,16 +44,67 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "10"))
 # variable to find the client address for login throttling. Default: none.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 
-# Access log on stdout with each request's id; the app's own log (e.g. the
-# traceback of a 500, with the same id) goes to gunicorn's error log.
+# Access log with each request's id, written by our lean logger class
+# (fleet_api/logs.py): FLEET_ACCESS_LOG=- (stdout, default), a file path, or
+# off. FLEET_LOG_FORMAT=json makes it and the error log JSON lines. The app's
+# own log (e.g. the traceback of a 500, with the same id) goes to gunicorn's
+# error log.
+logger_class = "fleet_api.logs.GunicornLogger"
 accesslog = os.environ.get("FLEET_ACCESS_LOG", "-")
-access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+if accesslog.strip().lower() == OFF:
+    accesslog = None
+_formatters = {"generic": {"()": "fleet_api.logs.JSONFormatter"}} if log_format() == "json" else {}
 logconfig_dict = {
     "loggers": {
         name: {**logger, "propagate": False} for name, logger in CONFIG_DEFAULTS["loggers"].items()
     }
-    | {"fleet_api": {"level": "INFO", "handlers": ["error_console"], "propagate": False}}
+    | {"gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}}
+    | {"fleet_api": {"level": "INFO", "handlers": ["error_console"], "propagate": False}},
+    "formatters": {**CONFIG_DEFAULTS["formatters"], **_formatters},
 }
+
+# Metrics (fleet_api/metrics.py): prometheus_client's multiprocess mode needs
+# one directory that every worker writes its values to, named before anything
+# imports prometheus_client (so here, before even --preload loads the app),
+# and emptied at each server start so counts of an earlier run never leak in.
+# A worker that exits keeps its counts there.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_MADE_ENV = "FLEET_METRICS_DIR_MADE"  # we made it, so on_exit removes it
+_metrics_on = os.environ.get("FLEET_METRICS", "on").strip().lower() != OFF
+if _metrics_on and not os.environ.get(METRICS_DIR_ENV):
+    os.environ[METRICS_DIR_ENV] = os.environ[_MADE_ENV] = tempfile.mkdtemp(prefix="fleet-metrics-")
+
+
+def on_starting(server):
+    if not _metrics_on:
+        return
+    folder = os.environ[METRICS_DIR_ENV]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    # Runs in the master: drop the dead worker's live gauges (its counters and
+    # histograms stay, so nothing it counted is lost or counted twice).
+    if _metrics_on and os.environ.get(METRICS_DIR_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    # Runs in the worker: write out the access lines still buffered.
+    close = getattr(worker.log, "close_access", None)
+    if close:
+        close()
+
+
+def on_exit(server):
+    made = os.environ.get(_MADE_ENV)
+    if made and made == os.environ.get(METRICS_DIR_ENV):
+        shutil.rmtree(made, ignore_errors=True)
 
 # We don't use gunicornc; a shared default socket path would also make two
 # instances on one host fight over it.

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.processes import die_with_parent, free_port
+from devtools.processes import die_with_parent, free_port, running, worker_pids
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
@@ -62,6 +62,10 @@ class GunicornServer:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def worker_pids(self) -> set[int]:
+        """The master's live workers."""
+        return {pid for pid in worker_pids(self.pid) if running(pid)}
 
     def command(self) -> list[str]:
         cmd = [

@@ -12,6 +12,8 @@ from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.cache import VersionedCache
 from fleet_api.idempotency import Idempotency
 from fleet_api.keys import load_keyring
+from fleet_api.logs import AccessContext
+from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
 from fleet_api.middleware import RequestHygiene
 from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
@@ -44,34 +46,38 @@ def create_app(
     store = store or open_store(config.store_url)
     seed_store(store, config.data_path, hasher)
     tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
+    metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
     sessions = Sessions(
         store, tokens, rotation=config.refresh_rotation, grace=config.refresh_reuse_grace,
-        trusted_proxies=config.trusted_proxies, clock=clock,
+        trusted_proxies=config.trusted_proxies, clock=clock, metrics=metrics,
     )
     auth = AuthMiddleware(tokens, store, clock)
     throttle = LoginThrottle(
         store, config.login_user_limit, config.login_ip_limit, config.login_window,
-        config.trusted_proxies,
+        config.trusted_proxies, clock,
     )
 
     # Idempotency-Key on the two creates, kept in the shared store; body
     # fingerprints are keyed by a server secret (they may hold a password).
     idempotency = Idempotency(store, config.secret_key or keys.derived_secret("idempotency"), clock)
 
-    app = falcon.App(middleware=[RequestHygiene(config.max_body_bytes), auth])
+    # Metrics first, so its clock spans the whole request, 413s included.
+    middleware = [MetricsMiddleware(metrics)] if metrics.enabled else []
+    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(), auth]
+    app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, sessions, hasher, throttle))
+    app.add_route("/auth/login", Login(store, sessions, hasher, throttle, metrics))
     app.add_route("/auth/refresh", Refresh(sessions))
-    app.add_route("/auth/logout", Logout(store, ACCESS))
-    app.add_route("/auth/logout2", Logout(store, REFRESH))
+    app.add_route("/auth/logout", Logout(store, ACCESS, metrics))
+    app.add_route("/auth/logout2", Logout(store, REFRESH, metrics))
     app.add_route("/auth/revoke", Revoke(tokens, sessions))
     app.add_route("/auth/introspect", Introspect(auth, sessions, config.introspection_keys))
-    app.add_route("/api/sessions", SessionList(store, sessions))
-    app.add_route("/api/sessions/{session_id}", SessionItem(store))
+    app.add_route("/api/sessions", SessionList(store, sessions, metrics))
+    app.add_route("/api/sessions/{session_id}", SessionItem(store, metrics))
     app.add_route("/api/users", Users(store, hasher, idempotency, throttle.client))
-    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher))
+    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher, metrics))
     # One cache of serialized ships per app (so per worker), kept honest by
     # the store's ship version, which moves with every write on any worker.
     ships_cache = VersionedCache(store.ships_version)
@@ -80,6 +86,8 @@ def create_app(
     app.add_route("/health", Health(store))
     app.add_route(JWKS_PATH, JWKS(keys, config.jwks_max_age))
     docs.install(app)
+    if metrics.enabled:
+        app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPI(app))
     return app
 

@@ -6,6 +6,10 @@ example's flask-jwt-extended (with `JWT_ERROR_MESSAGE_KEY = "error"`) answers
 them with the one-member body `{"error": "<message>"}`, and its clients read
 that key (e.g. "Token has expired" means: refresh). Responders only raise;
 nothing here is repeated in them.
+
+A client that prefers `application/problem+json` (RFC 9457) in its Accept
+header gets problem details instead, with the same status and headers;
+PROBLEM_TYPES lists every `type` it can see (documented in the README).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import falcon
 import orjson
 
+from fleet_api.middleware import route_label
 from fleet_api.schemas import ValidationFailed
 from fleet_api.store import NameTaken, PreconditionFailed
 from fleet_api.throttle import TooManyAttempts
@@ -65,7 +70,71 @@ def invalid_request(description: str) -> OAuthError:
     return OAuthError("invalid_request", description)
 
 
+class InvalidFields(falcon.HTTPBadRequest):
+    """A 400 for a body or query that failed validation; `message` maps each
+    bad field to its messages, as the example's marshmallow did."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(description=errors)
+        self.errors = errors
+
+
+PROBLEM = "application/problem+json"
+_NEGOTIATED = (falcon.MEDIA_JSON, PROBLEM)  # on a tie, the example's JSON
+# RFC 9457 section 4.2.1: "about:blank" says no more than the status code,
+# and its title is then the status code's phrase (RFC 9110's, below). Our
+# own types are tag URIs (RFC 4151): identifiers, not meant to be fetched.
+ABOUT_BLANK = "about:blank"
+VALIDATION_FAILED = "tag:fleet-api,2026:problem/validation-failed"
+INVALID_TOKEN = "tag:fleet-api,2026:problem/invalid-token"
+# draft-ietf-httpapi-ratelimit-headers-11, section 5.1, with its
+# "violated-policies" member.
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+PROBLEM_TYPES = (ABOUT_BLANK, VALIDATION_FAILED, INVALID_TOKEN, QUOTA_EXCEEDED)
+_RFC9110_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+_RFC9110_PHRASES.update({413: "Content Too Large", 422: "Unprocessable Content"})  # RFC 9110 section 15.5
+
+
+def wants_problem(req: falcon.Request) -> bool:
+    """True when the Accept header ranks problem+json above plain JSON
+    (q-values and wildcards as RFC 9110 section 12.5.1 reads them)."""
+    accept = req.get_header("Accept")
+    return bool(accept) and "problem" in accept and req.client_prefers(_NEGOTIATED) == PROBLEM
+
+
+def problem_details(req: falcon.Request, exc: falcon.HTTPError) -> dict:
+    """RFC 9457 section 3.1 members; `instance` is the request's id, the one
+    in X-Request-ID and the logs."""
+    status = falcon.http_status_to_code(exc.status)
+    body = {"type": ABOUT_BLANK, "title": _RFC9110_PHRASES.get(status, "Error"), "status": status}
+    if isinstance(exc, InvalidFields):
+        body.update(type=VALIDATION_FAILED, title="The request failed validation",
+                    detail="One or more fields are invalid; see errors.")
+        # RFC 9457 section 3.2: an extension member, one entry per message.
+        body["errors"] = [
+            {"field": field, "detail": message}
+            for field, messages in exc.errors.items() for message in messages
+        ]
+    elif isinstance(exc, TOKEN_ERRORS):
+        body.update(type=INVALID_TOKEN, title="The bearer token was not accepted", detail=exc.description)
+    elif isinstance(exc, LoginThrottled):
+        body.update(type=QUOTA_EXCEEDED, title="Too many failed logins", detail=exc.description)
+        body["violated-policies"] = exc.violated
+    elif exc.description:
+        body["detail"] = exc.description
+    request_id = req.context.get("request_id")
+    if request_id:
+        body["instance"] = request_id
+    return body
+
+
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    # The body depends on Accept (RFC 9110 section 12.5.5).
+    resp.append_header("Vary", "Accept")
+    if wants_problem(req):
+        resp.data = orjson.dumps(problem_details(req, exc))
+        resp.content_type = PROBLEM
+        return
     if isinstance(exc, TOKEN_ERRORS):
         body = {"error": exc.description}
     elif isinstance(exc, OAuthError):
@@ -83,8 +152,8 @@ def bad_request(message) -> falcon.HTTPBadRequest:
     return falcon.HTTPBadRequest(description=message)
 
 
-def unauthorized(message: str) -> falcon.HTTPUnauthorized:
-    return falcon.HTTPUnauthorized(description=message, challenges=["Bearer"])
+def unauthorized(message: str, headers: dict[str, str] | None = None) -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(description=message, challenges=["Bearer"], headers=headers)
 
 
 def unprocessable(message: str) -> falcon.HTTPUnprocessableEntity:
@@ -93,7 +162,7 @@ def unprocessable(message: str) -> falcon.HTTPUnprocessableEntity:
 
 
 def _validation_failed(req, resp, exc: ValidationFailed, params) -> None:
-    raise bad_request(exc.errors)
+    raise InvalidFields(exc.errors)
 
 
 def _name_taken(req, resp, exc: NameTaken, params) -> None:
@@ -106,18 +175,28 @@ def _precondition_failed(req, resp, exc: PreconditionFailed, params) -> None:
     )
 
 
+class LoginThrottled(falcon.HTTPTooManyRequests):
+    def __init__(self, exc: TooManyAttempts) -> None:
+        super().__init__(
+            description="Too many failed logins; try again later.", retry_after=exc.retry_after,
+            headers=exc.headers,
+        )
+        self.violated = exc.violated
+
+
 def _too_many_attempts(req, resp, exc: TooManyAttempts, params) -> None:
-    raise falcon.HTTPTooManyRequests(
-        description="Too many failed logins; try again later.", retry_after=exc.retry_after
-    )
+    raise LoginThrottled(exc)
 
 
 def _unexpected(req, resp, exc: Exception, params) -> None:
     """A bug: the traceback goes to the error log with the request id; the
     client gets a bare 500 with that id in its X-Request-ID header."""
+    request_id = getattr(req.context, "request_id", "-")
+    user = req.context.get("user")
     log.exception(
-        "unhandled error on %s %s request_id=%s",
-        req.method, req.path, getattr(req.context, "request_id", "-"),
+        "unhandled error on %s %s request_id=%s", req.method, req.path, request_id,
+        extra={"request_id": request_id, "method": req.method, "route": route_label(req.uri_template),
+               "user_id": user.id if user is not None else None},
     )
     raise falcon.HTTPInternalServerError()
 

@@ -61,3 +61,29 @@ class RequestHygiene:
             raise self._too_large()
         req.env["wsgi.input"] = io.BytesIO(data)
         req.env["CONTENT_LENGTH"] = str(len(data))
+
+
+UNMATCHED_ROUTE = "unmatched"  # the route of a request that no route matched
+_CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
+
+
+def route_label(template: str | None) -> str:
+    """`/api/ships/{ship_id:int(...)}` -> `/api/ships/{ship_id}`; None -> unmatched."""
+    return UNMATCHED_ROUTE if template is None else _CONVERTER.sub(r"{\1}", template)
+
+
+class RouteLabels:
+    """A request's route template as metrics and logs name it,
+    `/api/ships/{ship_id}` (converters left out), never its raw path: ids and
+    query strings would make one series per request. Labels are kept per
+    template, so the cache holds at most one entry per route."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str | None, str] = {None: UNMATCHED_ROUTE}
+
+    def __call__(self, req: falcon.Request) -> str:
+        template = req.uri_template
+        label = self._labels.get(template)
+        if label is None:
+            label = self._labels[template] = route_label(template)
+        return label

@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from fleet_api.auth import ACCESS
 from fleet_api.docs import Docs
 from fleet_api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
+from fleet_api.errors import PROBLEM
 from fleet_api.media import MERGE_PATCH, dumps
 from fleet_api.resources.auth import Login, Logout, Refresh
+from fleet_api.metrics import MetricsResource
 from fleet_api.resources.health import Health
 from fleet_api.resources.jwks import JWKS
 from fleet_api.resources.oauth import FORM, Introspect, Revoke
@@ -220,7 +222,44 @@ JWKS_SCHEMA = {
     "additionalProperties": False,
 }
 
+# RFC 9457 section 3, as fleet_api.errors builds it for Accept: application/problem+json.
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details, sent instead of Error when the client prefers "
+    "application/problem+json. Every `type` is listed in the README.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request's X-Request-ID."},
+        "errors": {
+            "type": "array",
+            "description": "For validation-failed: one entry per message.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                "required": ["field", "detail"],
+            },
+        },
+        "violated-policies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type", "title", "status"],
+}
+
 HEADERS = {
+    "RateLimit-Policy": {
+        "description": "The login quotas (draft-ietf-httpapi-ratelimit-headers-11 section 3): "
+        '`"user";q=10;w=300, "ip";q=100;w=300`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of each quota (section 4): r remaining, t seconds until it is restored.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "ETag": {
         "description": "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
         "required": True,
@@ -280,7 +319,8 @@ ERRORS = {
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
     422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; "
           "or an Idempotency-Key reused with another body."),
-    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.", ["Retry-After"]),
+    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.",
+          ["Retry-After", "RateLimit-Policy", "RateLimit"]),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),
 }
@@ -453,7 +493,9 @@ def _login() -> dict:
         "Failed logins are counted per user name and per client address: past the limit, "
         "429 with Retry-After, even for the right password.",
         "requestBody": _body(Credentials),
-        "responses": {200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control",))},
+        "responses": {
+            200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control", "RateLimit-Policy", "RateLimit")),
+        },
         "errors": [400, 401, 413, 429],
     }
 
@@ -575,6 +617,18 @@ def _jwks() -> dict:
     }
 
 
+def _metrics() -> dict:
+    return {
+        "summary": "Prometheus metrics of every worker (FLEET_METRICS=off removes the route)",
+        "description": "For the scraper only: keep it off the public network.",
+        "responses": {200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+        "errors": [],
+    }
+
+
 def _openapi() -> dict:
     return {
         "summary": "This document",
@@ -617,6 +671,7 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
     (Health, "GET"): lambda r: _named("meta", "health", _health()),
     (JWKS, "GET"): lambda r: _named("meta", "jwks", _jwks()),
     (Docs, "GET"): lambda r: _named("meta", "docs", _docs()),
+    (MetricsResource, "GET"): lambda r: _named("meta", "metrics", _metrics()),
 }
 
 # The groups a docs page and a generated client sort operations into.
@@ -625,7 +680,7 @@ TAGS = [
     {"name": "sessions", "description": "Your logins (one session each): list them, end one, end all others."},
     {"name": "users", "description": "Register, list, read, change and delete users."},
     {"name": "ships", "description": "Ships: anyone reads; an access token writes."},
-    {"name": "meta", "description": "Health, this document and its docs page."},
+    {"name": "meta", "description": "Health, metrics, signing keys, this document and its docs page."},
 ]
 
 
@@ -712,9 +767,11 @@ def _components() -> dict:
     schemas["Error"] = ERROR_SCHEMA
     schemas["JWKSet"] = JWKS_SCHEMA
     schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
+    schemas["Problem"] = PROBLEM_SCHEMA
     responses = {}
     for status, (name, description, *headers) in ERRORS.items():
         response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
+        response["content"][PROBLEM] = {"schema": _ref("Problem")}
         responses[name] = response
     responses["OAuthInvalidRequest"] = _ok(
         "`invalid_request`: `token` missing, repeated or not a string, or a body neither form nor JSON.",

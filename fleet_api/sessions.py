@@ -27,7 +27,8 @@ import falcon
 
 from fleet_api.auth import ACCESS, REFRESH, Tokens
 from fleet_api.errors import TokenUnauthorized
-from fleet_api.store import SessionRecord, Store, User
+from fleet_api.metrics import Metrics, NoMetrics
+from fleet_api.store import Rotation, SessionRecord, Store, User
 from fleet_api.throttle import client_address, trusted_networks
 
 SID_BYTES = 16  # 128 random bits: not guessable
@@ -46,6 +47,7 @@ class Sessions:
         grace: float = 10.0,
         trusted_proxies: str = "",
         clock=time.time,
+        metrics: Metrics | NoMetrics | None = None,
     ) -> None:
         self._store = store
         self._tokens = tokens
@@ -53,6 +55,7 @@ class Sessions:
         self._grace = grace
         self._trusted = trusted_networks(trusted_proxies)
         self._clock = clock
+        self._metrics = metrics or NoMetrics()
 
     def start(self, req: falcon.Request, user: User) -> dict:
         """A new session for a login: its row first, then its two tokens."""
@@ -82,7 +85,10 @@ class Sessions:
         if sid is None:  # a token from before sessions: the example's answer
             return {"access_token": self._tokens.issue(user, ACCESS)}
         successor = self._tokens.new_id(REFRESH) if self.rotation else None
-        _, token = self._store.rotate_refresh(sid, claims["jti"], successor, self._clock(), self._grace)
+        outcome, token = self._store.rotate_refresh(sid, claims["jti"], successor, self._clock(), self._grace)
+        if outcome is Rotation.REUSED:
+            self._metrics.refresh_reuse_detected()
+            self._metrics.token_revoked("refresh_reuse")
         if token is None:  # reused after the grace window (the session has ended), or ended
             raise TokenUnauthorized(REVOKED)
         body = {"access_token": self._tokens.issue(user, ACCESS, sid)}
@@ -98,6 +104,7 @@ class Sessions:
             self._store.end_session(sid, int(claims["sub"]))
         else:
             self._store.revoke_token(claims["jti"], claims["exp"])
+        self._metrics.token_revoked("revoke")
 
     def is_live_refresh(self, claims: dict) -> bool:
         """False for a refresh token its session has used up (rotated away)."""

@@ -72,6 +72,10 @@ class Settings:
     refresh_rotation: bool = False
     refresh_reuse_grace: float = 10.0
     introspection_keys: tuple[str, ...] = ()
+    # GET /metrics and its middleware (FLEET_METRICS=on|off); under gunicorn
+    # its multiprocess directory (PROMETHEUS_MULTIPROC_DIR, set by gunicorn.conf.py).
+    metrics: bool = True
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.jwt_algorithm not in ALGORITHMS:
@@ -126,6 +130,8 @@ class Settings:
             "store_url": env.get("FLEET_STORE", DEFAULT_STORE),
             "data_path": Path(env.get("FLEET_DATA", DEFAULT_DATA)),
             "trusted_proxies": env.get("FORWARDED_ALLOW_IPS", ""),
+            "metrics": _switch("FLEET_METRICS", env.get("FLEET_METRICS", "on")),
+            "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         }
         for field, var in (
             ("access_token_ttl", "FLEET_ACCESS_TOKEN_TTL"),

@@ -173,6 +173,7 @@ OPERATION_NAMES = {
     ("/health", "GET"): ("meta", "health"),
     ("/openapi.json", "GET"): ("meta", "openapi"),
     ("/docs", "GET"): ("meta", "docs"),
+    ("/metrics", "GET"): ("meta", "metrics"),
     ("/.well-known/jwks.json", "GET"): ("meta", "jwks"),
 }
 
@@ -337,7 +338,7 @@ def test_success_responses_and_headers(doc):
     assert headers("/api/ships/{ship_id}", "get", "200") == {"ETag"}
     assert headers("/api/ships", "post", "201") == {"Location", "Idempotent-Replayed"}
     assert headers("/api/users", "post", "201") == {"Location", "Idempotent-Replayed"}
-    assert headers("/auth/login", "post", "200") == {"Cache-Control"}
+    assert headers("/auth/login", "post", "200") == {"Cache-Control", "RateLimit-Policy", "RateLimit"}
     assert headers("/auth/refresh", "post", "200") == {"Cache-Control"}
     assert set(paths["/api/ships/{ship_id}"]["delete"]["responses"]) >= {"204"}
     assert "content" not in paths["/api/ships/{ship_id}"]["delete"]["responses"]["204"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import falcon
 
-from fleet_api.auth import REFRESH
+from fleet_api.auth import ACCESS, REFRESH
 from fleet_api.errors import bad_request, unauthorized
+from fleet_api.metrics import Metrics
 from fleet_api.passwords import PasswordHasher
 from fleet_api.sessions import Sessions
 from fleet_api.store import Store
-from fleet_api.throttle import LoginThrottle
+from fleet_api.throttle import LoginThrottle, TooManyAttempts
 
 LOGGED_OUT = {"message": "Successfully logged out."}
 
@@ -19,11 +20,14 @@ def _no_store(resp: falcon.Response) -> None:
 
 
 class Login:
-    def __init__(self, store: Store, sessions: Sessions, hasher: PasswordHasher, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, store: Store, sessions: Sessions, hasher: PasswordHasher, throttle: LoginThrottle, metrics: Metrics,
+    ) -> None:
         self._store = store
         self._sessions = sessions
         self._hasher = hasher
         self._throttle = throttle
+        self._metrics = metrics
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = _credentials(req)
@@ -34,13 +38,21 @@ class Login:
             # The example looks a number or a list up as a name and finds no one.
             raise unauthorized("Username or password invalid.")
         keys = self._throttle.keys(req, username)
-        failures = self._throttle.check(keys)
+        try:
+            quota = self._throttle.check(keys)
+        except TooManyAttempts:
+            self._metrics.login("throttled")
+            raise
         user = self._store.get_user_by_name(username)
         # Verify even for an unknown name, so timing does not tell names apart.
         if not self._hasher.verify(password, user.password_hash if user else None):
-            self._throttle.failed(keys)
-            raise unauthorized("Username or password invalid.")
-        self._throttle.succeeded(keys, failures)
+            quota = self._throttle.failed(keys)
+            self._metrics.login("invalid")
+            raise unauthorized("Username or password invalid.", self._throttle.headers(quota))
+        quota = self._throttle.succeeded(keys, quota)
+        self._metrics.login("ok")
+        req.context.user = user  # for the access log's user id
+        resp.set_headers(self._throttle.headers(quota))
         _no_store(resp)
         resp.media = self._sessions.start(req, user)  # exactly {access_token, refresh_token}
 
@@ -90,11 +102,14 @@ class Refresh:
 class Logout:
     """DELETE revokes the presented token: access on /auth/logout, refresh on /auth/logout2."""
 
-    def __init__(self, store: Store, token_type: str) -> None:
+    def __init__(self, store: Store, token_type: str, metrics: Metrics) -> None:
         self._store = store
         self.auth = {"DELETE": token_type}
+        self._metrics = metrics
+        self._reason = "logout" if token_type == ACCESS else "logout2"
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         claims = req.context.claims
         self._store.revoke_token(claims["jti"], claims["exp"])
+        self._metrics.token_revoked(self._reason)
         resp.media = LOGGED_OUT

@@ -7,6 +7,7 @@ import datetime
 import falcon
 
 from fleet_api.auth import ACCESS
+from fleet_api.metrics import Metrics
 from fleet_api.sessions import SID_PATTERN, Sessions
 from fleet_api.store import SessionRecord, Store
 
@@ -31,9 +32,10 @@ def _public(session: SessionRecord, current: str | None) -> dict:
 class SessionList:
     auth = {"GET": ACCESS, "DELETE": ACCESS}
 
-    def __init__(self, store: Store, sessions: Sessions) -> None:
+    def __init__(self, store: Store, sessions: Sessions, metrics: Metrics) -> None:
         self._store = store
         self._sessions = sessions
+        self._metrics = metrics
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         found = self._store.list_sessions(req.context.user.id, self._sessions.now())
@@ -43,17 +45,21 @@ class SessionList:
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Log out everywhere else: every session but the caller's own."""
         ended = self._store.end_other_sessions(req.context.user.id, req.context.claims.get("sid"))
+        for _ in range(ended):
+            self._metrics.token_revoked("session_ended")
         resp.media = {"revoked": ended}
 
 
 class SessionItem:
     auth = {"DELETE": ACCESS}
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: Metrics) -> None:
         self._store = store
+        self._metrics = metrics
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
         # Someone else's session is as unknown as one that never was.
         if not SID_PATTERN.fullmatch(session_id) or not self._store.end_session(session_id, req.context.user.id):
             raise falcon.HTTPNotFound()
+        self._metrics.token_revoked("session_ended")
         resp.status = falcon.HTTP_204

@@ -10,6 +10,7 @@ from fleet_api.auth import ACCESS
 from fleet_api.conditional import if_match, send_json
 from fleet_api.errors import bad_request
 from fleet_api.idempotency import Idempotency
+from fleet_api.metrics import Metrics
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import (
     ID_MISMATCH,
@@ -68,9 +69,10 @@ class Users:
 class User:
     auth = {"PUT": ACCESS, "PATCH": ACCESS, "DELETE": ACCESS}
 
-    def __init__(self, store: Store, hasher: PasswordHasher) -> None:
+    def __init__(self, store: Store, hasher: PasswordHasher, metrics: Metrics) -> None:
         self._store = store
         self._hasher = hasher
+        self._metrics = metrics
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         send_json(req, resp, self._existing(user_id).public())
@@ -105,6 +107,7 @@ class User:
         _require_self(req, user_id)
         if not self._store.delete_user(user_id, if_match(req, _public)):
             raise falcon.HTTPNotFound()
+        self._metrics.token_revoked("user_deleted")
         resp.status = falcon.HTTP_204
 
     def _existing(self, user_id: int) -> UserRecord:
@@ -127,6 +130,8 @@ class User:
         )
         if user is None:
             raise falcon.HTTPNotFound()
+        if new_hash is not None:
+            self._metrics.token_revoked("password_change")
         send_json(req, resp, user.public())
 
 

@@ -1,0 +1,277 @@
+"""GET /metrics (issue 16, item 1): Prometheus counters by route template,
+correct across real gunicorn workers, including one that is killed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import falcon.testing
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleet_api.app import create_app
+from devtools.gunicorn import GunicornServer
+from fleet_api.metrics import Metrics, MetricsMiddleware
+from fleet_api.settings import Settings, SettingsError
+from conftest import Session
+from support.bodies import STAR_DESTROYER
+from devtools.http import call, login
+
+SHIP_ROUTE = "/api/ships/{ship_id}"
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    """{sorted label items: value} of one sample name in an exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def total(text: str, name: str, **labels) -> float:
+    want = set(labels.items())
+    return sum(value for key, value in samples(text, name).items() if want <= set(key))
+
+
+def scrape(client) -> str:
+    result = client.simulate_get("/metrics")
+    assert result.status_code == 200
+    assert result.headers["Content-Type"].startswith("text/plain; version=")
+    return result.text
+
+
+# --- in one process (falcon.testing) ---------------------------------------------
+
+
+def test_requests_are_counted_by_route_template_never_raw_path(client):
+    for ship_id in (1, 2, 3, 2, 999):
+        client.simulate_get(f"/api/ships/{ship_id}", params={"x": ship_id})
+    client.simulate_get("/no/such/place/42")
+    client.simulate_request("BREW", "/api/ships")
+
+    text = scrape(client)
+    requests = samples(text, "http_requests_total")
+    routes = {dict(key)["route"] for key in requests}
+    assert routes == {SHIP_ROUTE, "unmatched", "/api/ships"}
+    assert total(text, "http_requests_total", route=SHIP_ROUTE, status="200") == 4
+    assert total(text, "http_requests_total", route=SHIP_ROUTE, status="404") == 1
+    assert total(text, "http_requests_total", route="unmatched", method="GET") == 1
+    assert total(text, "http_requests_total", route="/api/ships", method="OTHER") == 1
+    assert total(text, "http_request_duration_seconds_count", route=SHIP_ROUTE, method="GET") == 5
+    assert total(text, "http_request_duration_seconds_sum", route=SHIP_ROUTE) > 0
+
+
+def test_a_413_refused_before_routing_is_counted_as_unmatched(client):
+    client.simulate_post("/api/users", body=b"x" * (70 * 1024), headers={"Content-Type": "application/json"})
+
+    assert total(scrape(client), "http_requests_total", route="unmatched", status="413") == 1
+
+
+def test_login_outcomes_are_counted(settings, store):
+    client = falcon.testing.TestClient(create_app(dataclasses.replace(settings, login_user_limit=2), store=store))
+    attempts = [("user", "password"), ("user", "wrong"), ("nobody", "x"), ("nobody", "y"), ("nobody", "z")]
+    statuses = [
+        client.simulate_post("/auth/login", json={"username": u, "password": p}).status_code for u, p in attempts
+    ]
+    client.simulate_post("/auth/login", json={"username": "user"})  # 400: not a login attempt
+
+    assert statuses == [200, 401, 401, 401, 429]
+    text = scrape(client)
+    assert samples(text, "auth_logins_total") == {
+        (("outcome", "ok"),): 1, (("outcome", "invalid"),): 3, (("outcome", "throttled"),): 1,
+    }
+
+
+def test_revocations_are_counted_by_reason(client, login):
+    for path, token in (("/auth/logout", "access"), ("/auth/logout2", "refresh")):
+        session = login()
+        headers = session.headers if token == "access" else session.refresh_headers
+        assert client.simulate_delete(path, headers=headers).status_code == 200
+    owner = client.simulate_post("/api/users", json={"name": "changer", "password": "old-secret"}).json
+    session = login("changer", "old-secret")
+    renamed = client.simulate_put(
+        f"/api/users/{owner['id']}", json={"name": "changed", "password": "old-secret"}, headers=session.headers
+    )
+    changed = client.simulate_put(
+        f"/api/users/{owner['id']}", json={"name": "changed", "password": "new-secret"}, headers=session.headers
+    )
+    deleted = client.simulate_delete(f"/api/users/{owner['id']}", headers=login("changed", "new-secret").headers)
+
+    assert (renamed.status_code, changed.status_code, deleted.status_code) == (200, 200, 204)
+    assert samples(scrape(client), "auth_tokens_revoked_total") == {
+        (("reason", "logout"),): 1, (("reason", "logout2"),): 1,
+        (("reason", "password_change"),): 1,  # the rename kept the password: no revocation
+        (("reason", "user_deleted"),): 1,
+        (("reason", "revoke"),): 0, (("reason", "refresh_reuse"),): 0, (("reason", "session_ended"),): 0,
+    }
+
+
+def test_reuse_detection_revoke_and_ended_sessions_are_counted(settings, store):
+    rotating = dataclasses.replace(settings, refresh_rotation=True, refresh_reuse_grace=0)
+    client = falcon.testing.TestClient(create_app(rotating, store=store))
+    first, second = (Session(client) for _ in range(2))
+    assert client.simulate_post("/auth/refresh", headers=first.refresh_headers).status_code == 200
+    assert client.simulate_post("/auth/refresh", headers=first.refresh_headers).status_code == 401  # reused
+    revoked = client.simulate_post("/auth/revoke", json={"token": second.refresh_token})
+    third = Session(client)
+    ended = client.simulate_delete("/api/sessions", headers=third.headers)
+
+    assert (revoked.status_code, ended.json) == (200, {"revoked": 0})  # the others had ended already
+    text = scrape(client)
+    assert total(text, "auth_refresh_reuse_detected_total") == 1
+    assert samples(text, "auth_tokens_revoked_total")[(("reason", "refresh_reuse"),)] == 1
+    assert samples(text, "auth_tokens_revoked_total")[(("reason", "revoke"),)] == 1
+
+
+def test_refresh_reuse_counter_exists_and_counts():
+    metrics = Metrics()
+    text = metrics.exposition().decode()
+    assert total(text, "auth_refresh_reuse_detected_total") == 0
+
+    metrics.refresh_reuse_detected()
+    metrics.refresh_reuse_detected()
+
+    assert total(metrics.exposition().decode(), "auth_refresh_reuse_detected_total") == 2
+
+
+def test_two_apps_never_share_counts(settings, store, tmp_path):
+    first = falcon.testing.TestClient(create_app(settings, store=store))
+    other = dataclasses.replace(settings, store_url=f"sqlite:///{tmp_path / 'other.db'}")
+    second = falcon.testing.TestClient(create_app(other))
+    first.simulate_get("/api/ships/2")
+
+    assert total(scrape(first), "http_requests_total", route=SHIP_ROUTE) == 1
+    assert total(scrape(second), "http_requests_total", route=SHIP_ROUTE) == 0
+
+
+def test_metrics_off_removes_the_route_and_the_middleware(settings, store):
+    app = create_app(dataclasses.replace(settings, metrics=False), store=store)
+    client = falcon.testing.TestClient(app)
+
+    assert client.simulate_get("/metrics").status_code == 404
+    assert not any(isinstance(m, MetricsMiddleware) for m in app._unprepared_middleware)
+    assert client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).status_code == 200
+
+
+@pytest.mark.parametrize("raw, enabled", [(None, True), ("on", True), ("off", False), (" OFF ", False)])
+def test_fleet_metrics_setting(raw, enabled):
+    env = {"FLEET_SECRET_KEY": "k" * 40} | ({"FLEET_METRICS": raw} if raw is not None else {})
+    assert Settings.from_env(env).metrics is enabled
+
+
+def test_a_bad_fleet_metrics_value_refuses_to_start():
+    with pytest.raises(SettingsError, match="FLEET_METRICS"):
+        Settings.from_env({"FLEET_SECRET_KEY": "k" * 40, "FLEET_METRICS": "maybe"})
+
+
+# --- four real gunicorn workers ------------------------------------------------------
+
+
+def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
+    """What each worker's own files hold, read as prometheus_client does."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[1])
+        merged = MultiProcessCollector.merge([str(path)], accumulate=True)
+        counts[pid] = sum(
+            s.value for family in merged for s in family.samples
+            if s.name == name and set(labels.items()) <= set(s.labels.items())
+        )
+    return counts
+
+
+def get_ships(base: str, count: int) -> None:
+    """`count` GETs of ship ids 1..15, from 8 concurrent clients."""
+    ids = [1 + n % 15 for n in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = set(pool.map(lambda ship_id: call("GET", f"{base}/api/ships/{ship_id}").status, ids))
+    assert statuses == {200}
+
+
+def scrape_http(base: str) -> str:
+    result = call("GET", f"{base}/metrics")
+    assert result.status == 200
+    return result.body.decode()
+
+
+def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_1.db"
+    stale.write_bytes(b"left over from an earlier run")
+    env = {
+        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    burst, later = 40, 40
+    with GunicornServer(workers=4, env=env) as server:
+        assert not stale.exists()  # a fresh directory for each start
+        # Bursts until at least two workers have answered some.
+        first = 0
+        for _ in range(10):
+            get_ships(server.url, burst)
+            first += burst
+            served = per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)
+            if sum(1 for n in served.values() if n) >= 2:
+                break
+        tokens = login(server.url)
+        assert call("DELETE", f"{server.url}/auth/logout", token=tokens["access_token"]).status == 200
+        assert call("POST", f"{server.url}/api/ships", STAR_DESTROYER, tokens["access_token"]).status == 401
+
+        text = scrape_http(server.url)
+        assert total(text, "http_requests_total", route=SHIP_ROUTE) == first
+        assert not any("/api/ships/1" in dict(key)["route"] for key in samples(text, "http_requests_total"))
+        assert total(text, "auth_logins_total", outcome="ok") == 1
+        assert total(text, "auth_tokens_revoked_total", reason="logout") == 1
+
+        served = per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)
+        assert sum(served.values()) == first
+        assert sum(1 for n in served.values() if n) >= 2, served  # spread over several workers
+        live = server.worker_pids()
+        assert len(live) == 4
+        victim = max((pid for pid in served if pid in live), key=served.get)
+        assert served[victim] > 0
+
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            live = server.worker_pids()
+            if victim not in live and len(live) == 4:
+                break
+            time.sleep(0.1)
+        assert victim not in live and len(live) == 4, live
+
+        # the dead worker's counts are still there, once
+        assert total(scrape_http(server.url), "http_requests_total", route=SHIP_ROUTE) == first
+        get_ships(server.url, later)
+        text = scrape_http(server.url)
+        assert total(text, "http_requests_total", route=SHIP_ROUTE) == first + later
+        assert per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)[victim] == served[victim]
+        assert total(text, "auth_logins_total", outcome="ok") == 1
+
+
+def test_metrics_off_under_gunicorn_is_404():
+    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_METRICS": "off"}
+    with GunicornServer(workers=2, env=env) as server:
+        assert call("GET", f"{server.url}/metrics").status == 404
+        assert call("GET", f"{server.url}/api/ships/2").status == 200
+
+
+def test_preloaded_app_still_counts_every_worker():
+    """--preload imports prometheus_client in the master: the directory must
+    be named before that (gunicorn.conf.py does it when it is read)."""
+    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
+    with GunicornServer(workers=2, env=env, args=["--preload"]) as server:
+        get_ships(server.url, 30)
+        text = scrape_http(server.url)
+
+    assert total(text, "http_requests_total", route=SHIP_ROUTE) == 30
