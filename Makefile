@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test clean
+.PHONY: run prod test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): requirements.txt | $(BIN)/python
 
 run: $(STAMP)  ## serve the API with gunicorn on http://127.0.0.1:8000
 	$(BIN)/gunicorn -c gunicorn.conf.py
+
+prod: $(STAMP)  ## nginx (buffering proxy) in front of gunicorn on http://127.0.0.1:8080; needs Debian's nginx
+	$(BIN)/python scripts/prod.py
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest
@@ -30,3 +33,7 @@ load: $(STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_R
 .PHONY: bench
 bench: $(STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS
 	$(BIN)/python scripts/bench.py
+
+.PHONY: hostile
+hostile: $(STAMP)  ## slow and abusive clients against plain gunicorn, gevent and the prod layout; env HOSTILE_SECONDS
+	$(BIN)/python scripts/hostile.py

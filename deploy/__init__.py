@@ -1,0 +1,1 @@
+"""The production layout (nginx in front of gunicorn) and the tools that attack it."""
