@@ -347,8 +347,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latencies(samples: list[Sample], timeout: float) -> list[float]:
-    """Seconds per request, an unanswered one counted as the whole timeout."""
-    return [s.seconds if s.seconds is not None and s.status == 200 else timeout for s in samples]
+    """Seconds per request until its answer (any status), an unanswered one counted as the whole timeout."""
+    return [s.seconds if s.seconds is not None else timeout for s in samples]
 
 
 def recovery(host: str, port: int, *, within: float = 1.0, limit: float = 30.0, after: int = 20) -> dict:
@@ -420,6 +420,23 @@ class MemoryWatch:
             self._thread.join(5)
 
 
+# --- nginx's own view ---------------------------------------------------------------------
+
+
+def nginx_request_times(access_log: Path, status: int, offset: int = 0) -> tuple[list[float], int]:
+    """$request_time of each `status` line in an access log of nginx.conf's `timed`
+    format, from byte `offset` on; and the offset to start from next time."""
+    times = []
+    with open(access_log, "rb") as log:
+        log.seek(offset)
+        data = log.read()
+    for line in data.decode("latin-1").splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) > 2 and fields[1] == str(status):
+            times.append(float(fields[2]))
+    return times, offset + len(data)
+
+
 # --- one measured attack ---------------------------------------------------------------
 
 
@@ -436,6 +453,9 @@ class Outcome:
     @property
     def ok_within_1s(self) -> int:
         return answered_within(self.samples, 1.0)
+
+    def count(self, status: int | None) -> int:
+        return sum(s.status == status for s in self.samples)
 
     def p(self, q: float) -> float:
         return percentile(latencies(self.samples, self.timeout), q)

@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deploy.hostile import AttackSpec, Outcome, burst_sources, describe, measure, mib  # noqa: E402
+from deploy.hostile import (  # noqa: E402
+    AttackSpec, Outcome, burst_sources, describe, measure, mib, nginx_request_times, percentile,
+)
 from deploy.proxy import ProductionServer  # noqa: E402
 from fleet_api.devserver import GunicornServer  # noqa: E402
 
@@ -47,13 +49,15 @@ SCENARIOS = {
 
 
 def server_for(layout: str, log_dir: Path):
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_ACCESS_LOG": "off"}
+    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48)}  # otherwise the shipped config, access log and all
     if layout == "plain":
         return GunicornServer(env=env, log_path=log_dir / "plain.log")
     if layout == "gevent":
         return GunicornServer(env=env, args=["--worker-class", "gevent"], log_path=log_dir / "gevent.log")
     if layout == "prod":
-        return ProductionServer(env=env, gunicorn_log=log_dir / "prod-gunicorn.log")
+        (log_dir / "prod-access.log").unlink(missing_ok=True)
+        return ProductionServer(env=env, gunicorn_log=log_dir / "prod-gunicorn.log",
+                                nginx_settings={"ACCESS_LOG": f"{log_dir / 'prod-access.log'} timed"})
     raise SystemExit(f"unknown layout {layout!r}: {', '.join(LAYOUTS)}")
 
 
@@ -63,29 +67,43 @@ def pids_of(server) -> list[int]:
     return [server.pid]
 
 
-def row(layout: str, name: str, outcome: Outcome) -> str:
+def row(layout: str, name: str, outcome: Outcome, nginx_503: list[float]) -> str:
     total = len(outcome.samples)
     rec = outcome.recovery
     recovered = "never (30 s)" if rec["seconds"] is None else f"{rec['seconds']:.1f} s ({rec['ok']}/{rec['total']} ≤ 1 s)"
     p99 = outcome.p(0.99)
     p99_text = f"≥ {outcome.timeout * 1000:.0f}" if p99 >= outcome.timeout else f"{p99 * 1000:.0f}"
     memory = f"{mib(outcome.rss_before)} → {mib(outcome.rss_peak)}" if outcome.rss_before else "n/a"
-    return (f"| {layout} | {name} | {outcome.ok_within_1s}/{total} | {outcome.p(0.5) * 1000:.0f} / {p99_text} "
-            f"| {recovered} | {memory} | {describe(outcome)} |")
+    others = [f"{outcome.count(503)} got 503"] if outcome.count(503) else []
+    others += [f"{outcome.count(None)} no answer"] if outcome.count(None) else []
+    ordinary = f"{outcome.ok_within_1s}/{total}" + (f" ({', '.join(others)})" if others else "")
+    return (f"| {layout} | {name} | {ordinary} | {outcome.p(0.5) * 1000:.0f} / {p99_text} "
+            f"| {recovered} | {memory} | {describe(outcome)}{nginx_view(nginx_503)} |")
+
+
+def nginx_view(times: list[float]) -> str:
+    if not times:
+        return ""
+    return (f"; by nginx's clock 503 p50 / p99 / max {percentile(times, 0.5) * 1000:.0f} / "
+            f"{percentile(times, 0.99) * 1000:.0f} / {max(times) * 1000:.0f} ms")
 
 
 HEADER = ("| layout | attack | ordinary answered ≤ 1 s | p50 / p99 ms | normal again after | server MiB before → peak | what the attackers got |\n"
           "|---|---|---|---|---|---|---|")
 
 
-def run_layout(layout: str, host: str, port: int, pids: list[int], names: list[str], seconds: float) -> list[str]:
-    rows = []
+def run_layout(layout: str, host: str, port: int, pids: list[int], names: list[str], seconds: float,
+               access_log: Path | None = None) -> list[str]:
+    rows, offset = [], 0
     for key in names:
         title, kind, connections, sources = SCENARIOS[key]
         spec = AttackSpec(kind, host, port, connections, seconds,
                           sources=burst_sources(sources) if sources > 1 else AttackSpec.sources)
         outcome = measure(spec, server_pids=pids)
-        rows.append(row(layout, title, outcome))
+        nginx_503 = []
+        if access_log:
+            nginx_503, offset = nginx_request_times(access_log, 503, offset)
+        rows.append(row(layout, title, outcome, nginx_503))
         print(rows[-1], flush=True)
     return rows
 
@@ -116,7 +134,8 @@ def main() -> int:
             server = server_for(layout, report.parent)
             with server:
                 port = server.port if isinstance(server, GunicornServer) else server.nginx.port
-                rows += run_layout(layout, "127.0.0.1", port, pids_of(server), names, args.seconds)
+                access_log = report.parent / "prod-access.log" if layout == "prod" else None
+                rows += run_layout(layout, "127.0.0.1", port, pids_of(server), names, args.seconds, access_log)
     report.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     print(f"\nwritten to {report}")
     return 0

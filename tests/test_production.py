@@ -23,7 +23,9 @@ import orjson
 import pytest
 
 from bodies import STAR_DESTROYER
-from deploy.hostile import AttackSpec, burst_sources, measure, ordinary_request, process_tree
+from deploy.hostile import (
+    AttackSpec, burst_sources, measure, nginx_request_times, ordinary_request, process_tree,
+)
 from deploy.proxy import TEMPLATE, ProductionServer, real_ip_lines, render
 from fleet_api.devserver import GunicornServer
 from load_helpers import WriteLoad, read_ships, wait_for_workers, worker_pids
@@ -45,13 +47,7 @@ def prod_server(tmp_path_factory, name: str, **kwargs) -> ProductionServer:
 
 def nginx_times(server: ProductionServer, status: int) -> list[float]:
     """nginx's own $request_time of every `status` answer it logged so far."""
-    path = server.gunicorn.log_path.parent / "access.log"
-    times = []
-    for line in path.read_text().splitlines():
-        fields = line.split(" ", 3)
-        if fields[1] == str(status):
-            times.append(float(fields[2]))
-    return times
+    return nginx_request_times(server.gunicorn.log_path.parent / "access.log", status)[0]
 
 
 def gunicorn_log(server: ProductionServer) -> str:
@@ -61,7 +57,7 @@ def gunicorn_log(server: ProductionServer) -> str:
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory):
     server = prod_server(tmp_path_factory, "prod", workers=WORKERS,
-                         env=server_env(FLEET_LOGIN_IP_LIMIT=str(IP_LIMIT), FLEET_ACCESS_LOG="off"))
+                         env=server_env(FLEET_LOGIN_IP_LIMIT=str(IP_LIMIT)))
     try:
         server.start()
         yield server
@@ -135,7 +131,7 @@ def test_ordinary_requests_are_answered_within_1s_during_200_slow_header_clients
 
 def test_the_same_slow_header_attack_starves_gunicorn_without_the_proxy(tmp_path):
     """The premise of the test above: the attack is real, and nginx is what stops it."""
-    with GunicornServer(workers=1, env=server_env(FLEET_ACCESS_LOG="off"), log_path=tmp_path / "plain.log") as plain:
+    with GunicornServer(workers=1, env=server_env(), log_path=tmp_path / "plain.log") as plain:
         outcome = measure(AttackSpec("slow_header", "127.0.0.1", plain.port, 200, 4.0),
                           server_pids=[plain.pid], probe_timeout=2.0, probe_threads=4)
     assert outcome.samples
