@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,8 +28,8 @@ from bodies import STAR_DESTROYER
 from deploy.hostile import (
     AttackSpec, burst_sources, measure, nginx_request_times, ordinary_request, process_tree,
 )
-from deploy.proxy import TEMPLATE, ProductionServer, real_ip_lines, render
-from fleet_api.devserver import GunicornServer
+from deploy.proxy import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
+from fleet_api.devserver import GunicornServer, free_port
 from load_helpers import WriteLoad, read_ships, wait_for_workers, worker_pids
 from realhttp import call, login
 from test_faults import WAIT, server_env
@@ -64,6 +66,15 @@ def prod(tmp_path_factory):
     finally:
         server.stop()
         server.cleanup()
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its parent has yet to reap."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def port_of(server: ProductionServer) -> int:
@@ -472,6 +483,46 @@ def test_no_request_gets_a_5xx_while_the_pair_stops(graceful_stop):
 
 def test_no_process_of_the_pair_outlives_its_stop(graceful_stop):
     assert len(graceful_stop.processes) >= 2 + 2  # both masters and their workers
-    assert process_tree(list(graceful_stop.processes)) == set() or all(
-        not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        for pid in graceful_stop.processes)
+    assert [pid for pid in graceful_stop.processes if not gone(pid)] == []
+
+
+# --- nginx alone, and `make prod` itself ------------------------------------------------
+
+
+def test_with_gunicorn_down_nginx_answers_a_json_502_with_retry_after(tmp_path):
+    with NginxProxy(f"127.0.0.1:{free_port()}", run_dir=tmp_path / "nginx") as proxy:
+        response = call("GET", f"{proxy.url}/api/ships/2", timeout=WAIT)
+    assert response.status == 502
+    assert response.headers["Retry-After"] == "1"
+    assert response.json == {"error": "Bad Gateway", "message": "The API server is not answering; retry shortly."}
+
+
+def test_make_prod_serves_through_nginx_and_stops_both_on_sigterm(tmp_path):
+    port, upstream = free_port(), free_port()
+    env = {**os.environ, **server_env(), "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_UPSTREAM_PORT": str(upstream),
+           "FLEET_STORE": f"sqlite:///{tmp_path / 'fleet.db'}"}
+    script = Path(__file__).resolve().parent.parent / "scripts" / "prod.py"
+    with open(tmp_path / "prod.log", "wb") as log:
+        prod = subprocess.Popen([sys.executable, str(script)], env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline and prod.poll() is None:
+            answer = ordinary_request("127.0.0.1", port, 2.0)
+            if answer.status == 200:
+                break
+            time.sleep(0.1)
+        assert answer is not None and answer.status == 200, (tmp_path / "prod.log").read_text()[-2000:]
+        direct = ordinary_request("127.0.0.1", upstream, 2.0)
+        assert direct.status == 200  # gunicorn behind it, on its own port
+        family = process_tree([prod.pid])
+        prod.send_signal(signal.SIGTERM)
+        assert prod.wait(WAIT * 3) == 0
+    finally:
+        if prod.poll() is None:
+            os.killpg(prod.pid, signal.SIGKILL)
+            prod.wait(WAIT)
+    output = (tmp_path / "prod.log").read_text()
+    assert "stopped: nginx exit 0, gunicorn exit 0" in output, output[-2000:]
+    assert len(family) >= 4  # prod.py, both masters, workers
+    assert [pid for pid in family if not gone(pid)] == []
