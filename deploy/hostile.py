@@ -30,7 +30,6 @@ import http.client
 import multiprocessing
 import queue as queue_module
 import resource
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -501,7 +500,3 @@ def describe(outcome: Outcome) -> str:
 
 def mib(n: int) -> str:
     return f"{n / 2**20:.0f}"
-
-
-def median(values) -> float:
-    return statistics.median(values) if values else float("nan")
