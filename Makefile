@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format clean load bench purge
+.PHONY: run prod test lint format clean load bench hostile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt pyproject.toml
 
 run: $(STAMP)  ## serve the API with gunicorn on http://127.0.0.1:8000
 	$(BIN)/gunicorn -c gunicorn.conf.py
+
+prod: $(STAMP)  ## nginx (buffering proxy) in front of gunicorn on http://127.0.0.1:8080; needs Debian's nginx
+	$(BIN)/python -m scripts.prod
 
 test: lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
@@ -50,3 +53,6 @@ bench: $(DEV_STAMP)  ## wrk vs a bare-Falcon ceiling, interleaved; env BENCH_ROU
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports var *.egg-info
+
+hostile: $(DEV_STAMP)  ## slow and abusive clients against plain gunicorn, gevent and the prod layout; env HOSTILE_SECONDS
+	$(BIN)/python -m scripts.hostile
