@@ -1,0 +1,1 @@
+"""Fleet API: a JSON REST API for a fleet of ships and their users, on Falcon."""

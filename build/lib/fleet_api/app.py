@@ -1,0 +1,97 @@
+"""The wiring: settings -> store -> auth -> resources -> routes, on one screen."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import falcon
+
+from fleet_api import docs, errors, media
+from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
+from fleet_api.cache import VersionedCache
+from fleet_api.idempotency import Idempotency
+from fleet_api.keys import load_keyring
+from fleet_api.logs import AccessContext
+from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
+from fleet_api.middleware import RequestHygiene
+from fleet_api.openapi import OpenAPI
+from fleet_api.passwords import PasswordHasher
+from fleet_api.resources.auth import Login, Logout, Refresh
+from fleet_api.resources.health import Health
+from fleet_api.resources.jwks import JWKS
+from fleet_api.resources.jwks import PATH as JWKS_PATH
+from fleet_api.resources.oauth import Introspect, Revoke
+from fleet_api.resources.sessions import SessionItem, SessionList
+from fleet_api.resources.ships import Ship, Ships
+from fleet_api.resources.users import User, Users
+from fleet_api.settings import Settings
+from fleet_api.store import Store, open_store
+from fleet_api.seed import seed_store
+from fleet_api.sessions import Sessions
+from fleet_api.throttle import LoginThrottle
+
+ID = "int(min=0, max=9223372036854775807)"
+
+
+def create_app(
+    config: Settings | None = None, store: Store | None = None, clock: Callable[[], float] = time.time
+) -> falcon.App:
+    """Build one app with its own store and blocklist; nothing is module-level.
+    `clock` (epoch seconds) is what tokens, sessions and idempotency take as now.
+    A bad signing key raises here (KeyFileError), before the app serves anything."""
+    config = config or Settings.from_env()
+    keys = load_keyring(config)
+    hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
+    store = store or open_store(config.store_url)
+    seed_store(store, config.data_path, hasher)
+    tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
+    metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
+    sessions = Sessions(
+        store, tokens, rotation=config.refresh_rotation, grace=config.refresh_reuse_grace,
+        trusted_proxies=config.trusted_proxies, clock=clock, metrics=metrics,
+    )
+    auth = AuthMiddleware(tokens, store, clock)
+    throttle = LoginThrottle(
+        store, config.login_user_limit, config.login_ip_limit, config.login_window,
+        config.trusted_proxies, clock,
+    )
+
+    # Idempotency-Key on the two creates, kept in the shared store; body
+    # fingerprints are keyed by a server secret (they may hold a password).
+    idempotency = Idempotency(store, config.secret_key or keys.derived_secret("idempotency"), clock)
+
+    # Metrics first, so its clock spans the whole request, 413s included.
+    middleware = [MetricsMiddleware(metrics)] if metrics.enabled else []
+    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(), auth]
+    app = falcon.App(middleware=middleware)
+    media.install(app)
+    errors.install(app)
+
+    app.add_route("/auth/login", Login(store, sessions, hasher, throttle, metrics))
+    app.add_route("/auth/refresh", Refresh(sessions))
+    app.add_route("/auth/logout", Logout(store, ACCESS, metrics))
+    app.add_route("/auth/logout2", Logout(store, REFRESH, metrics))
+    app.add_route("/auth/revoke", Revoke(tokens, sessions))
+    app.add_route("/auth/introspect", Introspect(auth, sessions, config.introspection_keys))
+    app.add_route("/api/sessions", SessionList(store, sessions, metrics))
+    app.add_route("/api/sessions/{session_id}", SessionItem(store, metrics))
+    app.add_route("/api/users", Users(store, hasher, idempotency, throttle.client))
+    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher, metrics))
+    # One cache of serialized ships per app (so per worker), kept honest by
+    # the store's ship version, which moves with every write on any worker.
+    ships_cache = VersionedCache(store.ships_version)
+    app.add_route("/api/ships", Ships(store, ships_cache, idempotency))
+    app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
+    app.add_route("/health", Health(store))
+    app.add_route(JWKS_PATH, JWKS(keys, config.jwks_max_age))
+    docs.install(app)
+    if metrics.enabled:
+        app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/openapi.json", OpenAPI(app))
+    return app
+
+
+def get_app() -> falcon.App:
+    """gunicorn's entry point (`fleet_api.app:get_app()`): settings from the environment."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,168 @@
+"""Prometheus metrics: declared once here, counted by a middleware and by a
+few named events (logins, revocations), served on GET /metrics.
+
+Under gunicorn every worker is its own process, so prometheus_client runs in
+its multiprocess mode: each worker writes its values to files in
+`PROMETHEUS_MULTIPROC_DIR`, and /metrics on any worker adds up every
+worker's files, including those of workers that have exited (their counters
+stay counted; gunicorn.conf.py makes the directory fresh at each server
+start and calls `mark_process_dead` when a worker exits). That directory,
+and the mode prometheus_client picks when it is first imported, are
+process-global by design of the library; everything else lives in the one
+`Metrics` object that `create_app` builds and hands to whoever counts.
+
+Without that directory (falcon.testing, a single process) the same metrics
+live in a registry of their own per app, so two apps never share counts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import falcon
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from fleet_api.middleware import RouteLabels
+LOGIN_OUTCOMES = ("ok", "invalid", "throttled")
+# Why a token stopped working; one event each, however many tokens it ends.
+REVOKE_REASONS = (
+    "logout", "logout2", "password_change", "user_deleted",  # the example's routes and user changes
+    "revoke", "refresh_reuse", "session_ended",  # RFC 7009, reuse detection, the sessions API
+)
+# Request durations here are milliseconds, so the low buckets matter most.
+# Any other method a client makes up is counted as OTHER, not as its own series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class MetricsMisconfigured(RuntimeError):
+    """prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set."""
+
+
+class Metrics:
+    """Every metric of the app, and the few calls that count them.
+
+    Other code counts through these methods only, e.g.
+    `metrics.token_revoked("logout")`, so a disabled `NoMetrics` can stand in.
+    """
+
+    enabled = True
+
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        if multiproc_dir:
+            if values.ValueClass is values.MutexValue:
+                raise MetricsMisconfigured(
+                    "PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is "
+                    "imported (gunicorn.conf.py sets it in on_starting)"
+                )
+            # Values go to this process's files; the collector reads everyone's.
+            MultiProcessCollector(self.registry, path=multiproc_dir)
+            own = None
+        else:
+            own = self.registry
+        self._requests = Counter(
+            "http_requests", "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"], registry=own,
+        )
+        self._duration = Histogram(
+            "http_request_duration_seconds", "Time to answer a request, in the app.",
+            ["method", "route"], buckets=DURATION_BUCKETS, registry=own,
+        )
+        self._logins = Counter(
+            "auth_logins", "Login attempts by outcome.", ["outcome"], registry=own,
+        )
+        self._revoked = Counter(
+            "auth_tokens_revoked", "Revocation events (a password change ends all older tokens at once).",
+            ["reason"], registry=own,
+        )
+        self._reuse = Counter(
+            "auth_refresh_reuse_detected", "Refresh tokens presented again after they were rotated.",
+            registry=own,
+        )
+        self._children: dict[tuple, tuple] = {}
+        # Known label values show up as 0 before their first event, so a
+        # rate() over them works from the start.
+        for outcome in LOGIN_OUTCOMES:
+            self._logins.labels(outcome)
+        for reason in REVOKE_REASONS:
+            self._revoked.labels(reason)
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # .labels() validates and locks on every call; the children are kept
+        # per (method, route, status), so this dict grows only on a new one.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self._requests.labels(method, route, str(status)), self._duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def login(self, outcome: str) -> None:
+        self._logins.labels(outcome).inc()
+
+    def token_revoked(self, reason: str) -> None:
+        self._revoked.labels(reason).inc()
+
+    def refresh_reuse_detected(self) -> None:
+        self._reuse.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class NoMetrics:
+    """FLEET_METRICS=off: the same calls, counting nothing."""
+
+    enabled = False
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        pass
+
+    def login(self, outcome: str) -> None:
+        pass
+
+    def token_revoked(self, reason: str) -> None:
+        pass
+
+    def refresh_reuse_detected(self) -> None:
+        pass
+
+
+class MetricsMiddleware:
+    """Counts every request by its route template, never its raw path: ids
+    and query strings would make one time series per request."""
+
+    def __init__(self, metrics: Metrics, clock=time.perf_counter) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._route = RouteLabels()
+        self._codes: dict = {}
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = self._clock()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+        now = self._clock()
+        started = getattr(req.context, "started", now)
+        method = req.method if req.method in METHODS else "OTHER"
+        status = self._codes.get(resp.status)
+        if status is None:  # one entry per distinct status value
+            status = self._codes[resp.status] = falcon.http_status_to_code(resp.status)
+        self._metrics.request(method, self._route(req), status, now - started)
+
+
+class MetricsResource:
+    """GET /metrics in the Prometheus text format. Not for the public
+    network: serve it to the scraper only (see the README)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.cache_control = ["no-store"]
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = self._metrics.exposition()

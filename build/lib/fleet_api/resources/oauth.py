@@ -1,0 +1,145 @@
+"""POST /auth/revoke (RFC 7009) and POST /auth/introspect (RFC 7662).
+
+Both take `token=...` form-encoded, as the RFCs say (RFC 7009 section 2.1,
+RFC 7662 section 2.1), or as a JSON object; a missing, repeated or
+non-string `token` is 400 `invalid_request` (RFC 6749 sections 3.1, 5.2).
+Form bodies are parsed here and nowhere else: the example's routes stay JSON only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+import falcon
+
+from fleet_api.auth import ACCESS, AuthMiddleware, Tokens, bearer_token
+from fleet_api.errors import TOKEN_ERRORS, OAuthError, invalid_request
+from fleet_api.sessions import Sessions
+
+FORM = "application/x-www-form-urlencoded"
+INACTIVE = {"active": False}
+# What a token check may raise besides the token layer's own errors: the
+# example's refresh-token "Unknown user." 401.
+_NOT_LIVE = (*TOKEN_ERRORS, falcon.HTTPUnauthorized, falcon.HTTPUnprocessableEntity)
+
+
+def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
+    """(token, token_type_hint) from a form or JSON body, else invalid_request."""
+    media = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media == FORM:
+        try:
+            text = req.bounded_stream.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid_request("The body is not UTF-8.") from None
+        params = falcon.uri.parse_query_string(text, keep_blank=True, csv=False)
+    elif media == falcon.MEDIA_JSON:
+        try:
+            params = req.get_media(default_when_empty=None)
+        except falcon.MediaMalformedError:
+            raise invalid_request("The body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise invalid_request("The body must be a JSON object.")
+    else:
+        raise invalid_request(f"Send the parameters as {FORM} (or {falcon.MEDIA_JSON}).")
+    token, hint = params.get("token"), params.get("token_type_hint")
+    if isinstance(token, list) or isinstance(hint, list):  # RFC 6749 section 3.1: at most once
+        raise invalid_request("A parameter was given more than once.")
+    if not isinstance(token, str) or not token:
+        raise invalid_request("The token parameter is missing.")
+    if hint is not None and not isinstance(hint, str):
+        raise invalid_request("token_type_hint must be a string.")
+    # RFC 7009 section 2.1: the hint may be ignored; each token names its own type.
+    return token, hint
+
+
+def _no_store(resp: falcon.Response) -> None:
+    resp.cache_control = ["no-store"]
+
+
+class Revoke:
+    """Holding a token is the right to revoke it: no other authentication."""
+
+    def __init__(self, tokens: Tokens, sessions: Sessions) -> None:
+        self._tokens = tokens
+        self._sessions = sessions
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        token, _ = token_parameters(req)
+        try:
+            claims = self._tokens.decode(token)
+        except TOKEN_ERRORS:
+            claims = None  # RFC 7009 section 2.2: an invalid token is not an error
+        if claims is not None:
+            self._sessions.revoke(claims)
+        _no_store(resp)
+        resp.media = {}
+
+
+class Introspect:
+    """RFC 7662. The caller authenticates with `Authorization: Bearer <access
+    token>` (and then sees only its own user's tokens), or, as a resource
+    server, with one of FLEET_INTROSPECTION_KEYS, either as `Authorization:
+    Bearer <key>` or as the password of HTTP Basic (any user name; RFC 7662
+    section 2.1 allows both)."""
+
+    def __init__(self, auth: AuthMiddleware, sessions: Sessions, keys: tuple[str, ...]) -> None:
+        self._auth = auth
+        self._sessions = sessions
+        self._keys = tuple(key.encode() for key in keys)
+
+    def _is_key(self, presented: str) -> bool:
+        given = presented.encode("utf-8", "surrogatepass")
+        matched = False
+        for key in self._keys:  # every key compared, in constant time each
+            matched |= hmac.compare_digest(given, key)
+        return matched
+
+    def _caller(self, req: falcon.Request) -> int | None:
+        """The calling user's id, or None for a resource server with a key."""
+        scheme, _, value = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                password = ""
+            if password and self._is_key(password):
+                return None
+            raise OAuthError("invalid_client", "Unknown introspection key.", falcon.HTTP_401,
+                             ['Basic realm="introspection"'])
+        token = bearer_token(req)
+        if self._keys and self._is_key(token):
+            return None
+        _, user = self._auth.check(token, ACCESS)
+        return user.id
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        caller = self._caller(req)
+        token, _ = token_parameters(req)
+        _no_store(resp)
+        resp.media = self._describe(token, caller)
+
+    def _describe(self, token: str, caller: int | None) -> dict:
+        # RFC 7662 section 2.2: anything not live is exactly {"active": false},
+        # with no hint of why.
+        try:
+            claims, user = self._auth.check(token, None)
+        except _NOT_LIVE:
+            return INACTIVE
+        if caller is not None and user.id != caller:
+            return INACTIVE
+        if not self._sessions.is_live_refresh(claims):
+            return INACTIVE
+        body = {
+            "active": True,
+            "sub": claims["sub"],
+            "username": user.name,
+            "token_type": claims["type"],
+            "jti": claims["jti"],
+            "iat": claims["iat"],
+            "exp": claims["exp"],
+        }
+        if claims.get("sid") is not None:
+            body["sid"] = claims["sid"]
+        return body
