@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.processes import die_with_parent, free_port, running, worker_pids
+from devtools.processes import free_port, running, spawn, worker_pids
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
@@ -84,11 +84,10 @@ class GunicornServer:
     def start(self) -> "GunicornServer":
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
+        self.process = spawn(
             self.command(), cwd=PROJECT_ROOT, env=env,
-            stdout=self._log, stderr=self._log, start_new_session=True,
-            # The master's graceful stop also stops its workers.
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            stdout=self._log, stderr=self._log,
+            sig=signal.SIGTERM,  # the master's graceful stop also stops its workers
         )
         self.wait_ready()
         return self

@@ -11,7 +11,6 @@ stopped by PID: nginx first, gracefully, so nothing it accepted is cut off.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
-from devtools.processes import free_port
+from devtools.processes import free_port, spawn
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -36,7 +35,6 @@ DEFAULTS = {
     "IN_PROGRESS": "256",
     "ACCESS_LOG": "off",
 }
-PR_SET_PDEATHSIG = 1
 
 
 def find_nginx() -> str | None:
@@ -65,12 +63,6 @@ def render(values: dict[str, str], template: Path = TEMPLATE) -> str:
     for name in names:
         text = text.replace(f"@{name}@", values[name])
     return text
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: a SIGTERM if the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class NginxProxy:
@@ -138,10 +130,7 @@ class NginxProxy:
     def start(self) -> "NginxProxy":
         self.prepare()
         with open(self.error_log, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
+            self.process = spawn(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         self.wait_ready()
         return self
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from devtools.processes import die_with_parent, free_port
+from devtools.processes import free_port, spawn
 
 START_TIMEOUT = 30  # seconds for the server to accept connections
 STOP_TIMEOUT = 30
@@ -146,12 +146,12 @@ class _Cluster:
             for key, value in FAST_SETTINGS.items():
                 options += ["-c", f"{key}={value}"]
             with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
+                self.process = spawn(
                     [str(self.bin_dir / "postgres"), "-D", str(self.data), *options],
                     cwd=self.root, env=self._env(), stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=log, start_new_session=True,
+                    stdout=log, stderr=log,
                     # Privileges first: changing the user clears the setting.
-                    preexec_fn=die_with_parent(signal.SIGQUIT, then=self._drop_privileges),
+                    sig=signal.SIGQUIT, then=self._drop_privileges,
                 )
             if self._wait_ready():
                 return

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -40,8 +43,8 @@ def die_with_parent(sig: int = signal.SIGTERM, then: Callable[[], None] | None =
     """A `preexec_fn` for subprocess.Popen: run `then` (e.g. dropping
     privileges, which clears the setting), then set the parent-death signal.
 
-    The kernel ties the signal to the *thread* that forked the child, so
-    start servers from the main thread or a thread that outlives them.
+    The kernel ties the signal to the *thread* that forked the child: use it
+    through `spawn`, which forks from one thread that lives as long as we do.
     """
 
     def preexec() -> None:
@@ -53,6 +56,23 @@ def die_with_parent(sig: int = signal.SIGTERM, then: Callable[[], None] | None =
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+@functools.cache
+def _spawner() -> ThreadPoolExecutor:
+    """One thread for the whole run that forks every server (see spawn)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="devtools-spawner")
+
+
+def spawn(args: list[str], *, sig: int = signal.SIGTERM, then: Callable[[], None] | None = None,
+          **popen_kwargs) -> subprocess.Popen:
+    """subprocess.Popen with a parent-death signal, forked from one thread
+    that lives as long as the process: the kernel signals the child when the
+    thread that forked it exits, so a server started from a short-lived
+    thread (two hosts started at once) would otherwise die with that thread."""
+    return _spawner().submit(
+        subprocess.Popen, args, preexec_fn=die_with_parent(sig, then), start_new_session=True, **popen_kwargs
+    ).result()
 
 
 def worker_pids(master: int) -> set[int]:

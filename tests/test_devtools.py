@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from devtools.gunicorn import PROJECT_ROOT
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from devtools.http import call
 from devtools.processes import running
 
 # A stand-in for an interrupted test run: start a server, print its PID, then
@@ -63,3 +65,23 @@ def test_a_killed_test_run_leaves_no_server_behind(server):
             starter.kill()
             starter.wait(10)
         starter.stdout.close()
+
+
+def test_a_server_started_from_a_short_lived_thread_outlives_the_thread():
+    """The parent-death signal follows the forking thread; spawn forks from a
+    long-lived one, so a fixture may start servers from threads of its own."""
+    server = GunicornServer(workers=1, env={"FLEET_SCRYPT_N": "16"})
+    starter = threading.Thread(target=server.start)
+    starter.start()
+    starter.join(60)
+    try:
+        assert server.process is not None and not starter.is_alive()
+        # Without spawn the kernel signals the server the moment the thread
+        # ends: within this second it stops answering and exits.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert server.process.poll() is None
+            assert call("GET", f"{server.url}/health").status == 200
+    finally:
+        server.stop()
+        server.cleanup()

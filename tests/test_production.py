@@ -29,7 +29,7 @@ from devtools.hostile import (
     AttackSpec, burst_sources, measure, nginx_request_times, ordinary_request, process_tree,
 )
 from devtools.nginx import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
-from devtools.gunicorn import GunicornServer
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.processes import free_port
 from devtools.processes import wait_for_workers, worker_pids
 from support.load import WriteLoad, read_ships
@@ -503,9 +503,11 @@ def test_make_prod_serves_through_nginx_and_stops_both_on_sigterm(tmp_path):
     port, upstream = free_port(), free_port()
     env = {**os.environ, **server_env(), "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_UPSTREAM_PORT": str(upstream),
            "FLEET_STORE": f"sqlite:///{tmp_path / 'fleet.db'}"}
-    script = Path(__file__).resolve().parent.parent / "scripts" / "prod.py"
     with open(tmp_path / "prod.log", "wb") as log:
-        prod = subprocess.Popen([sys.executable, str(script)], env=env, stdout=log, stderr=log, start_new_session=True)
+        prod = subprocess.Popen(
+            [sys.executable, "-m", "scripts.prod"], cwd=PROJECT_ROOT, env=env,
+            stdout=log, stderr=log, start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 30
         answer = None
