@@ -63,9 +63,7 @@ if accesslog.strip().lower() == OFF:
     accesslog = None
 _formatters = {"generic": {"()": "fleet_api.logs.JSONFormatter"}} if log_format() == "json" else {}
 logconfig_dict = {
-    "loggers": {
-        name: {**logger, "propagate": False} for name, logger in CONFIG_DEFAULTS["loggers"].items()
-    }
+    "loggers": {name: {**logger, "propagate": False} for name, logger in CONFIG_DEFAULTS["loggers"].items()}
     | {"gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}}
     | {"fleet_api": {"level": "INFO", "handlers": ["error_console"], "propagate": False}},
     "formatters": {**CONFIG_DEFAULTS["formatters"], **_formatters},
@@ -113,6 +111,7 @@ def on_exit(server):
     made = os.environ.get(_MADE_ENV)
     if made and made == os.environ.get(METRICS_DIR_ENV):
         shutil.rmtree(made, ignore_errors=True)
+
 
 # We don't use gunicornc; a shared default socket path would also make two
 # instances on one host fight over it.

@@ -95,4 +95,3 @@ def get_app() -> falcon.App:
     if not path:
         raise RuntimeError(f"{BODIES_ENV} must name the JSON file of canned bodies")
     return create_app(_load(path))
-

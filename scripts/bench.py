@@ -66,12 +66,12 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from devtools.gunicorn import GunicornServer
 from devtools.processes import worker_pids
 from fleet_api.keys import new_key
 from fleet_api.settings import SECRET_ENV, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH_DIR = ROOT / "benchmarks"
 CEILING_APP = "benchmarks.ceiling:get_app()"
@@ -114,11 +114,13 @@ class Scenario:
     def eddsa(self) -> bool:
         return self.name.endswith(EDDSA_SUFFIX)
 
-    def wrk_args(self, base: str, ctx: "Context") -> list[str]:
+    def wrk_args(self, base: str, ctx: Context) -> list[str]:
         """The script, URL and script arguments for one wrk run."""
         if self.eddsa:
             plain = SCENARIOS[self.name.removesuffix(EDDSA_SUFFIX)]
-            return plain.wrk_args(base, dataclasses.replace(ctx, access=ctx.eddsa_access, refresh=ctx.eddsa_refresh))
+            return plain.wrk_args(
+                base, dataclasses.replace(ctx, access=ctx.eddsa_access, refresh=ctx.eddsa_refresh)
+            )
         req = str(BENCH_DIR / "request.lua")
         if self.name == "list_ships":
             return ["-s", str(BENCH_DIR / "report.lua"), f"{base}/api/ships"]
@@ -133,22 +135,47 @@ class Scenario:
         if self.name == "refresh":
             return ["-s", req, base, "--", "POST", "/auth/refresh", "-", ctx.refresh]
         if self.name == "mixed":
-            return ["-s", str(BENCH_DIR / "mixed.lua"), base, "--",
-                    ctx.access, str(ctx.ship_file), str(ctx.ship), str(SHIP_COUNT)]
+            return [
+                "-s",
+                str(BENCH_DIR / "mixed.lua"),
+                base,
+                "--",
+                ctx.access,
+                str(ctx.ship_file),
+                str(ctx.ship),
+                str(SHIP_COUNT),
+            ]
         raise AssertionError(self.name)
 
 
-SCENARIOS = {s.name: s for s in [
-    Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read"),
-    Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH),
-    Scenario("get_ship", "GET /api/ships/1", "one ship, anonymous read"),
-    Scenario("update_ship", "PUT /api/ships/N", "replace one ship: Bearer access token, JSON body validated, SQLite write"),
-    Scenario("login", "POST /auth/login", "username + password: one scrypt verify, two JWTs signed"),
-    Scenario("refresh", "POST /auth/refresh", "Bearer refresh token: JWT verify, blocklist + user lookups, one JWT signed"),
-    Scenario("mixed", "mixed 80/10/10", "80% GET one ship (random id), 10% GET list, 10% PUT with a token"),
-    Scenario("update_ship_eddsa", "PUT /api/ships/N (EdDSA)", "update_ship with an EdDSA access token"),
-    Scenario("refresh_eddsa", "POST /auth/refresh (EdDSA)", "refresh with an EdDSA refresh token: one Ed25519 signature"),
-]}
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read"),
+        Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH),
+        Scenario("get_ship", "GET /api/ships/1", "one ship, anonymous read"),
+        Scenario(
+            "update_ship",
+            "PUT /api/ships/N",
+            "replace one ship: Bearer access token, JSON body validated, SQLite write",
+        ),
+        Scenario("login", "POST /auth/login", "username + password: one scrypt verify, two JWTs signed"),
+        Scenario(
+            "refresh",
+            "POST /auth/refresh",
+            "Bearer refresh token: JWT verify, blocklist + user lookups, one JWT signed",
+        ),
+        Scenario(
+            "mixed", "mixed 80/10/10", "80% GET one ship (random id), 10% GET list, 10% PUT with a token"
+        ),
+        Scenario("update_ship_eddsa", "PUT /api/ships/N (EdDSA)", "update_ship with an EdDSA access token"),
+        Scenario(
+            "refresh_eddsa",
+            "POST /auth/refresh (EdDSA)",
+            "refresh with an EdDSA refresh token: one Ed25519 signature",
+        ),
+    ]
+}
 
 
 @dataclasses.dataclass
@@ -210,6 +237,7 @@ def canned_bodies(base: str, ctx: Context) -> dict:
 
 def churn(base: str, count: int) -> None:
     """`count` logins, each followed by both logouts: revoked tokens pile up."""
+
     def one(_):
         tokens = login(base)
         expect("DELETE", f"{base}/auth/logout", None, tokens["access_token"])
@@ -233,10 +261,21 @@ class Run:
 
 
 def run_wrk(args: list[str], duration: int, connections: int, threads: int) -> Run:
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-           "--timeout", WRK_TIMEOUT, *args]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True, text=True)
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        *args,
+    ]
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
+    )
     try:
         out, _ = process.communicate(timeout=duration + WRK_GRACE)
     except subprocess.TimeoutExpired:
@@ -314,8 +353,9 @@ def hash_cost(settings: Settings, count: int = 5) -> float:
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        hashlib.scrypt(b"password", salt=os.urandom(16), n=n, r=r, p=p,
-                       maxmem=256 * n * r + 1024 * 1024, dklen=32)
+        hashlib.scrypt(
+            b"password", salt=os.urandom(16), n=n, r=r, p=p, maxmem=256 * n * r + 1024 * 1024, dklen=32
+        )
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
@@ -328,10 +368,29 @@ def start_profilers(pids: list[int], seconds: int, prefix: Path) -> list[tuple[s
     spies = []
     for pid in pids:
         raw = prefix.with_name(f"{prefix.name}_{pid}.folded")
-        cmd = [py_spy(), "record", "--pid", str(pid), "--duration", str(seconds),
-               "--rate", "250", "--format", "raw", "--function", "--output", str(raw)]
-        spies.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       start_new_session=True), raw))
+        cmd = [
+            py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--function",
+            "--output",
+            str(raw),
+        ]
+        spies.append(
+            (
+                subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                ),
+                raw,
+            )
+        )
     return spies
 
 
@@ -421,15 +480,21 @@ def login_table(settings: Settings, ms: float, login_row: dict | None) -> str:
 
 def chart(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [r["name"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     bars = left.bar(names, [r["ratio"] for r in rows], color="tab:blue")
-    left.errorbar(names, [r["ratio"] for r in rows],
-                  yerr=[[r["ratio"] - r["ratio_min"] for r in rows], [r["ratio_max"] - r["ratio"] for r in rows]],
-                  fmt="none", ecolor="black", capsize=3)
+    left.errorbar(
+        names,
+        [r["ratio"] for r in rows],
+        yerr=[[r["ratio"] - r["ratio_min"] for r in rows], [r["ratio_max"] - r["ratio"] for r in rows]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
     left.bar_label(bars, labels=[f"{r['ratio']:.2f}" for r in rows], padding=2)
     left.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     left.set_ylim(0, max(1.1, max(r["ratio_max"] for r in rows) * 1.15))
@@ -487,7 +552,9 @@ def main() -> int:
     churn_count = env_int("BENCH_CHURN", 20)
     ship = max(1, min(SHIP_COUNT, env_int("BENCH_SHIP", 2)))
     profile = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
-    wanted = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",") if s.strip()]
+    wanted = [
+        s.strip() for s in os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",") if s.strip()
+    ]
     unknown = [s for s in wanted if s not in SCENARIOS]
     if unknown or not wanted:
         print(f"unknown BENCH_SCENARIOS {unknown}; choose from {', '.join(SCENARIOS)}", file=sys.stderr)
@@ -511,17 +578,23 @@ def main() -> int:
     ctx.login_file.write_bytes(json.dumps({"username": USERNAME, "password": PASSWORD}).encode())
     bodies_file = work / "ceiling.json"
 
-    ours = GunicornServer(env=dict(server_env), log_path=reports / "bench-server.log",
-                          ready_path="/api/ships")
+    ours = GunicornServer(
+        env=dict(server_env), log_path=reports / "bench-server.log", ready_path="/api/ships"
+    )
     eddsa = None
     if any(s.eddsa for s in scenarios):
         new_key(work / "keys", "EdDSA")
-        eddsa = GunicornServer(env={**server_env, "FLEET_JWT_ALGORITHM": "EdDSA",
-                                    "FLEET_SIGNING_KEYS": str(work / "keys")},
-                               log_path=reports / "bench-server-eddsa.log", ready_path="/api/ships")
-    ceiling = GunicornServer(env={**server_env, "BENCH_CEILING_BODIES": str(bodies_file)},
-                             app=CEILING_APP, log_path=reports / "bench-ceiling.log",
-                             ready_path="/api/ships")
+        eddsa = GunicornServer(
+            env={**server_env, "FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(work / "keys")},
+            log_path=reports / "bench-server-eddsa.log",
+            ready_path="/api/ships",
+        )
+    ceiling = GunicornServer(
+        env={**server_env, "BENCH_CEILING_BODIES": str(bodies_file)},
+        app=CEILING_APP,
+        log_path=reports / "bench-ceiling.log",
+        ready_path="/api/ships",
+    )
     results: dict[str, dict[str, list[Run]]] = {s.name: {"ours": [], "ceiling": []} for s in scenarios}
     memory: list[dict[int, int]] = []
     profiles: dict[str, tuple[list[tuple[str, float]], float]] = {}
@@ -537,12 +610,18 @@ def main() -> int:
         if eddsa:
             eddsa.start()
             masters.append(eddsa.pid)
-            expect("PUT", f"{eddsa.url}/api/ships/{ctx.ship}", ctx.ship_file.read_bytes(),
-                   login(eddsa.url)["access_token"])  # the same ship, so the same bytes as ours
+            expect(
+                "PUT",
+                f"{eddsa.url}/api/ships/{ctx.ship}",
+                ctx.ship_file.read_bytes(),
+                login(eddsa.url)["access_token"],
+            )  # the same ship, so the same bytes as ours
             print(f"ours EdDSA: gunicorn pid {eddsa.pid} on {eddsa.url}")
         print(f"ours: gunicorn pid {ours.pid} on {ours.url}; ceiling: pid {ceiling.pid} on {ceiling.url}")
-        print(f"{len(scenarios)} scenarios x {rounds} rounds x 2 servers x {duration}s, "
-              f"{connections} connections, {threads} wrk threads; {machine()}")
+        print(
+            f"{len(scenarios)} scenarios x {rounds} rounds x 2 servers x {duration}s, "
+            f"{connections} connections, {threads} wrk threads; {machine()}"
+        )
         if warmup:
             for server in (ours, ceiling):
                 run_wrk(SCENARIOS["mixed"].wrk_args(server.url, ctx), warmup, connections, threads)
@@ -561,11 +640,13 @@ def main() -> int:
                     run = run_wrk(scenario.wrk_args(server.url, ctx), duration, conns, min(threads, conns))
                     settle(masters)
                     results[scenario.name][label].append(run)
-                    print(f"  round {round_no} {scenario.name:<12} {label:<8} {run.rps:>10,.1f} req/s  "
-                          f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:8.2f} ms"
-                          + (f"  non-2xx {run.status_errors}" if run.status_errors else "")
-                          + (f"  socket errors {run.socket_errors}" if run.socket_errors else ""),
-                          flush=True)
+                    print(
+                        f"  round {round_no} {scenario.name:<12} {label:<8} {run.rps:>10,.1f} req/s  "
+                        f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:8.2f} ms"
+                        + (f"  non-2xx {run.status_errors}" if run.status_errors else "")
+                        + (f"  socket errors {run.socket_errors}" if run.socket_errors else ""),
+                        flush=True,
+                    )
                     if run.requests == 0 or (label == "ours" and run.status_errors):
                         failed.append(f"round {round_no} {scenario.name} {label}")
             if churn_count:
@@ -599,25 +680,32 @@ def main() -> int:
         a, b = results[scenario.name]["ours"], results[scenario.name]["ceiling"]
         ours_rps = statistics.median(r.rps for r in a)
         ceiling_rps = statistics.median(r.rps for r in b)
-        paired = [x.rps / y.rps for x, y in zip(a, b) if y.rps]
-        rows.append({
-            "name": scenario.name, "title": scenario.title,
-            "ours_rps": ours_rps, "ceiling_rps": ceiling_rps,
-            "ratio": ours_rps / ceiling_rps if ceiling_rps else 0.0,
-            "ratio_min": min(paired, default=0.0), "ratio_max": max(paired, default=0.0),
-            "ours_p50": statistics.median(r.p50_ms for r in a),
-            "ours_p99": statistics.median(r.p99_ms for r in a),
-            "ceiling_p50": statistics.median(r.p50_ms for r in b),
-            "ceiling_p99": statistics.median(r.p99_ms for r in b),
-            "errors": sum(r.status_errors + r.socket_errors for r in a),
-        })
+        paired = [x.rps / y.rps for x, y in zip(a, b, strict=False) if y.rps]
+        rows.append(
+            {
+                "name": scenario.name,
+                "title": scenario.title,
+                "ours_rps": ours_rps,
+                "ceiling_rps": ceiling_rps,
+                "ratio": ours_rps / ceiling_rps if ceiling_rps else 0.0,
+                "ratio_min": min(paired, default=0.0),
+                "ratio_max": max(paired, default=0.0),
+                "ours_p50": statistics.median(r.p50_ms for r in a),
+                "ours_p99": statistics.median(r.p99_ms for r in a),
+                "ceiling_p50": statistics.median(r.p50_ms for r in b),
+                "ceiling_p99": statistics.median(r.p99_ms for r in b),
+                "errors": sum(r.status_errors + r.socket_errors for r in a),
+            }
+        )
 
     login_row = next((r for r in rows if r["name"] == "login"), None)
     elapsed = time.monotonic() - started
-    config = (f"{rounds} rounds x {duration}s per run, {connections} connections "
-              f"({login_connections} for login), {threads} wrk threads, "
-              f"gunicorn.conf.py ({os.environ.get('WEB_CONCURRENCY', '4')} workers x "
-              f"{os.environ.get('GUNICORN_THREADS', '4')} gthreads); {machine()}; took {elapsed:.0f}s")
+    config = (
+        f"{rounds} rounds x {duration}s per run, {connections} connections "
+        f"({login_connections} for login), {threads} wrk threads, "
+        f"gunicorn.conf.py ({os.environ.get('WEB_CONCURRENCY', '4')} workers x "
+        f"{os.environ.get('GUNICORN_THREADS', '4')} gthreads); {machine()}; took {elapsed:.0f}s"
+    )
     table = results_table(rows)
     mem = memory_table(memory) if len(memory) > 1 else "(no samples)"
     hashing = login_table(settings, ms, login_row)
@@ -633,21 +721,36 @@ def main() -> int:
             print(f"  {pct:5.1f}%  {fn}")
 
     md = [
-        "# Fleet API benchmark", "",
-        config, "",
+        "# Fleet API benchmark",
+        "",
+        config,
+        "",
         "Ratio = our median req/s ÷ the ceiling's (benchmarks/ceiling.py: same bytes, same gunicorn "
-        "config, no auth/store/validation). Errors = non-2xx answers + socket errors on ours.", "",
-        table, "",
-        "## Login (password hashing)", "", hashing, "",
-        "## Worker memory (ours)", "",
-        f"RSS of each worker from /proc; {churn_count} logins + logouts (revocations) after every round.", "",
-        mem, "",
+        "config, no auth/store/validation). Errors = non-2xx answers + socket errors on ours.",
+        "",
+        table,
+        "",
+        "## Login (password hashing)",
+        "",
+        hashing,
+        "",
+        "## Worker memory (ours)",
+        "",
+        f"RSS of each worker from /proc; {churn_count} logins + logouts (revocations) after every round.",
+        "",
+        mem,
+        "",
     ]
     for name, (top, in_app) in profiles.items():
-        md += [f"## Profile: {name} (py-spy on every worker, wall clock, request threads only)", "",
-               f"{in_app:.0f}% of request-thread samples are inside the Falcon app (App.__call__); "
-               "the rest is gunicorn (parsing, writing, access log).", "",
-               "| self % | function |", "|---:|---|"]
+        md += [
+            f"## Profile: {name} (py-spy on every worker, wall clock, request threads only)",
+            "",
+            f"{in_app:.0f}% of request-thread samples are inside the Falcon app (App.__call__); "
+            "the rest is gunicorn (parsing, writing, access log).",
+            "",
+            "| self % | function |",
+            "|---:|---|",
+        ]
         md += [f"| {pct:.1f} | `{fn}` |" for fn, pct in top]
         md.append("")
     (reports / "bench.md").write_text("\n".join(md))

@@ -27,9 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from devtools.gunicorn import GunicornServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LOCUSTFILE = ROOT / "locustfile.py"
 STOP_TIMEOUT = 15  # seconds users get to finish a flow and clean up after --run-time
@@ -60,17 +60,29 @@ def locust_command(
     locustfile: Path = LOCUSTFILE,
 ) -> list[str]:
     cmd = [
-        sys.executable, "-m", "locust",
-        "-f", str(locustfile),
-        "--host", host,
-        "--headless", "--only-summary",
-        "--users", str(users),
-        "--spawn-rate", str(spawn_rate),
-        "--run-time", f"{duration}s",
-        "--stop-timeout", str(STOP_TIMEOUT),
-        "--html", f"{report_prefix}.html",
-        "--csv", str(report_prefix),
-        "--p95-ms", str(p95_ms),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--host",
+        host,
+        "--headless",
+        "--only-summary",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        f"{duration}s",
+        "--stop-timeout",
+        str(STOP_TIMEOUT),
+        "--html",
+        f"{report_prefix}.html",
+        "--csv",
+        str(report_prefix),
+        "--p95-ms",
+        str(p95_ms),
     ]
     if processes != 1:
         cmd += ["--processes", str(processes)]
@@ -80,11 +92,14 @@ def locust_command(
 def run_locust(cmd: list[str], duration: int, log_path: Path | None = None) -> int:
     """Run Locust in its own session; kill the whole group if it overstays."""
     timeout = duration + STOP_TIMEOUT + GRACE
-    log = open(log_path, "ab") if log_path else None
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in finally, after the process
     try:
         process = subprocess.Popen(
-            cmd, cwd=ROOT, start_new_session=True,
-            stdout=log or None, stderr=subprocess.STDOUT if log else None,
+            cmd,
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=log or None,
+            stderr=subprocess.STDOUT if log else None,
         )
         try:
             return process.wait(timeout)
@@ -114,12 +129,19 @@ def main() -> int:
     server = GunicornServer(env=server_env, log_path=reports / "load-server.log")
     try:
         server.start()
-        print(f"gunicorn pid {server.pid} on {server.url}; "
-              f"{users} users, spawn rate {spawn_rate}/s, {duration}s, p95 limit {p95_ms:g} ms",
-              flush=True)
+        print(
+            f"gunicorn pid {server.pid} on {server.url}; "
+            f"{users} users, spawn rate {spawn_rate}/s, {duration}s, p95 limit {p95_ms:g} ms",
+            flush=True,
+        )
         cmd = locust_command(
-            server.url, users=users, spawn_rate=spawn_rate, duration=duration,
-            report_prefix=reports / "load", p95_ms=p95_ms, processes=processes,
+            server.url,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration=duration,
+            report_prefix=reports / "load",
+            p95_ms=p95_ms,
+            processes=processes,
         )
         code = run_locust(cmd, duration)
     finally:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from fleet_api.store.base import ListQuery, NameTaken, Page, PreconditionFailed, Ship, Store, User
-from fleet_api.store.base import Rotation, SessionRecord, TokenId
+from fleet_api.store.base import (
+    ListQuery,
+    NameTaken,
+    Page,
+    PreconditionFailed,
+    Rotation,
+    SessionRecord,
+    Ship,
+    Store,
+    TokenId,
+    User,
+)
 
 __all__ = ["ListQuery", "NameTaken", "Page", "PreconditionFailed", "Ship", "Store", "User", "open_store"]
 __all__ += ["Rotation", "SessionRecord", "TokenId"]

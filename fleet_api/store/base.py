@@ -10,7 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SHIP_FIELDS = (
     "affiliation",
@@ -342,7 +343,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create_user_once(
-        self, name: str, password_hash: str, claim: IdempotencyClaim,
+        self,
+        name: str,
+        password_hash: str,
+        claim: IdempotencyClaim,
         answer: Callable[[User], IdempotentAnswer],
     ) -> IdempotentAnswer:
         """create_user (NameTaken as there) plus the answer, like create_ship_once."""
@@ -373,7 +377,7 @@ class Store(abc.ABC):
         once seed it exactly once, and a restart never resurrects deletions.
         """
 
-    def close(self) -> None:  # pragma: no cover - backends with resources override
+    def close(self) -> None:  # noqa: B027 - an optional hook: backends with resources override it
         pass
 
 
@@ -422,7 +426,7 @@ def page(records: list[dict], query: ListQuery, text_fields: tuple[str, ...]) ->
     for field, descending in reversed(query.sort):
         found.sort(key=lambda r: r[field], reverse=descending)
     end = None if query.limit is None else query.offset + query.limit
-    return Page(found[query.offset:end], len(found))
+    return Page(found[query.offset : end], len(found))
 
 
 def rotation_step(
@@ -437,8 +441,12 @@ def rotation_step(
         if successor is None:
             return Rotation.CURRENT, session.refresh, session
         rotated = dataclasses.replace(
-            session, refresh=successor, previous_jti=jti, rotated_at=now,
-            expires_at=successor.exp, last_used_at=now,
+            session,
+            refresh=successor,
+            previous_jti=jti,
+            rotated_at=now,
+            expires_at=successor.exp,
+            last_used_at=now,
         )
         return Rotation.ROTATED, successor, rotated
     if jti == session.previous_jti and session.rotated_at is not None and now < session.rotated_at + grace:

@@ -15,11 +15,11 @@ import time
 from fleet_api.store.base import (
     SHIP_TEXT_FIELDS,
     USER_TEXT_FIELDS,
+    IdempotencyLost,
+    IdempotencyRecord,
     ListQuery,
     NameTaken,
     Page,
-    IdempotencyRecord,
-    IdempotencyLost,
     SessionRecord,
     Ship,
     Store,
@@ -77,7 +77,16 @@ class MemoryStore(Store):
             self._users[user.id] = user
             return user
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
+    def update_user(
+        self,
+        user_id,
+        name,
+        password_hash=None,
+        kept_jti=None,
+        precondition=None,
+        kept_sid=None,
+        kept_until=None,
+    ):
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -96,7 +105,9 @@ class MemoryStore(Store):
                 self._end_sessions(user_id, keep_sid=kept_sid)
                 kept = self._sessions.get(kept_sid) if kept_sid else None
                 if kept is not None and kept_until is not None and kept.user_id == user_id:
-                    self._sessions[kept_sid] = dataclasses.replace(kept, expires_at=min(kept.expires_at, kept_until))
+                    self._sessions[kept_sid] = dataclasses.replace(
+                        kept, expires_at=min(kept.expires_at, kept_until)
+                    )
             user = dataclasses.replace(user, **changes)
             self._users[user_id] = user
             return user
@@ -258,8 +269,11 @@ class MemoryStore(Store):
             if held and held["expires_at"] > now and (held["answer"] or held["lease_until"] > now):
                 return IdempotencyRecord(held["fingerprint"], held["answer"])
             self._idempotency[(claim.scope, claim.key)] = {
-                "token": claim.token, "fingerprint": fingerprint, "answer": None,
-                "lease_until": lease_until, "expires_at": expires_at,
+                "token": claim.token,
+                "fingerprint": fingerprint,
+                "answer": None,
+                "lease_until": lease_until,
+                "expires_at": expires_at,
             }
             return None
 
@@ -325,4 +339,3 @@ class MemoryStore(Store):
             self._user_ids = itertools.count(max(self._users, default=0) + 1)
             self._ship_ids = itertools.count(max(self._ships, default=0) + 1)
             return True
-

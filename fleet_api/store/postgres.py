@@ -23,16 +23,16 @@ from psycopg_pool import ConnectionPool
 
 from fleet_api.store import sql
 from fleet_api.store.base import (
+    SESSION_TOUCH_INTERVAL,
     SHIP_FIELDS,
     SHIP_TEXT_FIELDS,
     USER_TEXT_FIELDS,
-    ListQuery,
-    NameTaken,
-    SESSION_TOUCH_INTERVAL,
-    Page,
     IdempotencyLost,
     IdempotencyRecord,
     IdempotentAnswer,
+    ListQuery,
+    NameTaken,
+    Page,
     Precondition,
     SessionRecord,
     Ship,
@@ -174,7 +174,7 @@ def _user(row: tuple) -> User:
 
 def _ship(row: tuple) -> Ship:
     ship_id, *values = row
-    return ship_record(ship_id, dict(zip(SHIP_FIELDS, values)))
+    return ship_record(ship_id, dict(zip(SHIP_FIELDS, values, strict=True)))
 
 
 def _ship_values(fields: Ship) -> list[Any]:
@@ -274,7 +274,9 @@ class PostgresStore(Store):
         """
         where, params = sql.where(query, text_fields, sql.POSTGRES)
         tail, tail_params = sql.order_and_page(query, sql.POSTGRES, text_fields)
-        order, _ = sql.order_and_page(dataclasses.replace(query, limit=None, offset=0), sql.POSTGRES, text_fields)
+        order, _ = sql.order_and_page(
+            dataclasses.replace(query, limit=None, offset=0), sql.POSTGRES, text_fields
+        )
         statement = (
             f"SELECT c.total, {columns} FROM (SELECT count(*) AS total FROM {table}{where}) AS c"
             f" LEFT JOIN LATERAL (SELECT {columns} FROM {table}{where}{tail}) AS p ON true{order}"
@@ -315,7 +317,16 @@ class PostgresStore(Store):
         assert row is not None
         return _user(row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
+    def update_user(
+        self,
+        user_id,
+        name,
+        password_hash=None,
+        kept_jti=None,
+        precondition=None,
+        kept_sid=None,
+        kept_until=None,
+    ):
         """One UPDATE, so the version bump can't race another password change;
         with a precondition, the row is locked and checked first in the same
         transaction, so nothing can change between the check and the write."""
@@ -335,7 +346,10 @@ class PostgresStore(Store):
             if precondition is None and password_hash is None:
                 row = self._one(query, params)
             else:
-                with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (conn, current):
+                with self._locked(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,)) as (
+                    conn,
+                    current,
+                ):
                     if current is None:
                         return None
                     require(precondition, _user(current))
@@ -374,14 +388,15 @@ class PostgresStore(Store):
     def create_ship(self, fields: Ship) -> Ship:
         placeholders = ", ".join(["%s"] * len(SHIP_FIELDS))
         row = self._one(
-            f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({placeholders})"
-            f" RETURNING id, {SHIP_COLUMNS}",
+            f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({placeholders}) RETURNING id, {SHIP_COLUMNS}",
             _ship_values(fields),
         )
         assert row is not None
         return _ship(row)
 
-    def update_ship(self, ship_id: int, fields: Ship, precondition: Precondition | None = None) -> Ship | None:
+    def update_ship(
+        self, ship_id: int, fields: Ship, precondition: Precondition | None = None
+    ) -> Ship | None:
         if not _valid_id(ship_id):
             return None
         assignments = ", ".join(f"{name} = %s" for name in SHIP_FIELDS)
@@ -390,7 +405,10 @@ class PostgresStore(Store):
         if precondition is None:
             row = self._one(query, params)
         else:
-            with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
+            with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (
+                conn,
+                current,
+            ):
                 if current is None:
                     return None
                 require(precondition, _ship(current))
@@ -402,7 +420,10 @@ class PostgresStore(Store):
             return False
         if precondition is None:
             return self._rowcount("DELETE FROM ships WHERE id = %s", (ship_id,)) == 1
-        with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (conn, current):
+        with self._locked(f"SELECT id, {SHIP_COLUMNS} FROM ships WHERE id = %s", (ship_id,)) as (
+            conn,
+            current,
+        ):
             if current is None:
                 return False
             require(precondition, _ship(current))
@@ -422,8 +443,7 @@ class PostgresStore(Store):
         """
         with self._get_pool().connection() as conn:
             conn.execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%s, %s)"
-                " ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%s, %s) ON CONFLICT (jti) DO NOTHING",
                 (jti, expires_at),
             )
             now = int(time.time())
@@ -508,7 +528,9 @@ class PostgresStore(Store):
         return [_session(row) for row in rows]
 
     def touch_session(self, sid: str, now: float) -> None:
-        self._rowcount("UPDATE sessions SET last_used_at = %s WHERE id = %s AND last_used_at < %s", (now, sid, now))
+        self._rowcount(
+            "UPDATE sessions SET last_used_at = %s WHERE id = %s AND last_used_at < %s", (now, sid, now)
+        )
 
     def end_session(self, sid: str, user_id: int) -> bool:
         if not _valid_id(user_id):
@@ -538,8 +560,16 @@ class PostgresStore(Store):
                 conn.execute(
                     "UPDATE sessions SET last_used_at = %s, expires_at = %s, refresh_jti = %s, refresh_iat = %s,"
                     " refresh_exp = %s, previous_jti = %s, rotated_at = %s WHERE id = %s",
-                    (after.last_used_at, after.expires_at, after.refresh.jti, after.refresh.iat,
-                     after.refresh.exp, after.previous_jti, after.rotated_at, sid),
+                    (
+                        after.last_used_at,
+                        after.expires_at,
+                        after.refresh.jti,
+                        after.refresh.iat,
+                        after.refresh.exp,
+                        after.previous_jti,
+                        after.rotated_at,
+                        sid,
+                    ),
                 )
         return outcome, token
 
@@ -684,9 +714,7 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone():
                 return False
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('seeded', %s)", (str(int(time.time())),)
-            )
+            conn.execute("INSERT INTO meta (key, value) VALUES ('seeded', %s)", (str(int(time.time())),))
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO users ({USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
@@ -709,17 +737,50 @@ class PostgresStore(Store):
                 pool.close()
 
 
-
 def _session_values(s: SessionRecord) -> tuple:
-    return (s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.user_agent, s.ip,
-            s.refresh.jti, s.refresh.iat, s.refresh.exp, s.previous_jti, s.rotated_at)
+    return (
+        s.id,
+        s.user_id,
+        s.created_at,
+        s.last_used_at,
+        s.expires_at,
+        s.user_agent,
+        s.ip,
+        s.refresh.jti,
+        s.refresh.iat,
+        s.refresh.exp,
+        s.previous_jti,
+        s.rotated_at,
+    )
 
 
 def _session(row: tuple) -> SessionRecord:
-    (sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
-     jti, iat, exp, previous_jti, rotated_at) = row
-    return SessionRecord(sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
-                         TokenId(jti, iat, exp), previous_jti, rotated_at)
+    (
+        sid,
+        user_id,
+        created_at,
+        last_used_at,
+        expires_at,
+        user_agent,
+        ip,
+        jti,
+        iat,
+        exp,
+        previous_jti,
+        rotated_at,
+    ) = row
+    return SessionRecord(
+        sid,
+        user_id,
+        created_at,
+        last_used_at,
+        expires_at,
+        user_agent,
+        ip,
+        TokenId(jti, iat, exp),
+        previous_jti,
+        rotated_at,
+    )
 
 
 def _end_sessions(conn: psycopg.Connection, user_id: int, keep_sid: str | None) -> int:

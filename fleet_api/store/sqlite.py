@@ -25,16 +25,16 @@ import orjson
 
 from fleet_api.store import sql
 from fleet_api.store.base import (
+    SESSION_TOUCH_INTERVAL,
     SHIP_FIELDS,
     SHIP_TEXT_FIELDS,
     USER_TEXT_FIELDS,
-    ListQuery,
-    NameTaken,
-    SESSION_TOUCH_INTERVAL,
-    Page,
     IdempotencyLost,
     IdempotencyRecord,
     IdempotentAnswer,
+    ListQuery,
+    NameTaken,
+    Page,
     SessionRecord,
     Ship,
     Store,
@@ -157,7 +157,7 @@ def parse_url(url: str) -> tuple[Path, str]:
     synchronous = params.pop("synchronous", ["full"])[-1].lower()
     if params or synchronous not in SYNCHRONOUS_MODES:
         raise ValueError(f"bad SQLite URL {url!r}: the only option is synchronous=full|normal")
-    return Path(location[len(prefix):]), synchronous
+    return Path(location[len(prefix) :]), synchronous
 
 
 class SQLiteStore(Store):
@@ -178,8 +178,9 @@ class SQLiteStore(Store):
         """One connection per thread, made anew in a forked child."""
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                 timeout=BUSY_TIMEOUT_MS / 1000)
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -265,7 +266,16 @@ class SQLiteStore(Store):
             raise NameTaken(name) from None
         return User(*row)
 
-    def update_user(self, user_id, name, password_hash=None, kept_jti=None, precondition=None, kept_sid=None, kept_until=None):
+    def update_user(
+        self,
+        user_id,
+        name,
+        password_hash=None,
+        kept_jti=None,
+        precondition=None,
+        kept_sid=None,
+        kept_until=None,
+    ):
         try:
             with self._write() as db:
                 if precondition is not None and not _guard(db, "users", user_id, precondition):
@@ -405,10 +415,14 @@ class SQLiteStore(Store):
         return [_session(row) for row in rows]
 
     def touch_session(self, sid: str, now: float) -> None:
-        self._write_one("UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now))
+        self._write_one(
+            "UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now)
+        )
 
     def end_session(self, sid: str, user_id: int) -> bool:
-        return bool(self._write_one("DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id)))
+        return bool(
+            self._write_one("DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id))
+        )
 
     def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
         with self._write() as db:
@@ -431,8 +445,16 @@ class SQLiteStore(Store):
                 db.execute(
                     "UPDATE sessions SET last_used_at = ?, expires_at = ?, refresh_jti = ?, refresh_iat = ?,"
                     " refresh_exp = ?, previous_jti = ?, rotated_at = ? WHERE id = ?",
-                    (after.last_used_at, after.expires_at, after.refresh.jti, after.refresh.iat,
-                     after.refresh.exp, after.previous_jti, after.rotated_at, sid),
+                    (
+                        after.last_used_at,
+                        after.expires_at,
+                        after.refresh.jti,
+                        after.refresh.iat,
+                        after.refresh.exp,
+                        after.previous_jti,
+                        after.rotated_at,
+                        sid,
+                    ),
                 )
         return outcome, token
 
@@ -467,7 +489,8 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
             row = db.execute(
                 "SELECT fingerprint, status, location, body, lease_until FROM idempotency_keys"
-                " WHERE scope = ? AND key = ?", (claim.scope, claim.key),
+                " WHERE scope = ? AND key = ?",
+                (claim.scope, claim.key),
             ).fetchone()
             if row and (row[1] is not None or row[4] > now):
                 answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
@@ -488,7 +511,8 @@ class SQLiteStore(Store):
         with self._write() as db:
             _claimed(db, claim)
             row = db.execute(
-                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}", _ship_values(fields)
+                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
+                _ship_values(fields),
             ).fetchone()
             return _answered(db, claim, answer(_ship(row)))
 
@@ -550,13 +574,12 @@ class SQLiteStore(Store):
 
 def _ship_values(fields: Ship) -> tuple:
     return tuple(
-        orjson.dumps(fields[name]).decode() if name == "roles" else fields[name]
-        for name in SHIP_FIELDS
+        orjson.dumps(fields[name]).decode() if name == "roles" else fields[name] for name in SHIP_FIELDS
     )
 
 
 def _ship(row: tuple) -> Ship:
-    ship = dict(zip(("id",) + SHIP_FIELDS, row))
+    ship = dict(zip(("id",) + SHIP_FIELDS, row, strict=True))
     ship["roles"] = orjson.loads(ship["roles"])
     return ship_record(ship["id"], ship)
 
@@ -579,15 +602,49 @@ def _answered(db: sqlite3.Connection, claim, result: IdempotentAnswer) -> Idempo
 
 
 def _session_values(s: SessionRecord) -> tuple:
-    return (s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.user_agent, s.ip,
-            s.refresh.jti, s.refresh.iat, s.refresh.exp, s.previous_jti, s.rotated_at)
+    return (
+        s.id,
+        s.user_id,
+        s.created_at,
+        s.last_used_at,
+        s.expires_at,
+        s.user_agent,
+        s.ip,
+        s.refresh.jti,
+        s.refresh.iat,
+        s.refresh.exp,
+        s.previous_jti,
+        s.rotated_at,
+    )
 
 
 def _session(row: tuple) -> SessionRecord:
-    (sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
-     jti, iat, exp, previous_jti, rotated_at) = row
-    return SessionRecord(sid, user_id, created_at, last_used_at, expires_at, user_agent, ip,
-                         TokenId(jti, iat, exp), previous_jti, rotated_at)
+    (
+        sid,
+        user_id,
+        created_at,
+        last_used_at,
+        expires_at,
+        user_agent,
+        ip,
+        jti,
+        iat,
+        exp,
+        previous_jti,
+        rotated_at,
+    ) = row
+    return SessionRecord(
+        sid,
+        user_id,
+        created_at,
+        last_used_at,
+        expires_at,
+        user_agent,
+        ip,
+        TokenId(jti, iat, exp),
+        previous_jti,
+        rotated_at,
+    )
 
 
 def _end_sessions(db: sqlite3.Connection, user_id: int, keep_sid: str | None) -> int:
