@@ -8,6 +8,7 @@ import time
 
 import falcon.testing
 import jwt
+from support.bodies import TIE_FIGHTER as SHIP
 
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
@@ -28,16 +29,6 @@ BAD_SIGNATURE = {"error": "Signature verification failed"}
 # ...except the refresh handler's own answer for a deleted user.
 UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 
 
 def bearer(token: str) -> dict:

@@ -22,20 +22,11 @@ import urllib.request
 import jwt
 import pytest
 from support.bodies import STAR_DESTROYER
+from support.bodies import TIE_FIGHTER as SHIP
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 REVOKED = {"error": "Token has been revoked"}
 # The refresh handler's own answer for a user that no longer exists.
 REFRESH_UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
