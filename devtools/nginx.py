@@ -10,8 +10,6 @@ stopped by PID: nginx first, gracefully, so nothing it accepted is cut off.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -25,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
-from devtools.processes import free_port
+from devtools.processes import die_with_parent, free_port, stop_process, wait_ready
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -36,7 +34,6 @@ DEFAULTS = {
     "IN_PROGRESS": "256",
     "ACCESS_LOG": "off",
 }
-PR_SET_PDEATHSIG = 1
 
 
 def find_nginx() -> str | None:
@@ -65,12 +62,6 @@ def render(values: dict[str, str], template: Path = TEMPLATE) -> str:
     for name in names:
         text = text.replace(f"@{name}@", values[name])
     return text
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: a SIGTERM if the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class NginxProxy:
@@ -140,23 +131,23 @@ class NginxProxy:
         with open(self.error_log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.wait_ready()
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen on {self.url} in {self.startup_timeout}s")
+        wait_ready(
+            self.process, self._listens, name="nginx", what=f"listen on {self.url}",
+            timeout=self.startup_timeout, interval=0.05, on_timeout=self.stop, detail=self.log_tail,
+        )
+
+    def _listens(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, new workers, old ones finish what they have."""
@@ -166,17 +157,8 @@ class NginxProxy:
         """SIGQUIT (graceful: stop listening, finish every request), then harder."""
         if self.process is None:
             return None
-        for sig, wait in ((signal.SIGQUIT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if self.process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                if sig is signal.SIGKILL:
-                    os.killpg(self.process.pid, sig)
-                else:
-                    self.process.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(wait)
-        return self.process.returncode
+        steps = ((signal.SIGQUIT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+        return stop_process(self.process, steps)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.error_log.read_text(errors="replace")[-chars:] if self.error_log.exists() else ""
