@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 
 import falcon.testing
 import psycopg
 import pytest
 
+from devtools.gunicorn import GunicornServer
 from devtools.postgres import empty_database, running_postgres
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
@@ -32,6 +35,37 @@ def pg_url(pg_server) -> str:
     """A clean database per test: dropping the tables takes milliseconds."""
     empty_database(pg_server)
     return pg_server
+
+
+@pytest.fixture(scope="session")
+def two_hosts(pg_server):
+    """`with two_hosts(**env) as (first_url, second_url):` two real gunicorns
+    (2 workers each) on one emptied PostgreSQL database, stopped by PID after.
+
+    Both start at once, as hosts behind a load balancer would: seeded once.
+    """
+
+    @contextlib.contextmanager
+    def start(**env: str):
+        empty_database(pg_server)
+        env = {
+            "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server, **env,
+        }
+        first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
+        starters = [threading.Thread(target=server.start) for server in (first, second)]
+        for starter in starters:
+            starter.start()
+        for starter in starters:
+            starter.join(60)
+        try:
+            yield first.url, second.url
+        finally:
+            try:
+                first.stop()
+            finally:
+                second.stop()
+
+    return start
 
 
 @pytest.fixture(params=BACKENDS)

@@ -4,15 +4,12 @@ other at once; racing refreshes across hosts leave at most one chain."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 
 import jwt
 import pytest
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
-from devtools.postgres import empty_database
 
 REVOKED = {"error": "Token has been revoked"}
 REPEAT = 20
@@ -21,23 +18,9 @@ THREAD_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def hosts(pg_server):
-    empty_database(pg_server)
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server,
-        "FLEET_REFRESH_ROTATION": "on", "FLEET_REFRESH_REUSE_GRACE": "0",
-    }
-    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
-    starters = [threading.Thread(target=server.start) for server in (first, second)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(60)
-    try:
-        yield first.url, second.url
-    finally:
-        first.stop()
-        second.stop()
+def hosts(two_hosts):
+    with two_hosts(FLEET_REFRESH_ROTATION="on", FLEET_REFRESH_REUSE_GRACE="0") as urls:
+        yield urls
 
 
 def test_reuse_detected_on_one_host_kills_the_session_on_the_other(hosts):

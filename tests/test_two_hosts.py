@@ -8,27 +8,13 @@ import threading
 import pytest
 from support.bodies import STAR_DESTROYER
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
-from devtools.postgres import empty_database
 
 
 @pytest.fixture(scope="module")
-def hosts(pg_server):
-    empty_database(pg_server)
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server}
-    # Both start at once, as hosts behind a load balancer would: seeded once.
-    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
-    starters = [threading.Thread(target=server.start) for server in (first, second)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(60)
-    try:
-        yield first.url, second.url
-    finally:
-        first.stop()
-        second.stop()
+def hosts(two_hosts):
+    with two_hosts() as urls:
+        yield urls
 
 
 def test_both_hosts_serve_the_seed_data_once(hosts):
