@@ -80,6 +80,17 @@ class GunicornServer:
         return cmd
 
     def start(self) -> "GunicornServer":
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Start the master without waiting for it to answer (see start()).
+
+        Call it from the thread that outlives the server: the parent-death
+        signal is tied to the forking thread, so a server launched from a
+        short-lived thread gets SIGTERM when that thread ends.
+        """
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -88,8 +99,6 @@ class GunicornServer:
             # The master's graceful stop also stops its workers.
             preexec_fn=die_with_parent(signal.SIGTERM),
         )
-        self.wait_ready()
-        return self
 
     def wait_ready(self) -> None:
         wait_ready(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 
 import falcon.testing
 import psycopg
@@ -52,12 +51,12 @@ def two_hosts(pg_server):
             "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server, **env,
         }
         first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
-        starters = [threading.Thread(target=server.start) for server in (first, second)]
-        for starter in starters:
-            starter.start()
-        for starter in starters:
-            starter.join(60)
         try:
+            # Launched from this thread (see GunicornServer.launch), waited for after.
+            first.launch()
+            second.launch()
+            first.wait_ready()
+            second.wait_ready()
             yield first.url, second.url
         finally:
             try:
