@@ -4,17 +4,15 @@ other at once; racing refreshes across hosts leave at most one chain."""
 
 from __future__ import annotations
 
-import threading
-
 import jwt
 import pytest
+from support.race import race
 
 from devtools.http import call, login
 
 REVOKED = {"error": "Token has been revoked"}
 REPEAT = 20
 RACERS = 8
-THREAD_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +42,8 @@ def test_a_session_deleted_on_one_host_is_dead_on_the_other(hosts):
 
 def test_racing_refreshes_across_hosts_leave_at_most_one_chain(hosts):
     tokens = login(hosts[0])
-    barrier = threading.Barrier(RACERS)
-    results: list = [None] * RACERS
-
-    def run(i):
-        barrier.wait(THREAD_TIMEOUT)
-        try:
-            results[i] = call("POST", f"{hosts[i % 2]}/auth/refresh", token=tokens["refresh_token"])
-        except OSError as exc:  # shown by the assertion below
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
+    refresh_token = tokens["refresh_token"]
+    results = race(lambda i: call("POST", f"{hosts[i % 2]}/auth/refresh", token=refresh_token), RACERS)
     answers = [(r.status, r.json) if hasattr(r, "status") else repr(r) for r in results]
     assert {getattr(r, "status", None) for r in results} <= {200, 401}, answers
     won = [r.json["refresh_token"] for r in results if r.status == 200]
