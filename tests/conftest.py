@@ -48,7 +48,8 @@ def two_hosts(pg_server):
     def start(**env: str):
         empty_database(pg_server)
         env = {
-            "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server, **env,
+            "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
+            "FLEET_STORE": pg_server, **env,
         }
         first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
         try:
