@@ -9,7 +9,6 @@ MISSING_FIELD = ["Missing data for required field."]
 NOT_A_STRING = ["Not a valid string."]
 UNKNOWN_FIELD = ["Unknown field."]
 FORBIDDEN = {"error": "Forbidden"}
-NOT_FOUND = {"error": "Not Found"}
 ALREADY_EXISTS = {"error": "Bad Request", "message": "User already exists."}
 ID_MISMATCH = {"error": "Bad Request", "message": "Request data id has to match resource id."}
 
@@ -69,20 +68,7 @@ def test_get_user_never_shows_a_password(client):
         assert_no_password(client.simulate_get(f"/api/users/{user_id}").text)
 
 
-def test_get_unknown_user_is_404(client, subtests):
-    for user_id in (0, 3, 999, 9223372036854775807):
-        with subtests.test(user_id=user_id):
-            result = client.simulate_get(f"/api/users/{user_id}")
-
-            assert result.status_code == 404
-            assert result.json == NOT_FOUND
-
-
-def test_get_user_with_non_numeric_id_is_404(client):
-    result = client.simulate_get("/api/users/abc")
-
-    assert result.status_code == 404
-    assert result.json == NOT_FOUND
+# A missing ship or user: test_not_found.py.
 
 
 # --- POST ------------------------------------------------------------------
