@@ -169,26 +169,16 @@ def test_tokens_are_signed_hs256_with_the_secret_key(auth, settings):
         claims_of(token, settings)  # verifies the signature or raises
 
 
-def test_access_token_claims(auth, settings):
-    claims = claims_of(auth.access_token, settings)
+@pytest.mark.parametrize(("kind", "lifetime"), [("access", 15 * 60), ("refresh", 30 * 24 * 3600)])
+def test_token_claims(auth, settings, kind, lifetime):
+    claims = claims_of(getattr(auth, f"{kind}_token"), settings)
 
     assert claims["sub"] == "1"
-    assert claims["type"] == "access"
+    assert claims["type"] == kind
     assert isinstance(claims["jti"], str) and claims["jti"]
     assert claims["nbf"] == claims["iat"]
     assert abs(claims["iat"] - time.time()) < 60
-    assert claims["exp"] - claims["iat"] == 15 * 60
-
-
-def test_refresh_token_claims(auth, settings):
-    claims = claims_of(auth.refresh_token, settings)
-
-    assert claims["sub"] == "1"
-    assert claims["type"] == "refresh"
-    assert isinstance(claims["jti"], str) and claims["jti"]
-    assert claims["nbf"] == claims["iat"]
-    assert abs(claims["iat"] - time.time()) < 60
-    assert claims["exp"] - claims["iat"] == 30 * 24 * 3600
+    assert claims["exp"] - claims["iat"] == lifetime
 
 
 def test_every_token_has_its_own_jti(login, settings):
