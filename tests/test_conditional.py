@@ -25,33 +25,29 @@ def etag(client, path) -> str:
     return result.headers["ETag"]
 
 
-def ship_write(client, auth, method, if_match=None, ship_id=2):
-    """PUT, PATCH or DELETE ship `ship_id`, with If-Match when given."""
-    headers = dict(auth.headers)
+def item_write(client, session, path, method, if_match, put_body, patch_body):
+    """PUT or PATCH (merge patch) `path` with the body given, or DELETE it, with If-Match when given."""
+    headers = dict(session.headers)
     if if_match is not None:
         headers["If-Match"] = if_match
-    path = f"/api/ships/{ship_id}"
     if method == "PUT":
-        return client.simulate_put(path, json=STAR_DESTROYER, headers=headers)
+        return client.simulate_put(path, json=put_body, headers=headers)
     if method == "PATCH":
         headers["Content-Type"] = "application/merge-patch+json"
-        return client.simulate_patch(path, json={"crew": 3}, headers=headers)
+        return client.simulate_patch(path, json=patch_body, headers=headers)
     return client.simulate_delete(path, headers=headers)
+
+
+def ship_write(client, auth, method, if_match=None, ship_id=2):
+    """PUT, PATCH or DELETE ship `ship_id`, with If-Match when given."""
+    return item_write(client, auth, f"/api/ships/{ship_id}", method, if_match, STAR_DESTROYER, {"crew": 3})
 
 
 def user_write(client, session, method, if_match=None, user_id=1):
     """PUT, PATCH or DELETE user `user_id` as `session`, with If-Match when given."""
-    headers = dict(session.headers)
-    if if_match is not None:
-        headers["If-Match"] = if_match
-    path = f"/api/users/{user_id}"
-    if method == "PUT":
-        body = {"name": "put name", "password": "put password"}
-        return client.simulate_put(path, json=body, headers=headers)
-    if method == "PATCH":
-        headers["Content-Type"] = "application/merge-patch+json"
-        return client.simulate_patch(path, json={"name": "patched", "password": "patched"}, headers=headers)
-    return client.simulate_delete(path, headers=headers)
+    put_body = {"name": "put name", "password": "put password"}
+    patch_body = {"name": "patched", "password": "patched"}
+    return item_write(client, session, f"/api/users/{user_id}", method, if_match, put_body, patch_body)
 
 
 SUCCESS = {"PUT": 200, "PATCH": 200, "DELETE": 204}
