@@ -9,6 +9,7 @@ import time
 import falcon.testing
 import jwt
 import pytest
+from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
 from support.bodies import TIE_FIGHTER as SHIP
 
 from fleet_api.app import create_app
@@ -18,14 +19,6 @@ LOGGED_OUT = {"message": "Successfully logged out."}
 MISSING = {"error": "Bad Request", "message": "Username or password missing."}
 BARE_400 = {"error": "Bad Request"}
 INVALID = {"error": "Unauthorized", "message": "Username or password invalid."}
-# The token layer answers with one member, as flask-jwt-extended does.
-REVOKED = {"error": "Token has been revoked"}
-EXPIRED = {"error": "Token has expired"}
-DELETED_USER = {"error": "Unknown user."}
-NO_HEADER = {"error": "Missing Authorization Header"}
-ONLY_ACCESS = {"error": "Only access tokens are allowed"}
-ONLY_REFRESH = {"error": "Only refresh tokens are allowed"}
-BAD_HEADER = {"error": "Bad Authorization header. Expected value 'Bearer <JWT>'"}
 BAD_SIGNATURE = {"error": "Signature verification failed"}
 # ...except the refresh handler's own answer for a deleted user.
 UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
