@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from support.answers import assert_validation_error
 from support.bodies import SHIP_2, STAR_DESTROYER
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -37,11 +38,6 @@ def token_status(client, session) -> tuple[int, dict | None]:
     """What a write that needs only a valid access token answers for `session`."""
     result = client.simulate_patch("/api/ships/1", json={}, headers=session.headers)
     return result.status_code, (result.json if result.status_code != 200 else None)
-
-
-def assert_validation_error(result, message):
-    assert result.status_code == 400, result.text
-    assert result.json == {"error": "Bad Request", "message": message}
 
 
 def assert_bad_request_naming(result, field):

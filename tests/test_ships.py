@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from support.answers import assert_validation_error
 from support.bodies import SHIP_2, STAR_DESTROYER
 
 # The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
@@ -45,11 +46,6 @@ def put_ship(client, auth, ship_id, body):
 
 def ship_count(client) -> int:
     return len(client.simulate_get("/api/ships").json)
-
-
-def assert_validation_error(result, message):
-    assert result.status_code == 400, result.text
-    assert result.json == {"error": "Bad Request", "message": message}
 
 
 # --- GET -------------------------------------------------------------------

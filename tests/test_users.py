@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from support.answers import assert_validation_error
+
 SEED_USERS = [{"id": 1, "name": "user"}, {"id": 2, "name": "guest"}]
 MISSING_FIELD = ["Missing data for required field."]
 NOT_A_STRING = ["Not a valid string."]
@@ -26,11 +28,6 @@ def assert_no_password(body):
     text = repr(body).lower()
     assert "password" not in text
     assert "scrypt" not in text
-
-
-def assert_validation_error(result, message):
-    assert result.status_code == 400, result.text
-    assert result.json == {"error": "Bad Request", "message": message}
 
 
 # --- GET -------------------------------------------------------------------

@@ -7,3 +7,9 @@ REVOKED = {"error": "Token has been revoked"}
 ONLY_ACCESS = {"error": "Only access tokens are allowed"}
 ONLY_REFRESH = {"error": "Only refresh tokens are allowed"}
 DELETED_USER = {"error": "Unknown user."}
+
+
+def assert_validation_error(result, message):
+    """400 with the example's two-member body: a handler's own validation answer."""
+    assert result.status_code == 400, result.text
+    assert result.json == {"error": "Bad Request", "message": message}
