@@ -36,6 +36,22 @@ def pg_url(pg_server) -> str:
     return pg_server
 
 
+def server_env(**env: str) -> dict[str, str]:
+    """A real server's environment: a fresh secret key and cheap scrypt, then `env`."""
+    return {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", **env}
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server():
+    """`with gunicorn_server(workers=4, **env) as server:` a real gunicorn on a free
+    loopback port (server_env() plus `env`), stopped by PID after."""
+
+    def start(workers: int = 4, **env: str) -> GunicornServer:
+        return GunicornServer(workers=workers, env=server_env(**env))
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def two_hosts(pg_server):
     """`with two_hosts(**env) as (first_url, second_url):` two real gunicorns
@@ -47,10 +63,7 @@ def two_hosts(pg_server):
     @contextlib.contextmanager
     def start(**env: str):
         empty_database(pg_server)
-        env = {
-            "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
-            "FLEET_STORE": pg_server, **env,
-        }
+        env = server_env(FLEET_STORE=pg_server, **env)
         first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
         try:
             # Launched from this thread (see GunicornServer.launch), waited for after.

@@ -24,7 +24,6 @@ import pytest
 from support.bodies import STAR_DESTROYER
 from support.bodies import TIE_FIGHTER as SHIP
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 
 REVOKED = {"error": "Token has been revoked"}
@@ -219,9 +218,8 @@ REPEAT = 20
 
 
 @pytest.fixture(scope="module")
-def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=4, env=env) as server:
+def server(gunicorn_server):
+    with gunicorn_server(workers=4) as server:
         yield server
 
 

@@ -15,9 +15,8 @@ REPEAT = 100
 
 
 @pytest.fixture(scope="module")
-def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=4, env=env) as server:
+def server(gunicorn_server):
+    with gunicorn_server(workers=4) as server:
         yield server
 
 
