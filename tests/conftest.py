@@ -52,6 +52,14 @@ def gunicorn_server():
     return start
 
 
+@pytest.fixture(scope="module")
+def server(gunicorn_server):
+    """One real 4-worker gunicorn per module with the default settings; a module
+    that needs other settings defines its own `server`."""
+    with gunicorn_server(workers=4) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def two_hosts(pg_server):
     """`with two_hosts(**env) as (first_url, second_url):` two real gunicorns

@@ -20,7 +20,6 @@ import urllib.error
 import urllib.request
 
 import jwt
-import pytest
 from support.bodies import STAR_DESTROYER
 from support.bodies import TIE_FIGHTER as SHIP
 
@@ -215,12 +214,6 @@ def test_patch_renaming_without_a_password_revokes_nothing(client, login):
 # --- real gunicorn workers ----------------------------------------------------
 
 REPEAT = 20
-
-
-@pytest.fixture(scope="module")
-def server(gunicorn_server):
-    with gunicorn_server(workers=4) as server:
-        yield server
 
 
 def test_password_change_revokes_old_tokens_on_every_worker(server):

@@ -5,19 +5,12 @@ from __future__ import annotations
 import secrets
 import threading
 
-import pytest
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 
 REPEAT = 100
-
-
-@pytest.fixture(scope="module")
-def server(gunicorn_server):
-    with gunicorn_server(workers=4) as server:
-        yield server
 
 
 def test_a_revoked_token_is_refused_by_every_worker(server):
