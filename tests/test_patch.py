@@ -96,8 +96,9 @@ def test_patch_ship_with_an_unknown_field_is_400(client, auth):
     assert ship_2(client) == SHIP_2
 
 
-def test_patch_ship_with_a_wrong_type_is_400_naming_the_field(client, auth, subtests):
-    for field, value in (
+# A ship field of the wrong type, or a user field the rules refuse.
+BAD_FIELD_VALUES = [
+    *(("/api/ships/2", field, value) for field, value in (
         ("crew", "2"),
         ("crew", True),
         ("length", 1.5),
@@ -106,12 +107,21 @@ def test_patch_ship_with_a_wrong_type_is_400_naming_the_field(client, auth, subt
         ("roles", "Scout"),
         ("roles", [1]),
         ("ship_class", {"name": "Starfighter"}),
-    ):
-        with subtests.test(field=field, value=value):
-            result = patch(client, "/api/ships/2", {field: value}, auth)
+    )),
+    *(("/api/users/1", field, value) for field, value in (
+        ("name", "x"),
+        ("password", "abc"),
+        ("name", "nul\x00"),
+    )),
+]
 
-            assert_bad_request_naming(result, field)
-            assert ship_2(client) == SHIP_2
+
+@pytest.mark.parametrize(("path", "field", "value"), BAD_FIELD_VALUES)
+def test_patch_with_a_bad_field_value_is_400_naming_the_field(client, auth, path, field, value):
+    result = patch(client, path, {field: value}, auth)
+
+    assert_bad_request_naming(result, field)
+    assert client.simulate_get(path).json == {"/api/ships/2": SHIP_2, "/api/users/1": USER_1}[path]
 
 
 def test_patch_ship_with_an_invalid_value_is_400(client, auth):
@@ -269,15 +279,6 @@ def test_patch_user_with_an_unknown_field_is_400(client, auth):
 
 def test_patch_user_with_a_wrong_type_is_400_naming_the_field(client, auth, subtests):
     for field, value in (("name", 3), ("name", ["renamed"]), ("password", 1234), ("password", True)):
-        with subtests.test(field=field, value=value):
-            result = patch(client, "/api/users/1", {field: value}, auth)
-
-            assert_bad_request_naming(result, field)
-            assert user_1(client) == USER_1
-
-
-def test_patch_user_with_an_invalid_value_is_400(client, auth, subtests):
-    for field, value in (("name", "x"), ("password", "abc"), ("name", "nul\x00")):
         with subtests.test(field=field, value=value):
             result = patch(client, "/api/users/1", {field: value}, auth)
 
