@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
 from support.answers import assert_validation_error
 
 SEED_USERS = [{"id": 1, "name": "user"}, {"id": 2, "name": "guest"}]
@@ -231,11 +232,12 @@ def test_failed_create_user_creates_nothing(client):
 # --- PUT -------------------------------------------------------------------
 
 
-def test_update_own_user_is_200_with_id_and_new_name(client, auth):
-    result = update_user(client, auth, name="fancy new name", password="more secret")
+@pytest.mark.parametrize("name", ["fancy new name", "user"], ids=["new_name", "keeping_own_name"])
+def test_update_own_user_is_200_with_id_and_name(client, auth, name):
+    result = update_user(client, auth, name=name, password="more secret")
 
     assert result.status_code == 200
-    assert result.json == {"id": 1, "name": "fancy new name"}
+    assert result.json == {"id": 1, "name": name}
 
 
 def test_update_user_is_visible_afterwards(client, auth):
@@ -289,13 +291,6 @@ def test_update_user_to_a_taken_name_is_400_already_exists(client, auth):
     assert result.status_code == 400
     assert result.json == ALREADY_EXISTS
     assert client.simulate_get("/api/users").json == SEED_USERS
-
-
-def test_update_user_keeping_own_name_is_200(client, auth):
-    result = update_user(client, auth, name="user", password="more secret")
-
-    assert result.status_code == 200
-    assert result.json == {"id": 1, "name": "user"}
 
 
 def test_update_user_validates_the_body(client, auth):
