@@ -7,19 +7,17 @@ SIGTERM from the kernel if the process that started it dies first.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.processes import free_port, running, spawn, worker_pids
+from devtools.processes import free_port, running, spawn, stop_process, wait_ready, worker_pids
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
@@ -82,6 +80,13 @@ class GunicornServer:
         return cmd
 
     def start(self) -> "GunicornServer":
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Start the master without waiting for it to answer (see start()), so
+        several servers can boot at once."""
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = spawn(
@@ -89,36 +94,27 @@ class GunicornServer:
             stdout=self._log, stderr=self._log,
             sig=signal.SIGTERM,  # the master's graceful stop also stops its workers
         )
-        self.wait_ready()
-        return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + self.ready_path, timeout=2):
-                    return
-            except urllib.error.HTTPError:
-                return  # it answered: up
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer on {self.url} in {self.startup_timeout}s")
+        wait_ready(
+            self.process, self._answers, name="gunicorn", what=f"answer on {self.url}",
+            timeout=self.startup_timeout, on_timeout=self.stop,
+        )
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered: up
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM the master (graceful), SIGKILL its group if it lingers."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)))
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         return self.process.returncode

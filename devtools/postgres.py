@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from devtools.processes import free_port, spawn
+from devtools.processes import free_port, spawn, stop_process
 
 START_TIMEOUT = 30  # seconds for the server to accept connections
 STOP_TIMEOUT = 30
@@ -172,15 +172,8 @@ class _Cluster:
     def stop(self) -> None:
         """Immediate shutdown (SIGQUIT to the postmaster, by PID): nothing here
         needs to survive. SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, ((signal.SIGQUIT, STOP_TIMEOUT), (signal.SIGKILL, 5.0)))
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):

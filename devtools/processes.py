@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -9,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,6 +74,55 @@ def spawn(args: list[str], *, sig: int = signal.SIGTERM, then: Callable[[], None
     return _spawner().submit(
         subprocess.Popen, args, preexec_fn=die_with_parent(sig, then), start_new_session=True, **popen_kwargs
     ).result()
+
+
+def wait_ready(
+    process: subprocess.Popen,
+    probe: Callable[[], bool],
+    *,
+    name: str,
+    what: str,
+    timeout: float,
+    interval: float = 0.1,
+    on_timeout: Callable[[], object] | None = None,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll `probe()` until it is true, bounded by `timeout`.
+
+    A RuntimeError if the process exits first ("<name> exited with <code>",
+    plus `detail()` when given), or if the time runs out ("<name> did not
+    <what> in <timeout>s", after `on_timeout()`, e.g. stopping it).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            extra = f":\n{detail()}" if detail is not None else ""
+            raise RuntimeError(f"{name} exited with {process.returncode}{extra}")
+        if probe():
+            return
+        time.sleep(interval)
+    if on_timeout is not None:
+        on_timeout()
+    raise RuntimeError(f"{name} did not {what} in {timeout}s")
+
+
+def stop_process(process: subprocess.Popen, steps: Sequence[tuple[int, float]]) -> int | None:
+    """Send each (signal, grace seconds) in turn until the process has ended.
+
+    SIGKILL goes to the whole process group (servers start in their own
+    session), the others to the process alone, which stops its children.
+    """
+    for sig, grace in steps:
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            if sig == signal.SIGKILL:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+    return process.returncode
 
 
 def worker_pids(master: int) -> set[int]:

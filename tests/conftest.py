@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 import falcon.testing
 import psycopg
 import pytest
 
+from devtools.gunicorn import GunicornServer
 from devtools.postgres import empty_database, running_postgres
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
@@ -32,6 +34,59 @@ def pg_url(pg_server) -> str:
     """A clean database per test: dropping the tables takes milliseconds."""
     empty_database(pg_server)
     return pg_server
+
+
+def server_env(**env: str) -> dict[str, str]:
+    """A real server's environment: a fresh secret key and cheap scrypt, then `env`."""
+    return {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", **env}
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server():
+    """`with gunicorn_server(workers=4, **env) as server:` a real gunicorn on a free
+    loopback port (server_env() plus `env`), stopped by PID after."""
+
+    def start(workers: int = 4, **env: str) -> GunicornServer:
+        return GunicornServer(workers=workers, env=server_env(**env))
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def server(gunicorn_server):
+    """One real 4-worker gunicorn per module with the default settings; a module
+    that needs other settings defines its own `server`."""
+    with gunicorn_server(workers=4) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def two_hosts(pg_server):
+    """`with two_hosts(**env) as (first_url, second_url):` two real gunicorns
+    (2 workers each) on one emptied PostgreSQL database, stopped by PID after.
+
+    Both start at once, as hosts behind a load balancer would: seeded once.
+    """
+
+    @contextlib.contextmanager
+    def start(**env: str):
+        empty_database(pg_server)
+        env = server_env(FLEET_STORE=pg_server, **env)
+        first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
+        try:
+            # Launched from this thread (see GunicornServer.launch), waited for after.
+            first.launch()
+            second.launch()
+            first.wait_ready()
+            second.wait_ready()
+            yield first.url, second.url
+        finally:
+            try:
+                first.stop()
+            finally:
+                second.stop()
+
+    return start
 
 
 @pytest.fixture(params=BACKENDS)

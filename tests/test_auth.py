@@ -8,6 +8,9 @@ import time
 
 import falcon.testing
 import jwt
+import pytest
+from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
+from support.bodies import TIE_FIGHTER as SHIP
 
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
@@ -16,28 +19,10 @@ LOGGED_OUT = {"message": "Successfully logged out."}
 MISSING = {"error": "Bad Request", "message": "Username or password missing."}
 BARE_400 = {"error": "Bad Request"}
 INVALID = {"error": "Unauthorized", "message": "Username or password invalid."}
-# The token layer answers with one member, as flask-jwt-extended does.
-REVOKED = {"error": "Token has been revoked"}
-EXPIRED = {"error": "Token has expired"}
-DELETED_USER = {"error": "Unknown user."}
-NO_HEADER = {"error": "Missing Authorization Header"}
-ONLY_ACCESS = {"error": "Only access tokens are allowed"}
-ONLY_REFRESH = {"error": "Only refresh tokens are allowed"}
-BAD_HEADER = {"error": "Bad Authorization header. Expected value 'Bearer <JWT>'"}
 BAD_SIGNATURE = {"error": "Signature verification failed"}
 # ...except the refresh handler's own answer for a deleted user.
 UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 
 
 def bearer(token: str) -> dict:
@@ -177,26 +162,16 @@ def test_tokens_are_signed_hs256_with_the_secret_key(auth, settings):
         claims_of(token, settings)  # verifies the signature or raises
 
 
-def test_access_token_claims(auth, settings):
-    claims = claims_of(auth.access_token, settings)
+@pytest.mark.parametrize(("kind", "lifetime"), [("access", 15 * 60), ("refresh", 30 * 24 * 3600)])
+def test_token_claims(auth, settings, kind, lifetime):
+    claims = claims_of(getattr(auth, f"{kind}_token"), settings)
 
     assert claims["sub"] == "1"
-    assert claims["type"] == "access"
+    assert claims["type"] == kind
     assert isinstance(claims["jti"], str) and claims["jti"]
     assert claims["nbf"] == claims["iat"]
     assert abs(claims["iat"] - time.time()) < 60
-    assert claims["exp"] - claims["iat"] == 15 * 60
-
-
-def test_refresh_token_claims(auth, settings):
-    claims = claims_of(auth.refresh_token, settings)
-
-    assert claims["sub"] == "1"
-    assert claims["type"] == "refresh"
-    assert isinstance(claims["jti"], str) and claims["jti"]
-    assert claims["nbf"] == claims["iat"]
-    assert abs(claims["iat"] - time.time()) < 60
-    assert claims["exp"] - claims["iat"] == 30 * 24 * 3600
+    assert claims["exp"] - claims["iat"] == lifetime
 
 
 def test_every_token_has_its_own_jti(login, settings):
@@ -270,29 +245,52 @@ def test_refresh_for_a_deleted_user_is_401_unknown_user(client, auth):
 # --- logout ----------------------------------------------------------------
 
 
-def test_logout_answers_successfully_logged_out(client, auth):
-    result = client.simulate_delete("/auth/logout", headers=auth.headers)
+# DELETE /auth/logout revokes the access token it is given, /auth/logout2 the
+# refresh token; each case runs for both, with the token kind it expects.
+LOGOUTS = pytest.mark.parametrize(
+    ("route", "kind"), [("/auth/logout", "access"), ("/auth/logout2", "refresh")], ids=["logout", "logout2"],
+)
+OTHER_KIND = {"access": "refresh", "refresh": "access"}
+WRONG_KIND = {"access": ONLY_ACCESS, "refresh": ONLY_REFRESH}
+USED = {"access": 201, "refresh": 200}  # the status of use_token() with a live token
+
+
+def token_headers(auth, kind: str) -> dict:
+    return auth.headers if kind == "access" else auth.refresh_headers
+
+
+def use_token(client, auth, kind: str):
+    """What the token is for: an access token creates a ship, a refresh token refreshes."""
+    return create_ship(client, auth.headers) if kind == "access" else refresh(client, auth.refresh_headers)
+
+
+@LOGOUTS
+def test_logout_answers_successfully_logged_out(client, auth, route, kind):
+    result = client.simulate_delete(route, headers=token_headers(auth, kind))
 
     assert result.status_code == 200
     assert result.json == LOGGED_OUT
 
 
-def test_logout_revokes_the_access_token(client, auth):
-    client.simulate_delete("/auth/logout", headers=auth.headers)
+@LOGOUTS
+def test_logout_revokes_the_token_it_is_given(client, auth, route, kind):
+    client.simulate_delete(route, headers=token_headers(auth, kind))
 
-    assert_unauthorized(create_ship(client, auth.headers), REVOKED)
-
-
-def test_logout_twice_is_401_revoked(client, auth):
-    client.simulate_delete("/auth/logout", headers=auth.headers)
-
-    assert_unauthorized(client.simulate_delete("/auth/logout", headers=auth.headers), REVOKED)
+    assert_unauthorized(use_token(client, auth, kind), REVOKED)
 
 
-def test_logout_leaves_the_refresh_token_working(client, auth):
-    client.simulate_delete("/auth/logout", headers=auth.headers)
+@LOGOUTS
+def test_logout_twice_is_401_revoked(client, auth, route, kind):
+    client.simulate_delete(route, headers=token_headers(auth, kind))
 
-    assert refresh(client, auth.refresh_headers).status_code == 200
+    assert_unauthorized(client.simulate_delete(route, headers=token_headers(auth, kind)), REVOKED)
+
+
+@LOGOUTS
+def test_logout_leaves_the_other_token_of_the_pair_working(client, auth, route, kind):
+    client.simulate_delete(route, headers=token_headers(auth, kind))
+
+    assert use_token(client, auth, OTHER_KIND[kind]).status_code == USED[OTHER_KIND[kind]]
 
 
 def test_logout_leaves_other_sessions_working(client, login):
@@ -302,47 +300,16 @@ def test_logout_leaves_other_sessions_working(client, login):
     assert create_ship(client, other.headers).status_code == 201
 
 
-def test_logout_with_a_refresh_token_is_422_only_access(client, auth):
-    assert_unprocessable(client.simulate_delete("/auth/logout", headers=auth.refresh_headers), ONLY_ACCESS)
+@LOGOUTS
+def test_logout_with_the_other_kind_of_token_is_422(client, auth, route, kind):
+    result = client.simulate_delete(route, headers=token_headers(auth, OTHER_KIND[kind]))
+
+    assert_unprocessable(result, WRONG_KIND[kind])
 
 
-def test_logout_without_authorization_header_is_401(client):
-    assert_unauthorized(client.simulate_delete("/auth/logout"), NO_HEADER)
-
-
-def test_logout2_answers_successfully_logged_out(client, auth):
-    result = client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
-
-    assert result.status_code == 200
-    assert result.json == LOGGED_OUT
-
-
-def test_logout2_revokes_the_refresh_token(client, auth):
-    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
-
-    assert_unauthorized(refresh(client, auth.refresh_headers), REVOKED)
-
-
-def test_logout2_twice_is_401_revoked(client, auth):
-    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
-
-    result = client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
-
-    assert_unauthorized(result, REVOKED)
-
-
-def test_logout2_leaves_the_access_token_working(client, auth):
-    client.simulate_delete("/auth/logout2", headers=auth.refresh_headers)
-
-    assert create_ship(client, auth.headers).status_code == 201
-
-
-def test_logout2_with_an_access_token_is_422_only_refresh(client, auth):
-    assert_unprocessable(client.simulate_delete("/auth/logout2", headers=auth.headers), ONLY_REFRESH)
-
-
-def test_logout2_without_authorization_header_is_401(client):
-    assert_unauthorized(client.simulate_delete("/auth/logout2"), NO_HEADER)
+@LOGOUTS
+def test_logout_without_authorization_header_is_401(client, route, kind):
+    assert_unauthorized(client.simulate_delete(route), NO_HEADER)
 
 
 # --- the bearer-token check --------------------------------------------------

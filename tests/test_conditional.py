@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from support.bodies import SHIP_2, STAR_DESTROYER
 
 STRONG_ETAG = re.compile(r'^"[\x21\x23-\x7e]+"$')  # RFC 9110 entity-tag, not W/
@@ -24,33 +25,29 @@ def etag(client, path) -> str:
     return result.headers["ETag"]
 
 
-def ship_write(client, auth, method, if_match=None, ship_id=2):
-    """PUT, PATCH or DELETE ship `ship_id`, with If-Match when given."""
-    headers = dict(auth.headers)
+def item_write(client, session, path, method, if_match, put_body, patch_body):
+    """PUT or PATCH (merge patch) `path` with the body given, or DELETE it, with If-Match when given."""
+    headers = dict(session.headers)
     if if_match is not None:
         headers["If-Match"] = if_match
-    path = f"/api/ships/{ship_id}"
     if method == "PUT":
-        return client.simulate_put(path, json=STAR_DESTROYER, headers=headers)
+        return client.simulate_put(path, json=put_body, headers=headers)
     if method == "PATCH":
         headers["Content-Type"] = "application/merge-patch+json"
-        return client.simulate_patch(path, json={"crew": 3}, headers=headers)
+        return client.simulate_patch(path, json=patch_body, headers=headers)
     return client.simulate_delete(path, headers=headers)
+
+
+def ship_write(client, auth, method, if_match=None, ship_id=2):
+    """PUT, PATCH or DELETE ship `ship_id`, with If-Match when given."""
+    return item_write(client, auth, f"/api/ships/{ship_id}", method, if_match, STAR_DESTROYER, {"crew": 3})
 
 
 def user_write(client, session, method, if_match=None, user_id=1):
     """PUT, PATCH or DELETE user `user_id` as `session`, with If-Match when given."""
-    headers = dict(session.headers)
-    if if_match is not None:
-        headers["If-Match"] = if_match
-    path = f"/api/users/{user_id}"
-    if method == "PUT":
-        body = {"name": "put name", "password": "put password"}
-        return client.simulate_put(path, json=body, headers=headers)
-    if method == "PATCH":
-        headers["Content-Type"] = "application/merge-patch+json"
-        return client.simulate_patch(path, json={"name": "patched", "password": "patched"}, headers=headers)
-    return client.simulate_delete(path, headers=headers)
+    put_body = {"name": "put name", "password": "put password"}
+    patch_body = {"name": "patched", "password": "patched"}
+    return item_write(client, session, f"/api/users/{user_id}", method, if_match, put_body, patch_body)
 
 
 SUCCESS = {"PUT": 200, "PATCH": 200, "DELETE": 204}
@@ -179,30 +176,6 @@ def test_ship_write_with_an_unknown_if_match_is_412(client, auth, subtests):
             assert get(client, "/api/ships/2").json == SHIP_2
 
 
-def test_ship_write_with_the_current_if_match_succeeds(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            result = ship_write(client, auth, method, if_match=etag(client, "/api/ships/2"))
-
-            assert result.status_code == SUCCESS[method], result.text
-    assert get(client, "/api/ships/2").status_code == 404
-
-
-def test_ship_write_with_if_match_star_succeeds_when_it_exists(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            result = ship_write(client, auth, method, if_match="*")
-
-            assert result.status_code == SUCCESS[method], result.text
-    assert get(client, "/api/ships/2").status_code == 404
-
-
-def test_ship_write_without_if_match_works_as_before(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            assert ship_write(client, auth, method).status_code == SUCCESS[method]
-
-
 def test_etag_from_a_write_response_is_a_valid_if_match(client, auth):
     tag = ship_write(client, auth, "PUT").headers["ETag"]
 
@@ -210,6 +183,39 @@ def test_etag_from_a_write_response_is_a_valid_if_match(client, auth):
 
     assert result.status_code == 200, result.text
     assert result.json["crew"] == 3
+
+
+# --- If-Match that holds, on ships and users ------------------------------
+
+# Every write method on both resources, each case on a fresh app.
+WRITES = pytest.mark.parametrize(
+    ("path", "method"), [(path, method) for path in ("/api/ships/2", "/api/users/1") for method in SUCCESS],
+)
+
+
+def write(client, auth, path, method, if_match=None):
+    writer = ship_write if path.startswith("/api/ships/") else user_write
+    return writer(client, auth, method, if_match=if_match)
+
+
+def assert_written(client, path, method, result):
+    assert result.status_code == SUCCESS[method], result.text
+    assert get(client, path).status_code == (404 if method == "DELETE" else 200)
+
+
+@WRITES
+def test_write_with_the_current_if_match_succeeds(client, auth, path, method):
+    assert_written(client, path, method, write(client, auth, path, method, if_match=etag(client, path)))
+
+
+@WRITES
+def test_write_with_if_match_star_succeeds_when_it_exists(client, auth, path, method):
+    assert_written(client, path, method, write(client, auth, path, method, if_match="*"))
+
+
+@WRITES
+def test_write_without_if_match_works_as_before(client, auth, path, method):
+    assert_written(client, path, method, write(client, auth, path, method))
 
 
 # --- If-Match on users -----------------------------------------------------
@@ -228,30 +234,6 @@ def test_user_write_with_a_stale_if_match_is_412_and_changes_nothing(client, aut
             assert get(client, "/api/users/1").json == {"id": 1, "name": "renamed"}
             assert_token_works(client, other)  # the password did not change
     assert login("renamed", "password").access_token
-
-
-def test_user_write_with_the_current_if_match_succeeds(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            result = user_write(client, auth, method, if_match=etag(client, "/api/users/1"))
-
-            assert result.status_code == SUCCESS[method], result.text
-    assert get(client, "/api/users/1").status_code == 404
-
-
-def test_user_write_with_if_match_star_succeeds_when_it_exists(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            result = user_write(client, auth, method, if_match="*")
-
-            assert result.status_code == SUCCESS[method], result.text
-    assert get(client, "/api/users/1").status_code == 404
-
-
-def test_user_write_without_if_match_works_as_before(client, auth, subtests):
-    for method in ("PUT", "PATCH", "DELETE"):
-        with subtests.test(method=method):
-            assert user_write(client, auth, method).status_code == SUCCESS[method]
 
 
 def test_user_if_match_is_checked_against_the_public_representation(client, auth):

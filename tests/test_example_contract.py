@@ -24,6 +24,7 @@ import falcon.testing
 import jwt
 import pytest
 import requests
+from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
 
 from conftest import BACKENDS, TEST_SCRYPT_N
 from fleet_api.app import create_app
@@ -52,14 +53,6 @@ LOGIN_INVALID = {"error": "Unauthorized", "message": "Username or password inval
 ID_MISMATCH = {"error": "Bad Request", "message": "Request data id has to match resource id."}
 REFRESH_UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
 MISSING_FIELD = ["Missing data for required field."]
-# The token layer's answers, flask-jwt-extended's one-member shape.
-NO_HEADER = {"error": "Missing Authorization Header"}
-BAD_HEADER = {"error": "Bad Authorization header. Expected value 'Bearer <JWT>'"}
-EXPIRED = {"error": "Token has expired"}
-REVOKED = {"error": "Token has been revoked"}
-ONLY_ACCESS = {"error": "Only access tokens are allowed"}
-ONLY_REFRESH = {"error": "Only refresh tokens are allowed"}
-DELETED_USER = {"error": "Unknown user."}
 
 
 # --- one interface over falcon.testing and over HTTP ---------------------------

@@ -20,22 +20,11 @@ import urllib.error
 import urllib.request
 
 import jwt
-import pytest
 from support.bodies import STAR_DESTROYER
+from support.bodies import TIE_FIGHTER as SHIP
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 REVOKED = {"error": "Token has been revoked"}
 # The refresh handler's own answer for a user that no longer exists.
 REFRESH_UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
@@ -225,13 +214,6 @@ def test_patch_renaming_without_a_password_revokes_nothing(client, login):
 # --- real gunicorn workers ----------------------------------------------------
 
 REPEAT = 20
-
-
-@pytest.fixture(scope="module")
-def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=4, env=env) as server:
-        yield server
 
 
 def test_password_change_revokes_old_tokens_on_every_worker(server):

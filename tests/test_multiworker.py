@@ -5,20 +5,12 @@ from __future__ import annotations
 import secrets
 import threading
 
-import pytest
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 
 REPEAT = 100
-
-
-@pytest.fixture(scope="module")
-def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=4, env=env) as server:
-        yield server
 
 
 def test_a_revoked_token_is_refused_by_every_worker(server):

@@ -18,20 +18,10 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from fleet_api import openapi
+from fleet_api import openapi, schemas
 from fleet_api.app import create_app
 from fleet_api.media import MERGE_PATCH
 from fleet_api.openapi import REF, UndocumentedOperation, build_openapi
-from fleet_api.schemas import (
-    ShipIn,
-    ShipPatch,
-    ShipQuery,
-    ShipReplace,
-    UserIn,
-    UserPatch,
-    UserQuery,
-    UserReplace,
-)
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 
@@ -212,12 +202,12 @@ def test_undescribed_route_fails_at_app_creation():
 @pytest.mark.parametrize(
     "path, method, model",
     [
-        ("/api/ships", "post", ShipIn),
-        ("/api/ships/{ship_id}", "put", ShipReplace),
-        ("/api/ships/{ship_id}", "patch", ShipPatch),
-        ("/api/users", "post", UserIn),
-        ("/api/users/{user_id}", "put", UserReplace),
-        ("/api/users/{user_id}", "patch", UserPatch),
+        ("/api/ships", "post", schemas.ShipIn),
+        ("/api/ships/{ship_id}", "put", schemas.ShipReplace),
+        ("/api/ships/{ship_id}", "patch", schemas.ShipPatch),
+        ("/api/users", "post", schemas.UserIn),
+        ("/api/users/{user_id}", "put", schemas.UserReplace),
+        ("/api/users/{user_id}", "patch", schemas.UserPatch),
     ],
 )
 def test_request_bodies_are_the_pydantic_models(doc, path, method, model):
@@ -238,7 +228,9 @@ def test_defs_are_hoisted_into_components(doc):
         assert deref(doc, {"$ref": ref}) is not None  # raises KeyError when dangling
 
 
-@pytest.mark.parametrize("path, model", [("/api/ships", ShipQuery), ("/api/users", UserQuery)])
+@pytest.mark.parametrize(
+    ("path", "model"), [("/api/ships", schemas.ShipQuery), ("/api/users", schemas.UserQuery)],
+)
 def test_list_parameters_are_the_query_models_properties(doc, path, model):
     params = doc["paths"][path]["get"]["parameters"]
     query = {p["name"]: p for p in params if p["in"] == "query"}
@@ -257,7 +249,7 @@ def test_sort_pattern_accepts_what_the_query_model_accepts(doc):
     param = next(p for p in doc["paths"]["/api/ships"]["get"]["parameters"] if p["name"] == "sort")
     pattern = re.compile(param["schema"]["pattern"])
     for good in ("-length,model", "id", "crew,-ship_class"):
-        ShipQuery.model_validate({"sort": good})
+        schemas.ShipQuery.model_validate({"sort": good})
         assert pattern.search(good)
     for bad in ("roles", "length,", "-", "name"):
         assert not pattern.search(bad)

@@ -30,8 +30,7 @@ from devtools.hostile import (
 )
 from devtools.nginx import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
-from devtools.processes import free_port
-from devtools.processes import wait_for_workers, worker_pids
+from devtools.processes import free_port, wait_for_workers, worker_pids
 from support.load import WriteLoad, read_ships
 from devtools.http import call, login
 from test_faults import WAIT, server_env

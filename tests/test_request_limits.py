@@ -14,20 +14,11 @@ import secrets
 import socket
 
 import pytest
+from support.bodies import TIE_FIGHTER as SHIP
 
 from devtools.gunicorn import GunicornServer
 
 MAX_BODY = 64 * 1024
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 SHIP_TEXT_FIELDS = ("affiliation", "category", "manufacturer", "model", "ship_class")
 SHIP_INT_FIELDS = ("crew", "length")
 USER = {"name": "newcomer", "password": "secret"}

@@ -11,17 +11,8 @@ import logging
 import re
 
 import pytest
+from support.bodies import TIE_FIGHTER as SHIP
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
 SECRET = "secret-internal-detail"
 FRESH_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")  # per-process random prefix, counter
 # Words that would betray the implementation in an error body.

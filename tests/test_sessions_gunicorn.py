@@ -11,10 +11,10 @@ refreshes must all fall inside it.
 from __future__ import annotations
 
 import secrets
-import threading
 
 import jwt
 import pytest
+from support.race import race
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
@@ -22,7 +22,6 @@ from devtools.http import call, login
 REPEAT = 50
 RACERS = 8
 ROUNDS = 3
-THREAD_TIMEOUT = 60
 REVOKED = {"error": "Token has been revoked"}
 
 
@@ -59,23 +58,7 @@ def refresh(url: str, token: str):
 
 def race_refreshes(url: str, token: str) -> list:
     """RACERS threads present one refresh token at once."""
-    barrier = threading.Barrier(RACERS)
-    results: list = [None] * RACERS
-
-    def run(i):
-        barrier.wait(THREAD_TIMEOUT)
-        try:
-            results[i] = refresh(url, token)
-        except OSError as exc:  # shown by the callers' assertions
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
+    return race(lambda i: refresh(url, token), RACERS)
 
 
 def test_reuse_after_the_grace_window_kills_the_session_on_every_worker(strict):

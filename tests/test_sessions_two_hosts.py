@@ -4,40 +4,21 @@ other at once; racing refreshes across hosts leave at most one chain."""
 
 from __future__ import annotations
 
-import secrets
-import threading
-
 import jwt
 import pytest
+from support.race import race
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
-from devtools.postgres import empty_database
 
 REVOKED = {"error": "Token has been revoked"}
 REPEAT = 20
 RACERS = 8
-THREAD_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def hosts(pg_server):
-    empty_database(pg_server)
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server,
-        "FLEET_REFRESH_ROTATION": "on", "FLEET_REFRESH_REUSE_GRACE": "0",
-    }
-    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
-    starters = [threading.Thread(target=server.start) for server in (first, second)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(60)
-    try:
-        yield first.url, second.url
-    finally:
-        first.stop()
-        second.stop()
+def hosts(two_hosts):
+    with two_hosts(FLEET_REFRESH_ROTATION="on", FLEET_REFRESH_REUSE_GRACE="0") as urls:
+        yield urls
 
 
 def test_reuse_detected_on_one_host_kills_the_session_on_the_other(hosts):
@@ -61,21 +42,8 @@ def test_a_session_deleted_on_one_host_is_dead_on_the_other(hosts):
 
 def test_racing_refreshes_across_hosts_leave_at_most_one_chain(hosts):
     tokens = login(hosts[0])
-    barrier = threading.Barrier(RACERS)
-    results: list = [None] * RACERS
-
-    def run(i):
-        barrier.wait(THREAD_TIMEOUT)
-        try:
-            results[i] = call("POST", f"{hosts[i % 2]}/auth/refresh", token=tokens["refresh_token"])
-        except OSError as exc:  # shown by the assertion below
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
+    refresh_token = tokens["refresh_token"]
+    results = race(lambda i: call("POST", f"{hosts[i % 2]}/auth/refresh", token=refresh_token), RACERS)
     answers = [(r.status, r.json) if hasattr(r, "status") else repr(r) for r in results]
     assert {getattr(r, "status", None) for r in results} <= {200, 401}, answers
     won = [r.json["refresh_token"] for r in results if r.status == 200]

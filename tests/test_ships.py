@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from support.answers import assert_validation_error
 from support.bodies import SHIP_2, STAR_DESTROYER
 
 # The README's `GET /api/ships` (first item) and `GET /api/ships/2`.
@@ -47,11 +48,6 @@ def ship_count(client) -> int:
     return len(client.simulate_get("/api/ships").json)
 
 
-def assert_validation_error(result, message):
-    assert result.status_code == 400, result.text
-    assert result.json == {"error": "Bad Request", "message": message}
-
-
 # --- GET -------------------------------------------------------------------
 
 
@@ -82,20 +78,7 @@ def test_get_ship_2_is_the_readme_example(client):
     assert result.json == SHIP_2
 
 
-def test_get_missing_ship_is_404(client, subtests):
-    for ship_id in (0, 16, 999, 9223372036854775807):
-        with subtests.test(ship_id=ship_id):
-            result = client.simulate_get(f"/api/ships/{ship_id}")
-
-            assert result.status_code == 404
-            assert result.json == NOT_FOUND
-
-
-def test_get_ship_with_non_numeric_id_is_404(client):
-    result = client.simulate_get("/api/ships/x-wing")
-
-    assert result.status_code == 404
-    assert result.json == NOT_FOUND
+# A missing ship or user: test_not_found.py.
 
 
 # --- POST ------------------------------------------------------------------

@@ -316,13 +316,14 @@ def test_update_ship_allowed_by_its_precondition_applies(seeded):
     assert seeded.get_ship(2) == updated
 
 
-def test_delete_ship_refused_by_its_precondition_raises_and_keeps_it(seeded):
-    before, ships = seeded.get_ship(2), seeded.list_ships()
+@pytest.mark.parametrize(("kind", "item_id"), [("ship", 2), ("user", 3)])
+def test_delete_refused_by_its_precondition_raises_and_keeps_it(seeded, kind, item_id):
+    before, items = getattr(seeded, f"get_{kind}")(item_id), getattr(seeded, f"list_{kind}s")()
     refuse = Recorder(False)
     with pytest.raises(PreconditionFailed):
-        seeded.delete_ship(2, precondition=refuse)
+        getattr(seeded, f"delete_{kind}")(item_id, precondition=refuse)
     assert refuse.seen == [before]
-    assert seeded.list_ships() == ships
+    assert getattr(seeded, f"list_{kind}s")() == items
 
 
 def test_delete_ship_allowed_by_its_precondition_deletes(seeded):
@@ -358,15 +359,6 @@ def test_update_user_allowed_by_its_precondition_applies(seeded):
     assert updated == User(3, "Alicia", "new", token_version=before.token_version + 1, kept_jti="j")
     assert allow.seen == [before]
     assert seeded.get_user(3) == updated
-
-
-def test_delete_user_refused_by_its_precondition_raises_and_keeps_them(seeded):
-    before, users = seeded.get_user(3), seeded.list_users()
-    refuse = Recorder(False)
-    with pytest.raises(PreconditionFailed):
-        seeded.delete_user(3, precondition=refuse)
-    assert refuse.seen == [before]
-    assert seeded.list_users() == users
 
 
 def test_delete_user_allowed_by_its_precondition_deletes(seeded):

@@ -4,15 +4,13 @@ have), expiry and sweeping, and the per-request check."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from support.race import race as race_threads
 
 from fleet_api.store import Rotation, SessionRecord, TokenId, User, open_store
 
 NOW = 1_900_000_000.0
 GRACE = 10.0
-THREAD_TIMEOUT = 60
 
 
 def session(sid="s" * 22, user_id=1, created_at=NOW, jti="r0", exp=int(NOW) + 3600) -> SessionRecord:
@@ -85,23 +83,8 @@ def test_an_ended_or_expired_session_rotates_nothing(seeded):
 
 # --- racing workers ----------------------------------------------------------
 def race(stores, work, count=8) -> list:
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(i):
-        barrier.wait(THREAD_TIMEOUT)
-        try:
-            results[i] = work(stores[i % len(stores)], i)
-        except Exception as exc:  # noqa: BLE001 - the test shows it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
+    """`work(store, i)` on `count` threads at once, the stores taken in turn."""
+    return race_threads(lambda i: work(stores[i % len(stores)], i), count)
 
 
 @pytest.mark.parametrize("grace", [GRACE, 0])

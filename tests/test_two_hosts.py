@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import secrets
-import threading
 
 import pytest
 from support.bodies import STAR_DESTROYER
+from support.race import race
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
-from devtools.postgres import empty_database
 
 
 @pytest.fixture(scope="module")
-def hosts(pg_server):
-    empty_database(pg_server)
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_STORE": pg_server}
-    # Both start at once, as hosts behind a load balancer would: seeded once.
-    first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
-    starters = [threading.Thread(target=server.start) for server in (first, second)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(60)
-    try:
-        yield first.url, second.url
-    finally:
-        first.stop()
-        second.stop()
+def hosts(two_hosts):
+    with two_hosts() as urls:
+        yield urls
 
 
 def test_both_hosts_serve_the_seed_data_once(hosts):
@@ -54,16 +40,6 @@ def test_a_ship_created_on_one_host_is_found_on_the_other(hosts):
 
 def test_racing_registrations_across_hosts_give_exactly_one_user(hosts):
     name = f"racer-{secrets.token_hex(4)}"
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def register(url):
-        barrier.wait(10)
-        statuses.append(call("POST", f"{url}/api/users", {"name": name, "password": "secret"}).status)
-
-    racers = [threading.Thread(target=register, args=(hosts[i % 2],)) for i in range(8)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(60)
+    results = race(lambda i: call("POST", f"{hosts[i % 2]}/api/users", {"name": name, "password": "secret"}))
+    statuses = [getattr(result, "status", result) for result in results]
     assert sorted(statuses) == [201] + [400] * 7

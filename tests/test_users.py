@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
+from support.answers import assert_validation_error
+
 SEED_USERS = [{"id": 1, "name": "user"}, {"id": 2, "name": "guest"}]
 MISSING_FIELD = ["Missing data for required field."]
 NOT_A_STRING = ["Not a valid string."]
 UNKNOWN_FIELD = ["Unknown field."]
 FORBIDDEN = {"error": "Forbidden"}
-NOT_FOUND = {"error": "Not Found"}
 ALREADY_EXISTS = {"error": "Bad Request", "message": "User already exists."}
 ID_MISMATCH = {"error": "Bad Request", "message": "Request data id has to match resource id."}
 
@@ -27,11 +29,6 @@ def assert_no_password(body):
     text = repr(body).lower()
     assert "password" not in text
     assert "scrypt" not in text
-
-
-def assert_validation_error(result, message):
-    assert result.status_code == 400, result.text
-    assert result.json == {"error": "Bad Request", "message": message}
 
 
 # --- GET -------------------------------------------------------------------
@@ -69,20 +66,7 @@ def test_get_user_never_shows_a_password(client):
         assert_no_password(client.simulate_get(f"/api/users/{user_id}").text)
 
 
-def test_get_unknown_user_is_404(client, subtests):
-    for user_id in (0, 3, 999, 9223372036854775807):
-        with subtests.test(user_id=user_id):
-            result = client.simulate_get(f"/api/users/{user_id}")
-
-            assert result.status_code == 404
-            assert result.json == NOT_FOUND
-
-
-def test_get_user_with_non_numeric_id_is_404(client):
-    result = client.simulate_get("/api/users/abc")
-
-    assert result.status_code == 404
-    assert result.json == NOT_FOUND
+# A missing ship or user: test_not_found.py.
 
 
 # --- POST ------------------------------------------------------------------
@@ -248,11 +232,12 @@ def test_failed_create_user_creates_nothing(client):
 # --- PUT -------------------------------------------------------------------
 
 
-def test_update_own_user_is_200_with_id_and_new_name(client, auth):
-    result = update_user(client, auth, name="fancy new name", password="more secret")
+@pytest.mark.parametrize("name", ["fancy new name", "user"], ids=["new_name", "keeping_own_name"])
+def test_update_own_user_is_200_with_id_and_name(client, auth, name):
+    result = update_user(client, auth, name=name, password="more secret")
 
     assert result.status_code == 200
-    assert result.json == {"id": 1, "name": "fancy new name"}
+    assert result.json == {"id": 1, "name": name}
 
 
 def test_update_user_is_visible_afterwards(client, auth):
@@ -306,13 +291,6 @@ def test_update_user_to_a_taken_name_is_400_already_exists(client, auth):
     assert result.status_code == 400
     assert result.json == ALREADY_EXISTS
     assert client.simulate_get("/api/users").json == SEED_USERS
-
-
-def test_update_user_keeping_own_name_is_200(client, auth):
-    result = update_user(client, auth, name="user", password="more secret")
-
-    assert result.status_code == 200
-    assert result.json == {"id": 1, "name": "user"}
 
 
 def test_update_user_validates_the_body(client, auth):

@@ -13,6 +13,9 @@ SHIP_2 = {
     "ship_class": "Starfighter",
 }
 
+# The same ship as a create/replace request body (no id).
+TIE_FIGHTER = {key: value for key, value in SHIP_2.items() if key != "id"}
+
 # The README's `POST /api/ships` request body.
 STAR_DESTROYER = {
     "ship_class": "Star Destroyer",
