@@ -72,8 +72,9 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 from locust import FastHttpUser, between, events, stats, task
@@ -352,24 +353,32 @@ class FleetUser(FastHttpUser):
     # --- steps shared by pilots and recruits ---------------------------------
     def register(self, name: str, password: str) -> int | None:
         body = self.call(
-            "POST", "/api/users", name="/api/users", expect=201,
+            "POST",
+            "/api/users",
+            name="/api/users",
+            expect=201,
             json_body={"name": name, "password": password},
-            check=user_is(name), location="/api/users/{id}",
+            check=user_is(name),
+            location="/api/users/{id}",
         )
         return None if body is FAILED else body["id"]
 
     def login(self, name: str, password: str) -> dict | None:
         body = self.call(
-            "POST", "/auth/login", name="/auth/login", expect=200,
+            "POST",
+            "/auth/login",
+            name="/auth/login",
+            expect=200,
             json_body={"username": name, "password": password},
             check=tokens("access_token", "refresh_token"),
         )
         return None if body is FAILED else body
 
     def delete_user(self, user_id: int, token: str) -> bool:
-        return self.call(
-            "DELETE", f"/api/users/{user_id}", name="/api/users/[id]", expect=204, token=token
-        ) is not FAILED
+        return (
+            self.call("DELETE", f"/api/users/{user_id}", name="/api/users/[id]", expect=204, token=token)
+            is not FAILED
+        )
 
 
 class Reader(FleetUser):
@@ -386,7 +395,10 @@ class Reader(FleetUser):
     def get_ship(self) -> None:
         ship_id = random.choice(list(SEED_SHIPS))
         self.call(
-            "GET", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=200,
+            "GET",
+            f"/api/ships/{ship_id}",
+            name="/api/ships/[id]",
+            expect=200,
             check=ship_is(ship_id, SEED_SHIPS[ship_id]),
         )
 
@@ -395,8 +407,11 @@ class Reader(FleetUser):
         """A filtered, sorted, paged search: its first or second page."""
         offset = random.choice((0, 3))
         self.call(
-            "GET", f"/api/ships?affiliation=empire&length_min=8&sort=-length,id&limit=3&offset={offset}",
-            name="/api/ships?[search]", expect=200, check=search_page,
+            "GET",
+            f"/api/ships?affiliation=empire&length_min=8&sort=-length,id&limit=3&offset={offset}",
+            name="/api/ships?[search]",
+            expect=200,
+            check=search_page,
         )
 
     @task(1)
@@ -407,7 +422,10 @@ class Reader(FleetUser):
     def get_user(self) -> None:
         user_id = random.choice(list(SEED_USERS))
         self.call(
-            "GET", f"/api/users/{user_id}", name="/api/users/[id]", expect=200,
+            "GET",
+            f"/api/users/{user_id}",
+            name="/api/users/[id]",
+            expect=200,
             check=user_is(SEED_USERS[user_id], user_id),
         )
 
@@ -444,39 +462,63 @@ class Pilot(FleetUser):
             self.refresh_access()
         spec = new_ship()
         created = self.call(
-            "POST", "/api/ships", name="/api/ships", expect=201, token=self.access,
-            json_body=spec, check=ship_is(None, spec), location="/api/ships/{id}",
+            "POST",
+            "/api/ships",
+            name="/api/ships",
+            expect=201,
+            token=self.access,
+            json_body=spec,
+            check=ship_is(None, spec),
+            location="/api/ships/{id}",
         )
         if created is FAILED:
             return
         ship_id = created["id"]
         self.ships.add(ship_id)
         self.call(
-            "GET", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=200,
+            "GET",
+            f"/api/ships/{ship_id}",
+            name="/api/ships/[id]",
+            expect=200,
             check=ship_is(ship_id, spec),
         )
         refit = {**spec, "crew": spec["crew"] + 1, "roles": [*spec["roles"], "Refitted"]}
         self.call(
-            "PUT", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=200,
-            token=self.access, json_body=refit, check=ship_is(ship_id, refit),
+            "PUT",
+            f"/api/ships/{ship_id}",
+            name="/api/ships/[id]",
+            expect=200,
+            token=self.access,
+            json_body=refit,
+            check=ship_is(ship_id, refit),
         )
         self.scrap(ship_id)
 
     def scrap(self, ship_id: int) -> None:
-        if self.call(
-            "DELETE", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=204, token=self.access
-        ) is FAILED:
+        if (
+            self.call(
+                "DELETE", f"/api/ships/{ship_id}", name="/api/ships/[id]", expect=204, token=self.access
+            )
+            is FAILED
+        ):
             return
         self.ships.discard(ship_id)
         self.call(
-            "GET", f"/api/ships/{ship_id}", name="/api/ships/[id] (deleted)", expect=404,
+            "GET",
+            f"/api/ships/{ship_id}",
+            name="/api/ships/[id] (deleted)",
+            expect=404,
             check=error_is("Not Found"),
         )
 
     @task(1)
     def refresh_access(self) -> str | None:
         body = self.call(
-            "POST", "/auth/refresh", name="/auth/refresh", expect=200, token=self.refresh,
+            "POST",
+            "/auth/refresh",
+            name="/auth/refresh",
+            expect=200,
+            token=self.refresh,
             check=tokens("access_token"),
         )
         if body is FAILED:
@@ -494,20 +536,36 @@ class Pilot(FleetUser):
         if spare is None:
             self.delete_user(self.user_id, old_access)
         self.call(
-            "DELETE", "/auth/logout", name="/auth/logout", expect=200, token=old_access,
+            "DELETE",
+            "/auth/logout",
+            name="/auth/logout",
+            expect=200,
+            token=old_access,
             check=equals(LOGGED_OUT),
         )
         self.call(
-            "DELETE", "/auth/logout", name="/auth/logout (revoked)", expect=401,
-            token=old_access, check=token_error(REVOKED),
+            "DELETE",
+            "/auth/logout",
+            name="/auth/logout (revoked)",
+            expect=401,
+            token=old_access,
+            check=token_error(REVOKED),
         )
         self.call(
-            "DELETE", "/auth/logout2", name="/auth/logout2", expect=200, token=refresh,
+            "DELETE",
+            "/auth/logout2",
+            name="/auth/logout2",
+            expect=200,
+            token=refresh,
             check=equals(LOGGED_OUT),
         )
         self.call(
-            "POST", "/auth/refresh", name="/auth/refresh (revoked)", expect=401,
-            token=refresh, check=token_error(REVOKED),
+            "POST",
+            "/auth/refresh",
+            name="/auth/refresh (revoked)",
+            expect=401,
+            token=refresh,
+            check=token_error(REVOKED),
         )
         if spare is not None:
             self.delete_user(self.user_id, spare)
@@ -537,19 +595,31 @@ class Recruit(FleetUser):
         self.enlisted = (user_id, token)
         new_name = f"{name}-renamed"
         self.call(
-            "PUT", f"/api/users/{user_id}", name="/api/users/[id]", expect=200, token=token,
-            json_body={"name": new_name, "password": password}, check=user_is(new_name, user_id),
+            "PUT",
+            f"/api/users/{user_id}",
+            name="/api/users/[id]",
+            expect=200,
+            token=token,
+            json_body={"name": new_name, "password": password},
+            check=user_is(new_name, user_id),
         )
         if not self.delete_user(user_id, token):
             return
         self.enlisted = None
         self.call(
-            "PUT", f"/api/users/{user_id}", name="/api/users/[id] (deleted user's token)",
-            expect=401, token=token, json_body={"name": new_name, "password": password},
+            "PUT",
+            f"/api/users/{user_id}",
+            name="/api/users/[id] (deleted user's token)",
+            expect=401,
+            token=token,
+            json_body={"name": new_name, "password": password},
             check=token_error("Unknown user."),
         )
         self.call(
-            "GET", f"/api/users/{user_id}", name="/api/users/[id] (deleted)", expect=404,
+            "GET",
+            f"/api/users/{user_id}",
+            name="/api/users/[id] (deleted)",
+            expect=404,
             check=error_is("Not Found"),
         )
 
@@ -566,7 +636,10 @@ _server_errors = {"count": 0}  # 5xx answers seen here (workers: since last repo
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser) -> None:
     parser.add_argument(
-        "--p95-ms", type=float, env_var="LOAD_P95_MS", default=DEFAULT_P95_MS,
+        "--p95-ms",
+        type=float,
+        env_var="LOAD_P95_MS",
+        default=DEFAULT_P95_MS,
         help="Fail (exit 3) when the aggregated 95th percentile exceeds this many ms.",
     )
 
@@ -600,8 +673,10 @@ def _let_the_csv_catch_up(environment, **_kwargs) -> None:
     the requests users made in on_stop (logout, cleanup), which the terminal
     and HTML report do show. Users are stopped by now; give the writer a turn."""
     options = environment.parsed_options
-    if options is not None and getattr(options, "csv_prefix", None) and not isinstance(
-        environment.runner, WorkerRunner
+    if (
+        options is not None
+        and getattr(options, "csv_prefix", None)
+        and not isinstance(environment.runner, WorkerRunner)
     ):
         gevent.sleep(stats.CSV_STATS_INTERVAL_SEC + 0.5)
 
@@ -626,8 +701,12 @@ def _verdict(environment, **_kwargs) -> None:
         problems.append(f"p95 {p95} ms is over the {limit:g} ms limit")
         code = code or EXIT_SLOW
     if code is None:
-        log.info("load test passed: %d requests, 0 failures, p95 %s ms (limit %g ms)",
-                 total.num_requests, p95, limit)
+        log.info(
+            "load test passed: %d requests, 0 failures, p95 %s ms (limit %g ms)",
+            total.num_requests,
+            p95,
+            limit,
+        )
         return  # Locust's default applies: 0, or non-zero for exceptions in this file
     log.error("load test FAILED: %s", "; ".join(problems))
     environment.process_exit_code = code

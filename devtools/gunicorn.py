@@ -67,9 +67,13 @@ class GunicornServer:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "gunicorn",
-            "-c", str(GUNICORN_CONF),
-            "--bind", f"127.0.0.1:{self.port}",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(GUNICORN_CONF),
+            "--bind",
+            f"127.0.0.1:{self.port}",
             "--no-control-socket",
         ]
         if self.workers:
@@ -79,7 +83,7 @@ class GunicornServer:
             cmd.append(self.app)
         return cmd
 
-    def start(self) -> "GunicornServer":
+    def start(self) -> GunicornServer:
         self.launch()
         self.wait_ready()
         return self
@@ -88,17 +92,24 @@ class GunicornServer:
         """Start the master without waiting for it to answer (see start()), so
         several servers can boot at once."""
         env = {**os.environ, **self.env}
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self.process = spawn(
-            self.command(), cwd=PROJECT_ROOT, env=env,
-            stdout=self._log, stderr=self._log,
+            self.command(),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
             sig=signal.SIGTERM,  # the master's graceful stop also stops its workers
         )
 
     def wait_ready(self) -> None:
         wait_ready(
-            self.process, self._answers, name="gunicorn", what=f"answer on {self.url}",
-            timeout=self.startup_timeout, on_timeout=self.stop,
+            self.process,
+            self._answers,
+            name="gunicorn",
+            what=f"answer on {self.url}",
+            timeout=self.startup_timeout,
+            on_timeout=self.stop,
         )
 
     def _answers(self) -> bool:
@@ -119,7 +130,7 @@ class GunicornServer:
             self._log.close()
         return self.process.returncode
 
-    def __enter__(self) -> "GunicornServer":
+    def __enter__(self) -> GunicornServer:
         return self.start()
 
     def cleanup(self) -> None:

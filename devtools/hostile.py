@@ -96,8 +96,10 @@ class _Tally:
 
     def result(self) -> dict:
         return {
-            "counts": dict(self.counts), "statuses": dict(self.statuses),
-            "latencies_503": self.latencies_503, "latencies_ok": self.latencies_ok,
+            "counts": dict(self.counts),
+            "statuses": dict(self.statuses),
+            "latencies_503": self.latencies_503,
+            "latencies_ok": self.latencies_ok,
             "retry_after_missing": self.retry_after_missing,
             "slowest_connect": self.connect_seconds,
         }
@@ -106,7 +108,8 @@ class _Tally:
 async def _open(spec: AttackSpec, n: int):
     source = spec.sources[n % len(spec.sources)]
     return await asyncio.wait_for(
-        asyncio.open_connection(spec.host, spec.port, local_addr=(source, 0)), spec.connect_timeout)
+        asyncio.open_connection(spec.host, spec.port, local_addr=(source, 0)), spec.connect_timeout
+    )
 
 
 def _request(spec: AttackSpec, method: str = "GET", extra: str = "", end: bool = True) -> bytes:
@@ -121,7 +124,7 @@ async def _connections(spec: AttackSpec, n: int, deadline: float, tally: _Tally)
     while time.monotonic() < deadline:
         try:
             reader, writer = await _open(spec, n)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             tally.counts["connect failed"] += 1
             await asyncio.sleep(0.5)
             continue
@@ -139,8 +142,13 @@ async def _trickle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> 
             if spec.kind == "slow_header":
                 writer.write(_request(spec, end=False))
             else:
-                writer.write(_request(spec, "POST", "Content-Type: application/json\r\n"
-                                      f"Content-Length: {SLOW_BODY_LENGTH}\r\n"))
+                writer.write(
+                    _request(
+                        spec,
+                        "POST",
+                        f"Content-Type: application/json\r\nContent-Length: {SLOW_BODY_LENGTH}\r\n",
+                    )
+                )
             await writer.drain()
             sent = 0
             while time.monotonic() < deadline:
@@ -173,7 +181,7 @@ async def _idle(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> Non
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(reader.read(1), remaining)
                     tally.counts["closed by server while idle"] += 1
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             tally.counts["failed"] += 1
             await asyncio.sleep(0.5)
 
@@ -188,7 +196,7 @@ async def _flood(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> No
         started = time.monotonic()
         try:
             reader, writer = await _open(spec, n)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             tally.counts[f"connect {type(exc).__name__}"] += 1
             await asyncio.sleep(0.1)
             continue
@@ -206,7 +214,7 @@ async def _flood(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> No
                 tally.retry_after_missing += "retry-after" not in headers
             elif status == 200:
                 tally.latencies_ok.append(took)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             tally.counts["timed out"] += 1
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             tally.counts[f"{type(exc).__name__}"] += 1
@@ -217,7 +225,9 @@ async def _flood(spec: AttackSpec, n: int, deadline: float, tally: _Tally) -> No
 async def _attack(spec: AttackSpec, ready) -> dict:
     tally = _Tally()
     deadline = time.monotonic() + spec.seconds
-    run = {"slow_header": _trickle, "slow_body": _trickle, "idle_keepalive": _idle, "burst": _flood}[spec.kind]
+    run = {"slow_header": _trickle, "slow_body": _trickle, "idle_keepalive": _idle, "burst": _flood}[
+        spec.kind
+    ]
     tasks = [asyncio.ensure_future(run(spec, n, deadline, tally)) for n in range(spec.connections)]
     ready(deadline)
     done, pending = await asyncio.wait(tasks, timeout=spec.seconds + spec.connect_timeout + 5)
@@ -249,7 +259,7 @@ class Attack:
         self._results = context.Queue()
         self._process = context.Process(target=_attack_main, args=(spec, self._results), daemon=True)
 
-    def __enter__(self) -> "Attack":
+    def __enter__(self) -> Attack:
         self._process.start()
         _, self.deadline = self._results.get(timeout=30)  # "ready": every connection is being opened
         return self
@@ -283,11 +293,13 @@ class Sample:
     error: str = ""
 
 
-def ordinary_request(host: str, port: int, timeout: float, path: str = ORDINARY_PATH,
-                     source: str | None = None) -> Sample:
+def ordinary_request(
+    host: str, port: int, timeout: float, path: str = ORDINARY_PATH, source: str | None = None
+) -> Sample:
     started = time.monotonic()
-    conn = http.client.HTTPConnection(host, port, timeout=timeout,
-                                      source_address=(source, 0) if source else None)
+    conn = http.client.HTTPConnection(
+        host, port, timeout=timeout, source_address=(source, 0) if source else None
+    )
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -302,8 +314,16 @@ def ordinary_request(host: str, port: int, timeout: float, path: str = ORDINARY_
 class Probe:
     """Ordinary clients (`threads` of them, `pause` between requests) until stopped."""
 
-    def __init__(self, host: str, port: int, *, threads: int = 2, pause: float = 0.05,
-                 timeout: float = 5.0, max_requests: int = 2000) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        threads: int = 2,
+        pause: float = 0.05,
+        timeout: float = 5.0,
+        max_requests: int = 2000,
+    ) -> None:
         self.host, self.port = host, port
         self.threads, self.pause, self.timeout = threads, pause, timeout
         self.max_requests = max_requests
@@ -322,7 +342,7 @@ class Probe:
                 self.samples.append(sample)
             self._stop.wait(self.pause)
 
-    def __enter__(self) -> "Probe":
+    def __enter__(self) -> Probe:
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for worker in self._workers:
             worker.start()
@@ -362,8 +382,12 @@ def recovery(host: str, port: int, *, within: float = 1.0, limit: float = 30.0, 
         return {"seconds": None, "ok": 0, "total": 0, "p99": float("nan")}
     recovered = time.monotonic() - started
     samples = [ordinary_request(host, port, timeout=5.0) for _ in range(after)]
-    return {"seconds": recovered, "ok": answered_within(samples, within), "total": len(samples),
-            "p99": percentile(latencies(samples, 5.0), 0.99)}
+    return {
+        "seconds": recovered,
+        "ok": answered_within(samples, within),
+        "total": len(samples),
+        "p99": percentile(latencies(samples, 5.0), 0.99),
+    }
 
 
 # --- memory of the server under attack -----------------------------------------------
@@ -407,7 +431,7 @@ class MemoryWatch:
         while not self._stop.wait(self.every):
             self.peak = max(self.peak, rss_bytes(self.roots))
 
-    def __enter__(self) -> "MemoryWatch":
+    def __enter__(self) -> MemoryWatch:
         if self.roots:
             self.before = self.peak = rss_bytes(self.roots)
             self._thread.start()
@@ -460,24 +484,30 @@ class Outcome:
         return percentile(latencies(self.samples, self.timeout), q)
 
 
-def measure(spec: AttackSpec, *, server_pids: list[int] = (), probe_timeout: float = 5.0,
-            probe_threads: int = 2, settle: float = 1.0) -> Outcome:
+def measure(
+    spec: AttackSpec,
+    *,
+    server_pids: list[int] = (),
+    probe_timeout: float = 5.0,
+    probe_threads: int = 2,
+    settle: float = 1.0,
+) -> Outcome:
     """Run one attack with the ordinary client going throughout, then measure recovery.
 
     `settle` seconds pass between the attack's start and the first ordinary
     request, so every hostile connection is in place when measuring begins.
     """
     raise_fd_limit(spec.connections + 1024)
-    with MemoryWatch(list(server_pids)) as memory:
-        with Attack(spec) as attack:
-            time.sleep(min(settle, spec.seconds / 2))
-            with Probe(spec.host, spec.port, threads=probe_threads, timeout=probe_timeout) as probe:
-                attack.wait()
+    with MemoryWatch(list(server_pids)) as memory, Attack(spec) as attack:
+        time.sleep(min(settle, spec.seconds / 2))
+        with Probe(spec.host, spec.port, threads=probe_threads, timeout=probe_timeout) as probe:
+            attack.wait()
     # Only requests that had a whole second under attack: one sent just
     # before the end would be answered because the attack ended.
     during = [s for s in probe.samples if s.at <= attack.deadline - 1.0]
-    return Outcome(spec, during, attack.result, recovery(spec.host, spec.port),
-                   memory.before, memory.peak, probe_timeout)
+    return Outcome(
+        spec, during, attack.result, recovery(spec.host, spec.port), memory.before, memory.peak, probe_timeout
+    )
 
 
 def describe(outcome: Outcome) -> str:
@@ -488,9 +518,11 @@ def describe(outcome: Outcome) -> str:
     for status in ("503", "ok"):
         values = result.get(f"latencies_{status}")
         if values:
-            parts.append(f"{'200' if status == 'ok' else status} p50 / p99 / max "
-                         f"{percentile(values, 0.5) * 1000:.0f} / {percentile(values, 0.99) * 1000:.0f} / "
-                         f"{max(values) * 1000:.0f} ms")
+            parts.append(
+                f"{'200' if status == 'ok' else status} p50 / p99 / max "
+                f"{percentile(values, 0.5) * 1000:.0f} / {percentile(values, 0.99) * 1000:.0f} / "
+                f"{max(values) * 1000:.0f} ms"
+            )
     if result.get("latencies_503"):
         parts.append(f"503 without Retry-After: {result.get('retry_after_missing', 0)}")
     if result.get("slowest_connect"):

@@ -38,5 +38,3 @@ def login(base: str, username: str = "user", password: str = "password") -> dict
     result = call("POST", f"{base}/auth/login", {"username": username, "password": password})
     assert result.status == 200, result.body
     return result.json
-
-

@@ -10,7 +10,6 @@ stopped by PID: nginx first, gracefully, so nothing it accepted is cut off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -102,20 +101,32 @@ class NginxProxy:
 
     def config(self) -> str:
         root = os.geteuid() == 0
-        return render({
-            **self.settings,
-            "USER": "nobody nogroup" if root else os.environ.get("USER", "nobody"),
-            "RUN_DIR": str(self.run_dir),
-            "UPSTREAM": self.upstream,
-            "LISTEN": f"{self.host}:{self.port}",
-            "REAL_IP": real_ip_lines(self.real_ip_from),
-        })
+        return render(
+            {
+                **self.settings,
+                "USER": "nobody nogroup" if root else os.environ.get("USER", "nobody"),
+                "RUN_DIR": str(self.run_dir),
+                "UPSTREAM": self.upstream,
+                "LISTEN": f"{self.host}:{self.port}",
+                "REAL_IP": real_ip_lines(self.real_ip_from),
+            }
+        )
 
     def command(self, *extra: str) -> list[str]:
         # -e: the error log before the config is read (nginx >= 1.19.5), so
         # nothing is ever written to the compiled-in /var/log/nginx.
-        return [self.nginx, "-p", str(self.run_dir), "-c", str(self.conf_path),
-                "-e", str(self.error_log), "-g", "daemon off;", *extra]
+        return [
+            self.nginx,
+            "-p",
+            str(self.run_dir),
+            "-c",
+            str(self.conf_path),
+            "-e",
+            str(self.error_log),
+            "-g",
+            "daemon off;",
+            *extra,
+        ]
 
     def prepare(self) -> None:
         (self.run_dir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -127,7 +138,7 @@ class NginxProxy:
         if check.returncode:
             raise RuntimeError(f"nginx -t refused {self.conf_path}:\n{check.stderr}")
 
-    def start(self) -> "NginxProxy":
+    def start(self) -> NginxProxy:
         self.prepare()
         with open(self.error_log, "ab") as log:
             self.process = spawn(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
@@ -136,8 +147,14 @@ class NginxProxy:
 
     def wait_ready(self) -> None:
         wait_ready(
-            self.process, self._listens, name="nginx", what=f"listen on {self.url}",
-            timeout=self.startup_timeout, interval=0.05, on_timeout=self.stop, detail=self.log_tail,
+            self.process,
+            self._listens,
+            name="nginx",
+            what=f"listen on {self.url}",
+            timeout=self.startup_timeout,
+            interval=0.05,
+            on_timeout=self.stop,
+            detail=self.log_tail,
         )
 
     def _listens(self) -> bool:
@@ -165,7 +182,7 @@ class NginxProxy:
         if self._own_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def __enter__(self) -> "NginxProxy":
+    def __enter__(self) -> NginxProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -197,15 +214,23 @@ class ProductionServer:
     ) -> None:
         env = {"FORWARDED_ALLOW_IPS": PROXY_ADDRESS, **(env or {})}
         self.gunicorn = GunicornServer(
-            workers=workers, env=env, args=args, port=upstream_port, log_path=gunicorn_log,
+            workers=workers,
+            env=env,
+            args=args,
+            port=upstream_port,
+            log_path=gunicorn_log,
         )
         self.nginx = NginxProxy(
-            f"127.0.0.1:{self.gunicorn.port}", host=host, port=port, run_dir=run_dir,
-            settings=nginx_settings, real_ip_from=real_ip_from,
+            f"127.0.0.1:{self.gunicorn.port}",
+            host=host,
+            port=port,
+            run_dir=run_dir,
+            settings=nginx_settings,
+            real_ip_from=real_ip_from,
         )
         self.url = self.nginx.url
 
-    def start(self) -> "ProductionServer":
+    def start(self) -> ProductionServer:
         self.gunicorn.start()
         try:
             self.nginx.start()
@@ -242,7 +267,7 @@ class ProductionServer:
         self.nginx.cleanup()
         self.gunicorn.cleanup()
 
-    def __enter__(self) -> "ProductionServer":
+    def __enter__(self) -> ProductionServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

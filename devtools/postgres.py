@@ -117,8 +117,13 @@ class _Cluster:
         cwd in our dir (postgres may not be allowed to read the caller's cwd)."""
         try:
             return subprocess.run(
-                [str(self.bin_dir / name), *args], cwd=self.root, env=self._env(),
-                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+                [str(self.bin_dir / name), *args],
+                cwd=self.root,
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
                 preexec_fn=self._drop_privileges,
             )
         except subprocess.TimeoutExpired as exc:
@@ -126,8 +131,18 @@ class _Cluster:
 
     def initdb(self) -> None:
         result = self.run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER,
-            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
         )
         if result.returncode != 0:
             raise PostgresUnavailable(f"initdb failed:\n{result.stdout}\n{result.stderr}")
@@ -139,19 +154,26 @@ class _Cluster:
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
             options = [
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"port={self.port}",
-                "-c", f"unix_socket_directories={self.root}",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"port={self.port}",
+                "-c",
+                f"unix_socket_directories={self.root}",
             ]
             for key, value in FAST_SETTINGS.items():
                 options += ["-c", f"{key}={value}"]
             with open(self.log, "ab") as log:
                 self.process = spawn(
                     [str(self.bin_dir / "postgres"), "-D", str(self.data), *options],
-                    cwd=self.root, env=self._env(), stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=log,
+                    cwd=self.root,
+                    env=self._env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
                     # Privileges first: changing the user clears the setting.
-                    sig=signal.SIGQUIT, then=self._drop_privileges,
+                    sig=signal.SIGQUIT,
+                    then=self._drop_privileges,
                 )
             if self._wait_ready():
                 return
@@ -211,7 +233,9 @@ def empty_database(dsn: str) -> None:
     Milliseconds, and no list of tables to keep in step with the stores."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SET lock_timeout = '5s'")  # a leaked session fails the test, not hangs it
-        tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         if tables:
             conn.execute(
                 psycopg.sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(

@@ -65,15 +65,24 @@ def _spawner() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="devtools-spawner")
 
 
-def spawn(args: list[str], *, sig: int = signal.SIGTERM, then: Callable[[], None] | None = None,
-          **popen_kwargs) -> subprocess.Popen:
+def spawn(
+    args: list[str], *, sig: int = signal.SIGTERM, then: Callable[[], None] | None = None, **popen_kwargs
+) -> subprocess.Popen:
     """subprocess.Popen with a parent-death signal, forked from one thread
     that lives as long as the process: the kernel signals the child when the
     thread that forked it exits, so a server started from a short-lived
     thread (two hosts started at once) would otherwise die with that thread."""
-    return _spawner().submit(
-        subprocess.Popen, args, preexec_fn=die_with_parent(sig, then), start_new_session=True, **popen_kwargs
-    ).result()
+    return (
+        _spawner()
+        .submit(
+            subprocess.Popen,
+            args,
+            preexec_fn=die_with_parent(sig, then),
+            start_new_session=True,
+            **popen_kwargs,
+        )
+        .result()
+    )
 
 
 def wait_ready(
@@ -154,4 +163,6 @@ def wait_for_workers(master: int, count: int, timeout: float, without: set[int] 
         if len(pids) == count and not pids & without and all(running(pid) for pid in pids):
             return pids
         time.sleep(0.05)
-    raise AssertionError(f"master {master} has workers {sorted(pids)}, wanted {count} without {sorted(without)}")
+    raise AssertionError(
+        f"master {master} has workers {sorted(pids)}, wanted {count} without {sorted(without)}"
+    )

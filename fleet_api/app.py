@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
@@ -25,10 +25,10 @@ from fleet_api.resources.oauth import Introspect, Revoke
 from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
-from fleet_api.settings import Settings
-from fleet_api.store import Store, open_store
 from fleet_api.seed import seed_store
 from fleet_api.sessions import Sessions
+from fleet_api.settings import Settings
+from fleet_api.store import Store, open_store
 from fleet_api.throttle import LoginThrottle
 
 ID = "int(min=0, max=9223372036854775807)"
@@ -48,13 +48,22 @@ def create_app(
     tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
     metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
     sessions = Sessions(
-        store, tokens, rotation=config.refresh_rotation, grace=config.refresh_reuse_grace,
-        trusted_proxies=config.trusted_proxies, clock=clock, metrics=metrics,
+        store,
+        tokens,
+        rotation=config.refresh_rotation,
+        grace=config.refresh_reuse_grace,
+        trusted_proxies=config.trusted_proxies,
+        clock=clock,
+        metrics=metrics,
     )
     auth = AuthMiddleware(tokens, store, clock)
     throttle = LoginThrottle(
-        store, config.login_user_limit, config.login_ip_limit, config.login_window,
-        config.trusted_proxies, clock,
+        store,
+        config.login_user_limit,
+        config.login_ip_limit,
+        config.login_window,
+        config.trusted_proxies,
+        clock,
     )
 
     # Idempotency-Key on the two creates, kept in the shared store; body

@@ -9,7 +9,7 @@ fetch, a serialization and a hash.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 MAX_ENTRIES = 256  # distinct lists/items kept per version and per worker
 

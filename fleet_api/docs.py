@@ -64,16 +64,18 @@ def assets_directory() -> Path:
 
 def content_security_policy(script: str) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    return "; ".join((
-        "default-src 'none'",
-        f"script-src 'self' 'sha256-{digest}'",
-        "style-src 'self' 'unsafe-inline'",  # Swagger UI sets style attributes
-        "img-src 'self' data:",
-        "connect-src 'self'",  # Try it out calls this API only
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ))
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' 'sha256-{digest}'",
+            "style-src 'self' 'unsafe-inline'",  # Swagger UI sets style attributes
+            "img-src 'self' data:",
+            "connect-src 'self'",  # Try it out calls this API only
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
 
 
 class Docs:

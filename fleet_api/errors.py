@@ -108,12 +108,16 @@ def problem_details(req: falcon.Request, exc: falcon.HTTPError) -> dict:
     status = falcon.http_status_to_code(exc.status)
     body = {"type": ABOUT_BLANK, "title": _RFC9110_PHRASES.get(status, "Error"), "status": status}
     if isinstance(exc, InvalidFields):
-        body.update(type=VALIDATION_FAILED, title="The request failed validation",
-                    detail="One or more fields are invalid; see errors.")
+        body.update(
+            type=VALIDATION_FAILED,
+            title="The request failed validation",
+            detail="One or more fields are invalid; see errors.",
+        )
         # RFC 9457 section 3.2: an extension member, one entry per message.
         body["errors"] = [
             {"field": field, "detail": message}
-            for field, messages in exc.errors.items() for message in messages
+            for field, messages in exc.errors.items()
+            for message in messages
         ]
     elif isinstance(exc, TOKEN_ERRORS):
         body.update(type=INVALID_TOKEN, title="The bearer token was not accepted", detail=exc.description)
@@ -178,7 +182,8 @@ def _precondition_failed(req, resp, exc: PreconditionFailed, params) -> None:
 class LoginThrottled(falcon.HTTPTooManyRequests):
     def __init__(self, exc: TooManyAttempts) -> None:
         super().__init__(
-            description="Too many failed logins; try again later.", retry_after=exc.retry_after,
+            description="Too many failed logins; try again later.",
+            retry_after=exc.retry_after,
             headers=exc.headers,
         )
         self.violated = exc.violated
@@ -194,9 +199,16 @@ def _unexpected(req, resp, exc: Exception, params) -> None:
     request_id = getattr(req.context, "request_id", "-")
     user = req.context.get("user")
     log.exception(
-        "unhandled error on %s %s request_id=%s", req.method, req.path, request_id,
-        extra={"request_id": request_id, "method": req.method, "route": route_label(req.uri_template),
-               "user_id": user.id if user is not None else None},
+        "unhandled error on %s %s request_id=%s",
+        req.method,
+        req.path,
+        request_id,
+        extra={
+            "request_id": request_id,
+            "method": req.method,
+            "route": route_label(req.uri_template),
+            "user_id": user.id if user is not None else None,
+        },
     )
     raise falcon.HTTPInternalServerError()
 

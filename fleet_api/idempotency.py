@@ -31,7 +31,7 @@ import hmac
 import os
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
@@ -71,8 +71,14 @@ def parse_key(raw: str | None) -> str | None:
 class Idempotency:
     """Runs a create once per (scope, key); see the module docstring."""
 
-    def __init__(self, store: Store, secret: str, clock: Callable[[], float] = time.time,
-                 ttl: int = TTL, lease: int = LEASE) -> None:
+    def __init__(
+        self,
+        store: Store,
+        secret: str,
+        clock: Callable[[], float] = time.time,
+        ttl: int = TTL,
+        lease: int = LEASE,
+    ) -> None:
         self._store = store
         self._secret = hashlib.sha256(b"idempotency:" + secret.encode()).digest()
         self._clock = clock
@@ -122,7 +128,6 @@ class Idempotency:
             self._store.release_idempotency(claim)
             raise
         _send(resp, result)
-
 
     def fingerprint(self, scope: str, payload) -> str:
         """Draft section 2.4: the validated body, canonical JSON, keyed by the server secret."""

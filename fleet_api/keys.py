@@ -24,8 +24,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import orjson
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -114,7 +115,7 @@ class SigningKey:
     jwk: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_secret(cls, secret: str, source: str) -> "SigningKey":
+    def from_secret(cls, secret: str, source: str) -> SigningKey:
         raw = secret.encode()
         # The kid of a secret is the thumbprint of its "oct" JWK. It tells no
         # more about the secret than any token's HMAC already does.
@@ -122,14 +123,19 @@ class SigningKey:
         return cls(kid=kid, algorithm=HS256, source=source, signing=raw, verifying=raw)
 
     @classmethod
-    def from_private_key(cls, private_key, source: str, created: float | None = None) -> "SigningKey":
+    def from_private_key(cls, private_key, source: str, created: float | None = None) -> SigningKey:
         algorithm = algorithm_of(private_key)
         if algorithm is None:
             raise KeyFileError(f"{source}: {_describe(private_key)}, which Fleet API does not sign with")
         jwk = public_jwk(private_key)
         return cls(
-            kid=thumbprint(jwk), algorithm=algorithm, source=source, created=created,
-            signing=private_key, verifying=private_key.public_key(), jwk=jwk,
+            kid=thumbprint(jwk),
+            algorithm=algorithm,
+            source=source,
+            created=created,
+            signing=private_key,
+            verifying=private_key.public_key(),
+            jwk=jwk,
         )
 
     def published(self) -> dict:
@@ -169,8 +175,12 @@ class KeyRing:
         derived from the signing key, for deployments whose FLEET_SECRET_KEY is
         empty because they sign with a private key."""
         key = self.signer.signing
-        raw = key if isinstance(key, bytes) else key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        raw = (
+            key
+            if isinstance(key, bytes)
+            else key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
         return hmac.new(raw, purpose.encode(), hashlib.sha256).hexdigest()
 
@@ -180,12 +190,12 @@ class KeyRing:
         return {"keys": [k.published() for k in sorted(self.keys, key=lambda k: k.kid) if k.jwk]}
 
     @classmethod
-    def from_secrets(cls, secrets: Iterable[str], signing_kid: str = "") -> "KeyRing":
+    def from_secrets(cls, secrets: Iterable[str], signing_kid: str = "") -> KeyRing:
         keys = [SigningKey.from_secret(s, f"{SECRET_ENV}[{i}]") for i, s in enumerate(secrets)]
         return cls(HS256, keys, signing_kid)
 
     @classmethod
-    def from_files(cls, spec: str, algorithm: str | None = None, signing_kid: str = "") -> "KeyRing":
+    def from_files(cls, spec: str, algorithm: str | None = None, signing_kid: str = "") -> KeyRing:
         """The keys of FLEET_SIGNING_KEYS, newest first; `algorithm` None
         takes the newest key's (for `list` without a configured algorithm)."""
         keys = sorted((load_key_file(path) for path in key_paths(spec)), key=_age_order, reverse=True)
@@ -205,7 +215,10 @@ def load_keyring(settings: Settings) -> KeyRing:
         ring = KeyRing.from_files(settings.signing_keys, settings.jwt_algorithm, settings.signing_kid)
     log.info(
         "%s tokens signed with kid %s; %d key(s) verify: %s",
-        ring.algorithm, ring.signer.kid, len(ring.keys), ", ".join(k.kid for k in ring.keys),
+        ring.algorithm,
+        ring.signer.kid,
+        len(ring.keys),
+        ", ".join(k.kid for k in ring.keys),
     )
     return ring
 
@@ -245,8 +258,9 @@ def load_key_file(path: Path) -> SigningKey:
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{path}: not a PEM private key (PKCS#8 or traditional)") from None
     if status.st_mode & 0o077:
-        log.warning("%s: the key file is readable by others (mode %03o); chmod 600 it",
-                    path, status.st_mode & 0o777)
+        log.warning(
+            "%s: the key file is readable by others (mode %03o); chmod 600 it", path, status.st_mode & 0o777
+        )
     return SigningKey.from_private_key(private_key, str(path), created=created_at(path, status.st_mtime))
 
 
@@ -255,7 +269,7 @@ def created_at(path: Path, mtime: float) -> float:
     stamped = _STAMPED.match(path.name)
     if stamped:
         moment = datetime.datetime.strptime(stamped.group(1), _STAMP_FORMAT)
-        return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+        return moment.replace(tzinfo=datetime.UTC).timestamp()
     return mtime
 
 
@@ -267,12 +281,14 @@ def generate(algorithm: str):
     raise KeyFileError(f"no key files for {algorithm}; choose {' or '.join(ASYMMETRIC)}")
 
 
-def new_key(directory: Path, algorithm: str = EDDSA, clock: Callable[[], float] = time.time) -> tuple[Path, str]:
+def new_key(
+    directory: Path, algorithm: str = EDDSA, clock: Callable[[], float] = time.time
+) -> tuple[Path, str]:
     """Write a new private key into `directory` (made 0700 if missing), mode
     0600, under a name that holds its creation time and kid. It is written
     to a dot file first and renamed, so a reload never sees half a key."""
     private_key = generate(algorithm)
-    created = datetime.datetime.fromtimestamp(clock(), datetime.timezone.utc)
+    created = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
     kid = SigningKey.from_private_key(private_key, "new key").kid
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{created.strftime(_STAMP_FORMAT)}-{kid}{KEY_SUFFIX}"
@@ -297,7 +313,7 @@ def new_key(directory: Path, algorithm: str = EDDSA, clock: Callable[[], float] 
 def _iso(moment: float | None) -> str:
     if moment is None:
         return "-"
-    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def listing(ring: KeyRing) -> list[str]:
@@ -317,7 +333,9 @@ def main(argv: list[str] | None = None, environ: dict | None = None) -> int:
     new = commands.add_parser("new", help="write a new private key file (mode 0600) and print its kid")
     new.add_argument("directory", type=Path)
     new.add_argument(
-        "--alg", choices=ASYMMETRIC, default=configured if configured in ASYMMETRIC else EDDSA,
+        "--alg",
+        choices=ASYMMETRIC,
+        default=configured if configured in ASYMMETRIC else EDDSA,
         help=f"the algorithm (default: {ALGORITHM_ENV} when it is one of these, else {EDDSA})",
     )
     show = commands.add_parser(

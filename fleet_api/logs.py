@@ -65,7 +65,9 @@ class AccessContext:
     def __init__(self) -> None:
         self._route = RouteLabels()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool
+    ) -> None:
         env = req.env
         env[REQUEST_ID] = req.context.get("request_id")
         env[ROUTE] = self._route(req)
@@ -86,8 +88,12 @@ class _Clock:
         second = int(now)
         cached = self._cached
         if cached[0] != second:
-            moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
-            cached = (second, moment.strftime("[%d/%b/%Y:%H:%M:%S +0000]"), moment.strftime("%Y-%m-%dT%H:%M:%S"))
+            moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            cached = (
+                second,
+                moment.strftime("[%d/%b/%Y:%H:%M:%S +0000]"),
+                moment.strftime("%Y-%m-%dT%H:%M:%S"),
+            )
             self._cached = cached
         return cached[1], cached[2], int((now - second) * 1000)
 
@@ -193,7 +199,9 @@ class AccessSink:
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
             self._warned = True
-            logging.getLogger("gunicorn.error").error("access log %s: %s; lines may be lost", self.target, exc)
+            logging.getLogger("gunicorn.error").error(
+                "access log %s: %s; lines may be lost", self.target, exc
+            )
 
     def close(self) -> None:
         """Write out what is buffered; the worker is exiting."""
@@ -206,7 +214,7 @@ class AccessSink:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class GunicornLogger(Logger):
@@ -258,25 +266,30 @@ class GunicornLogger(Logger):
         return (
             f'{environ.get("REMOTE_ADDR", "-")} {clf} "{environ["REQUEST_METHOD"]} {_path(environ)} '
             f'{environ["SERVER_PROTOCOL"]}" {_status(resp)} {resp.sent} {ms:.1f}ms '
-            f'rid={environ.get(REQUEST_ID) or "-"}\n'
+            f"rid={environ.get(REQUEST_ID) or '-'}\n"
         ).encode("utf-8", "backslashreplace")
 
     def _json_line(self, resp, environ, request_time) -> bytes:
         _, iso, millis = self._clock.now()
-        return orjson.dumps({
-            "time": f"{iso}.{millis:03d}Z",
-            "level": "INFO",
-            "logger": "access",
-            "request_id": environ.get(REQUEST_ID),
-            "method": environ["REQUEST_METHOD"],
-            "path": _path(environ),
-            "route": environ.get(ROUTE),
-            "status": _status(resp),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "bytes": resp.sent,
-            "remote": environ.get("REMOTE_ADDR"),
-            "user_id": environ.get(USER_ID),
-        }) + b"\n"
+        return (
+            orjson.dumps(
+                {
+                    "time": f"{iso}.{millis:03d}Z",
+                    "level": "INFO",
+                    "logger": "access",
+                    "request_id": environ.get(REQUEST_ID),
+                    "method": environ["REQUEST_METHOD"],
+                    "path": _path(environ),
+                    "route": environ.get(ROUTE),
+                    "status": _status(resp),
+                    "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                    "bytes": resp.sent,
+                    "remote": environ.get("REMOTE_ADDR"),
+                    "user_id": environ.get(USER_ID),
+                }
+            )
+            + b"\n"
+        )
 
     def reopen_files(self) -> None:
         super().reopen_files()
@@ -309,8 +322,9 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,

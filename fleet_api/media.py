@@ -58,7 +58,5 @@ def _unique_keys(pairs: list[tuple]) -> dict:
 def install(app: falcon.App) -> None:
     handler = falcon.media.JSONHandler(dumps=dumps, loads=loads)
     # JSON only: no form or msgpack bodies sneak in through Falcon's defaults.
-    app.req_options.media_handlers = falcon.media.Handlers(
-        {falcon.MEDIA_JSON: handler, MERGE_PATCH: handler}
-    )
+    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: handler, MERGE_PATCH: handler})
     app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: handler})

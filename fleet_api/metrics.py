@@ -25,11 +25,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from fleet_api.middleware import RouteLabels
+
 LOGIN_OUTCOMES = ("ok", "invalid", "throttled")
 # Why a token stopped working; one event each, however many tokens it ends.
 REVOKE_REASONS = (
-    "logout", "logout2", "password_change", "user_deleted",  # the example's routes and user changes
-    "revoke", "refresh_reuse", "session_ended",  # RFC 7009, reuse detection, the sessions API
+    "logout",
+    "logout2",
+    "password_change",
+    "user_deleted",  # the example's routes and user changes
+    "revoke",
+    "refresh_reuse",
+    "session_ended",  # RFC 7009, reuse detection, the sessions API
 )
 # Request durations here are milliseconds, so the low buckets matter most.
 # Any other method a client makes up is counted as OTHER, not as its own series.
@@ -64,22 +70,33 @@ class Metrics:
         else:
             own = self.registry
         self._requests = Counter(
-            "http_requests", "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"], registry=own,
+            "http_requests",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=own,
         )
         self._duration = Histogram(
-            "http_request_duration_seconds", "Time to answer a request, in the app.",
-            ["method", "route"], buckets=DURATION_BUCKETS, registry=own,
+            "http_request_duration_seconds",
+            "Time to answer a request, in the app.",
+            ["method", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=own,
         )
         self._logins = Counter(
-            "auth_logins", "Login attempts by outcome.", ["outcome"], registry=own,
+            "auth_logins",
+            "Login attempts by outcome.",
+            ["outcome"],
+            registry=own,
         )
         self._revoked = Counter(
-            "auth_tokens_revoked", "Revocation events (a password change ends all older tokens at once).",
-            ["reason"], registry=own,
+            "auth_tokens_revoked",
+            "Revocation events (a password change ends all older tokens at once).",
+            ["reason"],
+            registry=own,
         )
         self._reuse = Counter(
-            "auth_refresh_reuse_detected", "Refresh tokens presented again after they were rotated.",
+            "auth_refresh_reuse_detected",
+            "Refresh tokens presented again after they were rotated.",
             registry=own,
         )
         self._children: dict[tuple, tuple] = {}
@@ -96,7 +113,8 @@ class Metrics:
         children = self._children.get((method, route, status))
         if children is None:
             children = self._children[(method, route, status)] = (
-                self._requests.labels(method, route, str(status)), self._duration.labels(method, route),
+                self._requests.labels(method, route, str(status)),
+                self._duration.labels(method, route),
             )
         children[0].inc()
         children[1].observe(seconds)
@@ -145,7 +163,9 @@ class MetricsMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = self._clock()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool
+    ) -> None:
         now = self._clock()
         started = getattr(req.context, "started", now)
         method = req.method if req.method in METHODS else "OTHER"

@@ -14,18 +14,19 @@ creation (`UndocumentedOperation`), so the document cannot silently drift.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import falcon
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from fleet_api.auth import ACCESS
 from fleet_api.docs import Docs
-from fleet_api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from fleet_api.errors import PROBLEM
+from fleet_api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from fleet_api.media import MERGE_PATCH, dumps
-from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.metrics import MetricsResource
+from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
 from fleet_api.resources.jwks import JWKS
 from fleet_api.resources.oauth import FORM, Introspect, Revoke
@@ -148,9 +149,25 @@ class RevokedCount(_Out):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    ShipIn, ShipReplace, ShipPatch, UserIn, UserReplace, UserPatch,
-    ShipOut, UserOut, Credentials, TokenPair, AccessToken, Message, HealthStatus,
-    TokenRequest, Revoked, ActiveToken, InactiveToken, SessionOut, RevokedCount,
+    ShipIn,
+    ShipReplace,
+    ShipPatch,
+    UserIn,
+    UserReplace,
+    UserPatch,
+    ShipOut,
+    UserOut,
+    Credentials,
+    TokenPair,
+    AccessToken,
+    Message,
+    HealthStatus,
+    TokenRequest,
+    Revoked,
+    ActiveToken,
+    InactiveToken,
+    SessionOut,
+    RevokedCount,
 )
 
 OAUTH_ERROR_SCHEMA = {
@@ -184,7 +201,10 @@ ERROR_SCHEMA = {
                     "additionalProperties": {
                         "anyOf": [
                             {"type": "array", "items": {"type": "string"}},
-                            {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                            {
+                                "type": "object",
+                                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                            },
                         ],
                     },
                 },
@@ -210,7 +230,10 @@ JWKS_SCHEMA = {
                     "crv": {"type": "string", "enum": ["Ed25519", "P-256"]},
                     "x": {"type": "string"},
                     "y": {"type": "string"},
-                    "kid": {"type": "string", "description": "The key's RFC 7638 thumbprint, as in the token header."},
+                    "kid": {
+                        "type": "string",
+                        "description": "The key's RFC 7638 thumbprint, as in the token header.",
+                    },
                     "alg": {"type": "string", "enum": ["EdDSA", "ES256"]},
                     "use": {"type": "string", "const": "sig"},
                 },
@@ -276,7 +299,7 @@ HEADERS = {
         "schema": {"type": "integer", "minimum": 0},
     },
     "Link": {
-        "description": "`rel=\"next\"` and `rel=\"prev\"` pages, when the request gave `limit`.",
+        "description": '`rel="next"` and `rel="prev"` pages, when the request gave `limit`.',
         "schema": {"type": "string"},
     },
     "Cache-Control": {
@@ -308,19 +331,35 @@ HEADERS = {
 
 # Every error status an operation may list, with when it happens.
 ERRORS = {
-    400: ("BadRequest", "Malformed JSON, a body or query that fails validation, or a conflict with the data."),
-    401: ("Unauthorized", "No token, or an expired, revoked or deleted user's token; a failed login.", ["WWW-Authenticate"]),
+    400: (
+        "BadRequest",
+        "Malformed JSON, a body or query that fails validation, or a conflict with the data.",
+    ),
+    401: (
+        "Unauthorized",
+        "No token, or an expired, revoked or deleted user's token; a failed login.",
+        ["WWW-Authenticate"],
+    ),
     403: ("Forbidden", "Changing or deleting another user."),
     404: ("NotFound", "No such id."),
-    409: ("Conflict", "The resource kept changing under concurrent writes, or the first request with "
-          "this Idempotency-Key is still running; try again."),
+    409: (
+        "Conflict",
+        "The resource kept changing under concurrent writes, or the first request with "
+        "this Idempotency-Key is still running; try again.",
+    ),
     412: ("PreconditionFailed", "If-Match did not match the current representation."),
     413: ("ContentTooLarge", "The body is larger than the server accepts."),
     415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
-    422: ("UnprocessableEntity", "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; "
-          "or an Idempotency-Key reused with another body."),
-    429: ("TooManyRequests", "Too many failed logins for this name or address; wait Retry-After seconds.",
-          ["Retry-After", "RateLimit-Policy", "RateLimit"]),
+    422: (
+        "UnprocessableEntity",
+        "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; "
+        "or an Idempotency-Key reused with another body.",
+    ),
+    429: (
+        "TooManyRequests",
+        "Too many failed logins for this name or address; wait Retry-After seconds.",
+        ["Retry-After", "RateLimit-Policy", "RateLimit"],
+    ),
     500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
     503: ("ServiceUnavailable", "The store does not answer."),
 }
@@ -416,8 +455,14 @@ def _list(item: type[BaseModel], query: type[BaseModel], what: str) -> dict:
         "summary": f"List {what}, filtered, searched, sorted and paged",
         "parameters": [*_query_parameters(query), _if_none_match()],
         "responses": {
-            200: _ok(f"The {what}.", {"type": "array", "items": _ref(item)}, ("ETag", "X-Total-Count", "Link")),
-            304: _ok("Not modified: the client's copy (If-None-Match) is current.", None, ("ETag", "X-Total-Count", "Link")),
+            200: _ok(
+                f"The {what}.", {"type": "array", "items": _ref(item)}, ("ETag", "X-Total-Count", "Link")
+            ),
+            304: _ok(
+                "Not modified: the client's copy (If-None-Match) is current.",
+                None,
+                ("ETag", "X-Total-Count", "Link"),
+            ),
         },
         "errors": [400],
     }
@@ -435,20 +480,25 @@ def _create(body: type[BaseModel], item: type[BaseModel], what: str) -> dict:
 def _idempotent(spec: dict, scope: str) -> dict:
     """The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header)."""
     spec = dict(spec)
-    spec["parameters"] = [*spec.get("parameters", ()), {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "description": "Makes a retry safe: a structured-field string (RFC 8941, quoted), unique per "
-        f"{scope}, e.g. `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"`. The same key with the same body "
-        "within 24 hours replays the first answer (same status, body and Location, plus "
-        "`Idempotent-Replayed: true`) without creating again; with another body, 422; while the "
-        "first request is still running, 409. A malformed key is a 400.",
-        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
-    }]
+    spec["parameters"] = [
+        *spec.get("parameters", ()),
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "description": "Makes a retry safe: a structured-field string (RFC 8941, quoted), unique per "
+            f'{scope}, e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`. The same key with the same body '
+            "within 24 hours replays the first answer (same status, body and Location, plus "
+            "`Idempotent-Replayed: true`) without creating again; with another body, 422; while the "
+            "first request is still running, 409. A malformed key is a 400.",
+            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+        },
+    ]
     responses = dict(spec["responses"])
     created = dict(responses[201])
-    created["headers"] = {**created.get("headers", {}),
-                          "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}}
+    created["headers"] = {
+        **created.get("headers", {}),
+        "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"},
+    }
     responses[201] = created
     spec["responses"] = responses
     spec["errors"] = sorted({*spec["errors"], 409, 422})
@@ -557,7 +607,7 @@ def _introspect() -> dict:
         "requestBody": _token_body(),
         "responses": {
             200: _ok(
-                "What the token is, or exactly `{\"active\": false}`.",
+                'What the token is, or exactly `{"active": false}`.',
                 {"oneOf": [_ref(ActiveToken), _ref(InactiveToken)]},
                 ("Cache-Control",),
             ),
@@ -575,7 +625,9 @@ def _introspect() -> dict:
 def _sessions_list() -> dict:
     return {
         "summary": "The caller's sessions, newest first",
-        "responses": {200: _ok("The sessions.", {"type": "array", "items": _ref(SessionOut)}, ("Cache-Control",))},
+        "responses": {
+            200: _ok("The sessions.", {"type": "array", "items": _ref(SessionOut)}, ("Cache-Control",))
+        },
         "errors": [],
     }
 
@@ -614,8 +666,10 @@ def _health() -> dict:
 
 
 def _jwks() -> dict:
-    headers = {"Cache-Control": {"$ref": "#/components/headers/CacheControlMaxAge"},
-               "ETag": {"$ref": "#/components/headers/ETag"}}
+    headers = {
+        "Cache-Control": {"$ref": "#/components/headers/CacheControlMaxAge"},
+        "ETag": {"$ref": "#/components/headers/ETag"},
+    }
     return {
         "summary": "The public keys that verify our tokens (JWKS)",
         "description": "Verify a token offline: pick the key whose `kid` is the token header's. "
@@ -623,7 +677,10 @@ def _jwks() -> dict:
         "parameters": [_if_none_match()],
         "responses": {
             200: {"description": "The key set.", "headers": headers, "content": _json(_ref("JWKSet"))},
-            304: {"description": "Not modified: the client's copy (If-None-Match) is current.", "headers": headers},
+            304: {
+                "description": "Not modified: the client's copy (If-None-Match) is current.",
+                "headers": headers,
+            },
         },
         "errors": [],
     }
@@ -633,10 +690,12 @@ def _metrics() -> dict:
     return {
         "summary": "Prometheus metrics of every worker (FLEET_METRICS=off removes the route)",
         "description": "For the scraper only: keep it off the public network.",
-        "responses": {200: {
-            "description": "The Prometheus text exposition format.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }},
+        "responses": {
+            200: {
+                "description": "The Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
         "errors": [],
     }
 
@@ -653,7 +712,9 @@ def _docs() -> dict:
     return {
         "summary": "Interactive docs for this document (Swagger UI)",
         "description": "Log in with `login`, paste the access token into Authorize, then try any operation.",
-        "responses": {200: {"description": "The HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        "responses": {
+            200: {"description": "The HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+        },
         "errors": [],
     }
 
@@ -667,15 +728,25 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
     (SessionList, "GET"): lambda r: _named("sessions", "listSessions", _sessions_list()),
     (SessionList, "DELETE"): lambda r: _named("sessions", "endOtherSessions", _sessions_end_others()),
     (SessionItem, "DELETE"): lambda r: _named("sessions", "endSession", _session_end()),
-    (Logout, "DELETE"): lambda r: _named("auth", "logout" if r.auth["DELETE"] == ACCESS else "logoutRefresh", _logout(r)),
+    (Logout, "DELETE"): lambda r: _named(
+        "auth", "logout" if r.auth["DELETE"] == ACCESS else "logoutRefresh", _logout(r)
+    ),
     (Users, "GET"): lambda r: _named("users", "listUsers", _list(UserOut, UserQuery, "users")),
-    (Users, "POST"): lambda r: _named("users", "createUser", _idempotent(_create(UserIn, UserOut, "user"), "client address")),
+    (Users, "POST"): lambda r: _named(
+        "users", "createUser", _idempotent(_create(UserIn, UserOut, "user"), "client address")
+    ),
     (User, "GET"): lambda r: _named("users", "getUser", _get(UserOut, "user")),
-    (User, "PUT"): lambda r: _named("users", "updateUser", _replace(UserReplace, UserOut, "user (yourself only)", [403])),
-    (User, "PATCH"): lambda r: _named("users", "patchUser", _patch(UserPatch, UserOut, "user (yourself only)", [403])),
+    (User, "PUT"): lambda r: _named(
+        "users", "updateUser", _replace(UserReplace, UserOut, "user (yourself only)", [403])
+    ),
+    (User, "PATCH"): lambda r: _named(
+        "users", "patchUser", _patch(UserPatch, UserOut, "user (yourself only)", [403])
+    ),
     (User, "DELETE"): lambda r: _named("users", "deleteUser", _delete("user (yourself only)", [403])),
     (Ships, "GET"): lambda r: _named("ships", "listShips", _list(ShipOut, ShipQuery, "ships")),
-    (Ships, "POST"): lambda r: _named("ships", "createShip", _idempotent(_create(ShipIn, ShipOut, "ship"), "user")),
+    (Ships, "POST"): lambda r: _named(
+        "ships", "createShip", _idempotent(_create(ShipIn, ShipOut, "ship"), "user")
+    ),
     (Ship, "GET"): lambda r: _named("ships", "getShip", _get(ShipOut, "ship")),
     (Ship, "PUT"): lambda r: _named("ships", "updateShip", _replace(ShipReplace, ShipOut, "ship")),
     (Ship, "PATCH"): lambda r: _named("ships", "patchShip", _patch(ShipPatch, ShipOut, "ship")),
@@ -688,8 +759,14 @@ OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
 
 # The groups a docs page and a generated client sort operations into.
 TAGS = [
-    {"name": "auth", "description": "Log in, refresh the access token, log out, revoke and introspect tokens."},
-    {"name": "sessions", "description": "Your logins (one session each): list them, end one, end all others."},
+    {
+        "name": "auth",
+        "description": "Log in, refresh the access token, log out, revoke and introspect tokens.",
+    },
+    {
+        "name": "sessions",
+        "description": "Your logins (one session each): list them, end one, end all others.",
+    },
     {"name": "users", "description": "Register, list, read, change and delete users."},
     {"name": "ships", "description": "Ships: anyone reads; an access token writes."},
     {"name": "meta", "description": "Health, metrics, signing keys, this document and its docs page."},
@@ -781,7 +858,7 @@ def _components() -> dict:
     schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
     schemas["Problem"] = PROBLEM_SCHEMA
     responses = {}
-    for status, (name, description, *headers) in ERRORS.items():
+    for name, description, *headers in ERRORS.values():
         response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
         response["content"][PROBLEM] = {"schema": _ref("Problem")}
         responses[name] = response
@@ -835,8 +912,8 @@ def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = No
             "title": "Fleet API",
             "version": API_VERSION,
             "description": "Ships and their users, with JWT bearer authentication. "
-            "Every error body is `{\"error\": \"<reason phrase>\", \"message\": ...}`, "
-            "except the bearer-token check's: `{\"error\": \"<message>\"}`.",
+            'Every error body is `{"error": "<reason phrase>", "message": ...}`, '
+            'except the bearer-token check\'s: `{"error": "<message>"}`.',
         },
         "tags": TAGS,
         "paths": paths,

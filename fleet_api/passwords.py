@@ -27,8 +27,13 @@ class PasswordHasher:
 
     def _derive(self, password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
         return hashlib.scrypt(
-            password.encode(), salt=salt, n=n, r=r, p=p,
-            maxmem=256 * n * r + 1024 * 1024, dklen=_KEY_LEN,
+            password.encode(),
+            salt=salt,
+            n=n,
+            r=r,
+            p=p,
+            maxmem=256 * n * r + 1024 * 1024,
+            dklen=_KEY_LEN,
         )
 
     def hash(self, password: str) -> str:

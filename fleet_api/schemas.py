@@ -159,7 +159,9 @@ class UserQuery(_Query):
 
 def parse_query(model: type[_Query], params: dict[str, Any]) -> _Query:
     """Query parameters, each given once, checked like a body; 400 names the bad ones."""
-    repeated = {name: ["Give this parameter once."] for name, value in params.items() if isinstance(value, list)}
+    repeated = {
+        name: ["Give this parameter once."] for name, value in params.items() if isinstance(value, list)
+    }
     if repeated:
         raise ValidationFailed(repeated)
     try:

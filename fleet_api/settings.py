@@ -100,8 +100,12 @@ class Settings:
         if self.jwks_max_age < 0:
             raise SettingsError("jwks_max_age must not be negative")
         for name in (
-            "access_token_ttl", "refresh_token_ttl", "login_user_limit",
-            "login_ip_limit", "login_window", "max_body_bytes",
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "login_user_limit",
+            "login_ip_limit",
+            "login_window",
+            "max_body_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be a positive integer")
@@ -118,7 +122,7 @@ class Settings:
         return tuple(secret.strip() for secret in self.secret_key.split(","))
 
     @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
+    def from_env(cls, environ: os._Environ | dict | None = None) -> Settings:
         env = os.environ if environ is None else environ
         algorithm = env.get(ALGORITHM_ENV) or HS256
         secret = env.get(SECRET_ENV) or (ephemeral_secret() if algorithm == HS256 else "")
@@ -148,7 +152,9 @@ class Settings:
         if env.get("FLEET_REFRESH_ROTATION"):
             values["refresh_rotation"] = _switch("FLEET_REFRESH_ROTATION", env["FLEET_REFRESH_ROTATION"])
         if env.get("FLEET_REFRESH_REUSE_GRACE"):
-            values["refresh_reuse_grace"] = _number("FLEET_REFRESH_REUSE_GRACE", env["FLEET_REFRESH_REUSE_GRACE"])
+            values["refresh_reuse_grace"] = _number(
+                "FLEET_REFRESH_REUSE_GRACE", env["FLEET_REFRESH_REUSE_GRACE"]
+            )
         if env.get(KEYS_ENV):
             values["introspection_keys"] = tuple(k.strip() for k in env[KEYS_ENV].split(",") if k.strip())
         return cls(**values)

@@ -39,7 +39,12 @@ class Quota:
 
 class LoginThrottle:
     def __init__(
-        self, store: Store, user_limit: int, ip_limit: int, window: int, trusted_proxies: str = "",
+        self,
+        store: Store,
+        user_limit: int,
+        ip_limit: int,
+        window: int,
+        trusted_proxies: str = "",
         clock=time.time,
     ):
         self._store = store

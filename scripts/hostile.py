@@ -4,6 +4,8 @@ For each layout (a fresh server on free loopback ports, its own store,
 stopped by PID afterwards) and each attack (devtools/hostile.py: slow
 headers, slow bodies, idle keep-alive connections, a 2,000-connection burst
 from one address and from many), an ordinary client keeps asking for
+
+ROOT = Path(__file__).resolve().parent.parent
 `GET /api/ships/2` during the attack; the report says how many of its
 requests were answered within 1 s, their p50/p99, how soon the server served
 normally again once the attack stopped, the server's peak memory, and what
@@ -27,14 +29,20 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from devtools.gunicorn import GunicornServer
 from devtools.hostile import (
-    AttackSpec, Outcome, burst_sources, describe, measure, mib, nginx_request_times, percentile,
+    AttackSpec,
+    Outcome,
+    burst_sources,
+    describe,
+    measure,
+    mib,
+    nginx_request_times,
+    percentile,
 )
 from devtools.nginx import ProductionServer
-from devtools.gunicorn import GunicornServer
 
+ROOT = Path(__file__).resolve().parent.parent
 LAYOUTS = ("plain", "gevent", "prod")
 # (name in the table, attack kind, connections, source addresses)
 SCENARIOS = {
@@ -54,8 +62,11 @@ def server_for(layout: str, log_dir: Path):
         return GunicornServer(env=env, args=["--worker-class", "gevent"], log_path=log_dir / "gevent.log")
     if layout == "prod":
         (log_dir / "prod-access.log").unlink(missing_ok=True)
-        return ProductionServer(env=env, gunicorn_log=log_dir / "prod-gunicorn.log",
-                                nginx_settings={"ACCESS_LOG": f"{log_dir / 'prod-access.log'} timed"})
+        return ProductionServer(
+            env=env,
+            gunicorn_log=log_dir / "prod-gunicorn.log",
+            nginx_settings={"ACCESS_LOG": f"{log_dir / 'prod-access.log'} timed"},
+        )
     raise SystemExit(f"unknown layout {layout!r}: {', '.join(LAYOUTS)}")
 
 
@@ -68,35 +79,58 @@ def pids_of(server) -> list[int]:
 def row(layout: str, name: str, outcome: Outcome, nginx_503: list[float]) -> str:
     total = len(outcome.samples)
     rec = outcome.recovery
-    recovered = "never (30 s)" if rec["seconds"] is None else f"{rec['seconds']:.1f} s ({rec['ok']}/{rec['total']} ≤ 1 s)"
+    recovered = (
+        "never (30 s)"
+        if rec["seconds"] is None
+        else f"{rec['seconds']:.1f} s ({rec['ok']}/{rec['total']} ≤ 1 s)"
+    )
     p99 = outcome.p(0.99)
     p99_text = f"≥ {outcome.timeout * 1000:.0f}" if p99 >= outcome.timeout else f"{p99 * 1000:.0f}"
     memory = f"{mib(outcome.rss_before)} → {mib(outcome.rss_peak)}" if outcome.rss_before else "n/a"
     others = [f"{outcome.count(503)} got 503"] if outcome.count(503) else []
     others += [f"{outcome.count(None)} no answer"] if outcome.count(None) else []
     ordinary = f"{outcome.ok_within_1s}/{total}" + (f" ({', '.join(others)})" if others else "")
-    return (f"| {layout} | {name} | {ordinary} | {outcome.p(0.5) * 1000:.0f} / {p99_text} "
-            f"| {recovered} | {memory} | {describe(outcome)}{nginx_view(nginx_503)} |")
+    return (
+        f"| {layout} | {name} | {ordinary} | {outcome.p(0.5) * 1000:.0f} / {p99_text} "
+        f"| {recovered} | {memory} | {describe(outcome)}{nginx_view(nginx_503)} |"
+    )
 
 
 def nginx_view(times: list[float]) -> str:
     if not times:
         return ""
-    return (f"; by nginx's clock 503 p50 / p99 / max {percentile(times, 0.5) * 1000:.0f} / "
-            f"{percentile(times, 0.99) * 1000:.0f} / {max(times) * 1000:.0f} ms")
+    return (
+        f"; by nginx's clock 503 p50 / p99 / max {percentile(times, 0.5) * 1000:.0f} / "
+        f"{percentile(times, 0.99) * 1000:.0f} / {max(times) * 1000:.0f} ms"
+    )
 
 
-HEADER = ("| layout | attack | ordinary answered ≤ 1 s | p50 / p99 ms | normal again after | server MiB before → peak | what the attackers got |\n"
-          "|---|---|---|---|---|---|---|")
+HEADER = (
+    "| layout | attack | ordinary answered ≤ 1 s | p50 / p99 ms | normal again after | server MiB before → peak | what the attackers got |\n"
+    "|---|---|---|---|---|---|---|"
+)
 
 
-def run_layout(layout: str, host: str, port: int, pids: list[int], names: list[str], seconds: float,
-               access_log: Path | None = None) -> list[str]:
+def run_layout(
+    layout: str,
+    host: str,
+    port: int,
+    pids: list[int],
+    names: list[str],
+    seconds: float,
+    access_log: Path | None = None,
+) -> list[str]:
     rows, offset = [], 0
     for key in names:
         title, kind, connections, sources = SCENARIOS[key]
-        spec = AttackSpec(kind, host, port, connections, seconds,
-                          sources=burst_sources(sources) if sources > 1 else AttackSpec.sources)
+        spec = AttackSpec(
+            kind,
+            host,
+            port,
+            connections,
+            seconds,
+            sources=burst_sources(sources) if sources > 1 else AttackSpec.sources,
+        )
         outcome = measure(spec, server_pids=pids)
         nginx_503 = []
         if access_log:
@@ -133,7 +167,9 @@ def main() -> int:
             with server:
                 port = server.port if isinstance(server, GunicornServer) else server.nginx.port
                 access_log = report.parent / "prod-access.log" if layout == "prod" else None
-                rows += run_layout(layout, "127.0.0.1", port, pids_of(server), names, args.seconds, access_log)
+                rows += run_layout(
+                    layout, "127.0.0.1", port, pids_of(server), names, args.seconds, access_log
+                )
     report.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     print(f"\nwritten to {report}")
     return 0

@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from devtools.nginx import ProductionServer
 from fleet_api.settings import DEFAULT_STORE
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stop(Exception):
@@ -42,22 +42,30 @@ def main() -> int:
     host, _, port = os.environ.get("PROD_LISTEN", "127.0.0.1:8080").rpartition(":")
     settings = {
         name: os.environ[f"PROD_{name}"]
-        for name in ("PER_CLIENT", "IN_PROGRESS", "ACCESS_LOG") if os.environ.get(f"PROD_{name}")
+        for name in ("PER_CLIENT", "IN_PROGRESS", "ACCESS_LOG")
+        if os.environ.get(f"PROD_{name}")
     }
     env = {"FLEET_STORE": os.environ.get("FLEET_STORE", DEFAULT_STORE)}  # the same as make run
     run_dir = ROOT / "var" / "nginx"
     server = ProductionServer(
-        env=env, host=host or "127.0.0.1", port=int(port),
+        env=env,
+        host=host or "127.0.0.1",
+        port=int(port),
         upstream_port=int(os.environ.get("PROD_UPSTREAM_PORT", "8081")),
-        run_dir=run_dir, gunicorn_log=Path("/dev/stdout"), nginx_settings=settings,
+        run_dir=run_dir,
+        gunicorn_log=Path("/dev/stdout"),
+        nginx_settings=settings,
         real_ip_from=os.environ.get("PROD_REAL_IP_FROM", ""),
     )
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         server.start()
-        print(f"Fleet API behind nginx on {server.url} (gunicorn on {server.gunicorn.url}, "
-              f"nginx files in {run_dir}); Ctrl-C stops both.", flush=True)
+        print(
+            f"Fleet API behind nginx on {server.url} (gunicorn on {server.gunicorn.url}, "
+            f"nginx files in {run_dir}); Ctrl-C stops both.",
+            flush=True,
+        )
         while server.nginx.process.poll() is None and server.gunicorn.process.poll() is None:
             time.sleep(0.5)
         print("one of the pair exited on its own; stopping the other", file=sys.stderr)

@@ -6,7 +6,6 @@ import contextlib
 import secrets
 
 import falcon.testing
-import psycopg
 import pytest
 
 from devtools.gunicorn import GunicornServer

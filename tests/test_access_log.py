@@ -15,17 +15,26 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from devtools.gunicorn import GunicornServer
-from fleet_api.logs import AccessSink, JSONFormatter
-from devtools.gunicorn import PROJECT_ROOT
 from support.bodies import STAR_DESTROYER
+
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from fleet_api.logs import AccessSink, JSONFormatter
 
 TIMEOUT = 10
 PASSWORD = "pa55-" + secrets.token_hex(8)
 ACCESS_FIELDS = {
-    "time", "level", "logger", "request_id", "method", "path", "route", "status", "duration_ms", "bytes",
-    "remote", "user_id",
+    "time",
+    "level",
+    "logger",
+    "request_id",
+    "method",
+    "path",
+    "route",
+    "status",
+    "duration_ms",
+    "bytes",
+    "remote",
+    "user_id",
 }
 
 
@@ -38,6 +47,7 @@ def traffic(base: str) -> tuple[list[str], list[str]]:
     ids and the secrets that must never reach a log."""
     ids, secrets_sent = [], [PASSWORD]
     with requests.Session() as http:
+
         def send(method, path, **kwargs):
             rid = f"t-{secrets.token_hex(6)}"
             ids.append(rid)
@@ -105,7 +115,12 @@ def test_json_access_and_error_logs(tmp_path):
     by_id = {entry["request_id"]: entry for entry in entries}
     assert all(set(entry) == ACCESS_FIELDS for entry in entries)
     register, login, create, get, missing = (by_id[rid] for rid in ids)
-    assert (register["method"], register["route"], register["status"], register["user_id"]) == ("POST", "/api/users", 201, None)
+    assert (register["method"], register["route"], register["status"], register["user_id"]) == (
+        "POST",
+        "/api/users",
+        201,
+        None,
+    )
     assert isinstance(create["user_id"], int) and login["user_id"] == create["user_id"]
     assert (create["route"], create["status"]) == ("/api/ships", 201)
     assert (get["path"], get["route"], get["status"]) == ("/api/ships/2", "/api/ships/{ship_id}", 200)
@@ -167,8 +182,8 @@ def test_threads_writing_at_once_keep_every_line_whole_and_once(tmp_path):
     lines = {f"{thread}-{n}-{'x' * (n % 300)}\n" for thread in range(4) for n in range(3000)}
 
     def write(thread: int) -> None:
-        for line in sorted(l for l in lines if l.startswith(f"{thread}-")):
-            sink.write(line.encode())
+        for mine in sorted(line for line in lines if line.startswith(f"{thread}-")):
+            sink.write(mine.encode())
 
     threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
     for thread in threads:
@@ -206,7 +221,9 @@ def test_the_app_log_line_of_a_500_is_json_with_the_request_id(client, store, mo
 
 @pytest.mark.parametrize("value", ["xml", "yaml"])
 def test_an_unknown_log_format_refuses_to_start(tmp_path, value):
-    server = GunicornServer(workers=1, env=server_env(FLEET_LOG_FORMAT=value), log_path=tmp_path / "out.log", startup_timeout=15)
+    server = GunicornServer(
+        workers=1, env=server_env(FLEET_LOG_FORMAT=value), log_path=tmp_path / "out.log", startup_timeout=15
+    )
     with pytest.raises(RuntimeError, match="exited"):
         server.start()
     server.stop()

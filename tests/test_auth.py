@@ -24,7 +24,6 @@ BAD_SIGNATURE = {"error": "Signature verification failed"}
 UNKNOWN_USER = {"error": "Unauthorized", "message": "Unknown user."}
 
 
-
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
@@ -116,8 +115,11 @@ def test_login_with_an_empty_json_body_is_400_missing(client):
 
 
 def test_login_with_credentials_that_are_not_strings_is_401_invalid(client, subtests):
-    for body in ({"username": 1, "password": "password"}, {"username": "user", "password": 123},
-                 {"username": ["user"], "password": "password"}):
+    for body in (
+        {"username": 1, "password": "password"},
+        {"username": "user", "password": 123},
+        {"username": ["user"], "password": "password"},
+    ):
         with subtests.test(body=body):
             assert_unauthorized(client.simulate_post("/auth/login", json=body), INVALID)
 
@@ -248,7 +250,9 @@ def test_refresh_for_a_deleted_user_is_401_unknown_user(client, auth):
 # DELETE /auth/logout revokes the access token it is given, /auth/logout2 the
 # refresh token; each case runs for both, with the token kind it expects.
 LOGOUTS = pytest.mark.parametrize(
-    ("route", "kind"), [("/auth/logout", "access"), ("/auth/logout2", "refresh")], ids=["logout", "logout2"],
+    ("route", "kind"),
+    [("/auth/logout", "access"), ("/auth/logout2", "refresh")],
+    ids=["logout", "logout2"],
 )
 OTHER_KIND = {"access": "refresh", "refresh": "access"}
 WRONG_KIND = {"access": ONLY_ACCESS, "refresh": ONLY_REFRESH}
@@ -344,11 +348,13 @@ def test_expired_refresh_token_is_401_token_has_expired(client, auth, settings):
 
 
 def test_access_token_expires_after_its_configured_lifetime():
-    settings = Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16, access_token_ttl=1)
+    settings = Settings(
+        secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16, access_token_ttl=1
+    )
     client = falcon.testing.TestClient(create_app(settings))
-    token = client.simulate_post(
-        "/auth/login", json={"username": "user", "password": "password"}
-    ).json["access_token"]
+    token = client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).json[
+        "access_token"
+    ]
 
     time.sleep(2.1)
 
@@ -374,7 +380,9 @@ def test_token_with_tampered_claims_is_422(client, login, settings):
 def test_unsigned_token_is_422(client, auth, settings):
     unsigned = jwt.encode(claims_of(auth.access_token, settings), None, algorithm="none")
 
-    assert_unprocessable(create_ship(client, bearer(unsigned)), {"error": "The specified alg value is not allowed"})
+    assert_unprocessable(
+        create_ship(client, bearer(unsigned)), {"error": "The specified alg value is not allowed"}
+    )
 
 
 def test_token_missing_a_claim_is_422(client, auth, settings, subtests):
@@ -384,7 +392,9 @@ def test_token_missing_a_claim_is_422(client, auth, settings, subtests):
             del claims[claim]
             token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
 
-            assert_unprocessable(create_ship(client, bearer(token)), {"error": f'Token is missing the "{claim}" claim'})
+            assert_unprocessable(
+                create_ship(client, bearer(token)), {"error": f'Token is missing the "{claim}" claim'}
+            )
 
 
 def test_malformed_token_is_422_with_pyjwts_message(client, subtests):
@@ -440,7 +450,9 @@ def test_logout2_with_a_deleted_users_refresh_token_is_401_in_the_token_shape(cl
 
 def test_deleted_users_token_does_not_work_for_a_new_user_of_the_same_name(client, auth):
     client.simulate_delete("/api/users/1", headers=auth.headers)
-    assert client.simulate_post("/api/users", json={"name": "user", "password": "password"}).status_code == 201
+    assert (
+        client.simulate_post("/api/users", json={"name": "user", "password": "password"}).status_code == 201
+    )
 
     assert_unauthorized(create_ship(client, auth.headers), DELETED_USER)
     assert_unauthorized(refresh(client, auth.refresh_headers), UNKNOWN_USER)

@@ -35,8 +35,14 @@ def run_bench(tmp_path, **extra) -> subprocess.CompletedProcess:
         **extra,
     }
     env.pop("BENCH_PROFILE", None)
-    return subprocess.run([sys.executable, "-m", "scripts.bench"], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.bench"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def ratios(markdown: str) -> dict[str, float]:

@@ -189,7 +189,8 @@ def test_etag_from_a_write_response_is_a_valid_if_match(client, auth):
 
 # Every write method on both resources, each case on a fresh app.
 WRITES = pytest.mark.parametrize(
-    ("path", "method"), [(path, method) for path in ("/api/ships/2", "/api/users/1") for method in SUCCESS],
+    ("path", "method"),
+    [(path, method) for path in ("/api/ships/2", "/api/users/1") for method in SUCCESS],
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -49,8 +48,11 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 @pytest.mark.parametrize("server", sorted(STARTERS))
 def test_a_killed_test_run_leaves_no_server_behind(server):
     starter = subprocess.Popen(
-        [sys.executable, "-c", STARTERS[server]], cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, "-c", STARTERS[server]],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         line = starter.stdout.readline()

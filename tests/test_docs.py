@@ -10,16 +10,15 @@ import secrets
 
 import falcon.testing
 import pytest
-
 from support.bodies import STAR_DESTROYER
 from support.browser import headless_chromium, missing
+
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from devtools.http import call, login
 from fleet_api.app import create_app
-from devtools.gunicorn import GunicornServer
 from fleet_api.docs import assets_directory
-from devtools.gunicorn import PROJECT_ROOT
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
-from devtools.http import call, login
 
 REPORTS = PROJECT_ROOT / "reports"
 WAIT = 20  # seconds, for anything the page does
@@ -56,9 +55,14 @@ def test_the_page_loads_nothing_from_elsewhere(client):
     assert '"openapi.json"' in page
 
 
-@pytest.mark.parametrize("name, media_type", [
-    ("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css"), ("favicon-32x32.png", "image/png"),
-])
+@pytest.mark.parametrize(
+    "name, media_type",
+    [
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui.css", "text/css"),
+        ("favicon-32x32.png", "image/png"),
+    ],
+)
 def test_assets_are_the_installed_packages_files(client, name, media_type):
     result = client.simulate_get(f"/docs/assets/{name}")
     assert result.status_code == 200
@@ -130,12 +134,15 @@ def test_the_page_lists_every_operation_and_runs_them_with_a_bearer_token(server
     expected = {
         (method.upper(), path, f"operations-{operation['tags'][0]}-{operation['operationId']}")
         for path, item in document["paths"].items()
-        for method, operation in item.items() if method in METHODS
+        for method, operation in item.items()
+        if method in METHODS
     }
     listed = {
-        (block.find_element(By.CSS_SELECTOR, ".opblock-summary-method").text,
-         block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path"),
-         block.get_attribute("id"))
+        (
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-method").text,
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path"),
+            block.get_attribute("id"),
+        )
         for block in browser.find_elements(By.CSS_SELECTOR, ".opblock")
     }
     assert listed == expected
@@ -189,6 +196,5 @@ def test_without_chromium_the_browser_test_says_what_to_install(monkeypatch):
     monkeypatch.setattr(browser, "_find", lambda names: None)
     assert browser.missing() == browser.MISSING
     assert "apt-get install -y chromium chromium-driver" in browser.MISSING
-    with pytest.raises(RuntimeError, match="chromium-driver"):
-        with browser.headless_chromium():
-            pass
+    with pytest.raises(RuntimeError, match="chromium-driver"), browser.headless_chromium():
+        pass

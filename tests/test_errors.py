@@ -126,7 +126,9 @@ def test_malformed_json_login_is_400_json(client):
 
 
 def test_malformed_json_changes_nothing(client, auth):
-    client.simulate_put("/api/ships/2", body='{"crew": 5', content_type="application/json", headers=auth.headers)
+    client.simulate_put(
+        "/api/ships/2", body='{"crew": 5', content_type="application/json", headers=auth.headers
+    )
 
     assert client.simulate_get("/api/ships/2").json["crew"] == 1
 
@@ -140,7 +142,10 @@ def test_json_array_body_is_400_invalid_input_type(client, auth, subtests):
                 )
 
                 assert result.status_code == 400
-                assert result.json == {"error": "Bad Request", "message": {"_schema": ["Invalid input type."]}}
+                assert result.json == {
+                    "error": "Bad Request",
+                    "message": {"_schema": ["Invalid input type."]},
+                }
 
 
 def test_json_scalar_body_is_400_invalid_input_type(client, auth, subtests):
@@ -152,7 +157,10 @@ def test_json_scalar_body_is_400_invalid_input_type(client, auth, subtests):
                 )
 
                 assert result.status_code == 400
-                assert result.json == {"error": "Bad Request", "message": {"_schema": ["Invalid input type."]}}
+                assert result.json == {
+                    "error": "Bad Request",
+                    "message": {"_schema": ["Invalid input type."]},
+                }
 
 
 def test_json_array_login_is_400_missing(client):

@@ -24,11 +24,11 @@ import falcon.testing
 import jwt
 import pytest
 import requests
+from conftest import BACKENDS, TEST_SCRYPT_N
 from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
 
-from conftest import BACKENDS, TEST_SCRYPT_N
-from fleet_api.app import create_app
 from devtools.gunicorn import GunicornServer
+from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 
@@ -37,12 +37,24 @@ TIMEOUT = 10
 NO_SUCH_ID = 999_999_999
 
 SHIP = {
-    "affiliation": "Affiliation", "crew": 1, "length": 1, "model": "Model", "ship_class": "Class",
-    "roles": ["Role1", "Role2"], "category": "Category", "manufacturer": "Manufacturer",
+    "affiliation": "Affiliation",
+    "crew": 1,
+    "length": 1,
+    "model": "Model",
+    "ship_class": "Class",
+    "roles": ["Role1", "Role2"],
+    "category": "Category",
+    "manufacturer": "Manufacturer",
 }
 QUESTION_MARKS = {
-    "affiliation": "?", "crew": 1, "length": 1, "model": "?", "ship_class": "?", "roles": ["?"],
-    "category": "?", "manufacturer": "?",
+    "affiliation": "?",
+    "crew": 1,
+    "length": 1,
+    "model": "?",
+    "ship_class": "?",
+    "roles": ["?"],
+    "category": "?",
+    "manufacturer": "?",
 }
 
 LOGGED_OUT = {"message": "Successfully logged out."}
@@ -97,7 +109,8 @@ def server():
 @pytest.fixture(params=TARGETS)
 def api(request, tmp_path):
     if request.param == "gunicorn":
-        return request.getfixturevalue("server")
+        yield request.getfixturevalue("server")
+        return
     if request.param == "memory":
         url = "memory://"
     elif request.param == "sqlite":
@@ -106,8 +119,10 @@ def api(request, tmp_path):
         url = request.getfixturevalue("pg_url")
     settings = Settings(secret_key=secrets.token_urlsafe(48), store_url=url, scrypt_n=TEST_SCRYPT_N)
     store = open_store(url)
-    request.addfinalizer(store.close)
-    return FalconApi(create_app(settings, store=store), settings.secret_key)
+    try:
+        yield FalconApi(create_app(settings, store=store), settings.secret_key)
+    finally:
+        store.close()
 
 
 @dataclasses.dataclass
@@ -218,7 +233,9 @@ def test_login_returns_an_access_and_a_refresh_token_for_the_user(api):
     assert claims_of(api, tokens["refresh_token"])["sub"] == "1"
 
 
-@pytest.mark.parametrize("body", [{"password": "password"}, {"username": "user"}], ids=["no username", "no password"])
+@pytest.mark.parametrize(
+    "body", [{"password": "password"}, {"username": "user"}], ids=["no username", "no password"]
+)
 def test_login_without_username_or_password_is_400_missing(api, body):
     reply = api.call("POST", "/auth/login", body)
 
@@ -226,7 +243,8 @@ def test_login_without_username_or_password_is_400_missing(api, body):
 
 
 @pytest.mark.parametrize(
-    "body", [{"username": "?", "password": "password"}, {"username": "user", "password": "?"}],
+    "body",
+    [{"username": "?", "password": "password"}, {"username": "user", "password": "?"}],
     ids=["unknown user", "wrong password"],
 )
 def test_login_with_bad_credentials_is_401_invalid(api, body):
@@ -335,7 +353,8 @@ def test_create_ship_with_missing_fields_is_400_naming_them(api):
     reply = api.call("POST", "/api/ships", body, me.headers)
 
     assert (reply.status, reply.json) == (
-        400, {"error": "Bad Request", "message": {"category": MISSING_FIELD, "manufacturer": MISSING_FIELD}},
+        400,
+        {"error": "Bad Request", "message": {"category": MISSING_FIELD, "manufacturer": MISSING_FIELD}},
     )
 
 
@@ -345,7 +364,11 @@ def test_create_ship_with_fields_of_the_wrong_type_is_400_naming_them(api):
     reply = api.call("POST", "/api/ships", {**SHIP, "crew": "BAD", "length": False}, me.headers)
 
     assert (reply.status, reply.json) == (
-        400, {"error": "Bad Request", "message": {"crew": ["Not a valid integer."], "length": ["Not a valid integer."]}},
+        400,
+        {
+            "error": "Bad Request",
+            "message": {"crew": ["Not a valid integer."], "length": ["Not a valid integer."]},
+        },
     )
 
 
@@ -453,25 +476,37 @@ def test_create_user_is_201_with_its_id_and_location(api):
 def test_create_user_without_a_password_is_400_missing(api):
     reply = api.call("POST", "/api/users", {"name": "user"})
 
-    assert (reply.status, reply.json) == (400, {"error": "Bad Request", "message": {"password": MISSING_FIELD}})
+    assert (reply.status, reply.json) == (
+        400,
+        {"error": "Bad Request", "message": {"password": MISSING_FIELD}},
+    )
 
 
 def test_create_user_with_too_short_fields_is_400_naming_the_minimum(api):
     reply = api.call("POST", "/api/users", {"name": "?", "password": "?"})
 
-    assert (reply.status, reply.json) == (400, {
-        "error": "Bad Request",
-        "message": {"name": ["Shorter than minimum length 2."], "password": ["Shorter than minimum length 4."]},
-    })
+    assert (reply.status, reply.json) == (
+        400,
+        {
+            "error": "Bad Request",
+            "message": {
+                "name": ["Shorter than minimum length 2."],
+                "password": ["Shorter than minimum length 4."],
+            },
+        },
+    )
 
 
 def test_create_user_with_fields_of_the_wrong_type_is_400_not_a_string(api):
     reply = api.call("POST", "/api/users", {"name": -1, "password": False})
 
-    assert (reply.status, reply.json) == (400, {
-        "error": "Bad Request",
-        "message": {"name": ["Not a valid string."], "password": ["Not a valid string."]},
-    })
+    assert (reply.status, reply.json) == (
+        400,
+        {
+            "error": "Bad Request",
+            "message": {"name": ["Not a valid string."], "password": ["Not a valid string."]},
+        },
+    )
 
 
 def test_create_user_with_an_id_is_a_bare_400(api):
@@ -496,7 +531,9 @@ def test_update_user_is_200_with_the_new_name(api):
     me = new_user(api)
     name = unique_name()
 
-    reply = api.call("PUT", f"/api/users/{me.user_id}", {"id": me.user_id, "name": name, "password": "new-pwd"}, me.headers)
+    reply = api.call(
+        "PUT", f"/api/users/{me.user_id}", {"id": me.user_id, "name": name, "password": "new-pwd"}, me.headers
+    )
 
     assert (reply.status, reply.json) == (200, {"id": me.user_id, "name": name})
 
@@ -512,7 +549,9 @@ def test_a_token_for_a_user_that_does_not_exist_is_401_unknown_user(api):
     # token of ours whose user doesn't exist is dead, so the token layer says 401.
     token = minted(api, sub=str(NO_SUCH_ID))
 
-    reply = api.call("PUT", f"/api/users/{NO_SUCH_ID}", {"id": NO_SUCH_ID, "name": "??", "password": "????"}, bearer(token))
+    reply = api.call(
+        "PUT", f"/api/users/{NO_SUCH_ID}", {"id": NO_SUCH_ID, "name": "??", "password": "????"}, bearer(token)
+    )
 
     assert_token_error(reply, 401, DELETED_USER)
 
@@ -588,6 +627,7 @@ def _password_changed(path):
         body = {"name": me.name, "password": "a new password"}
         assert api.call("PUT", f"/api/users/{me.user_id}", body, changer.headers).status == 200
         return "POST", path, me.refresh_headers if path == "/auth/refresh" else me.headers
+
     return request
 
 
@@ -595,12 +635,15 @@ def _deleted(path):
     def request(api, me):
         assert api.call("DELETE", f"/api/users/{me.user_id}", headers=me.headers).status == 204
         return "POST", path, me.refresh_headers if path == "/auth/refresh" else me.headers
+
     return request
 
 
 def _expired(token_type):
     past = int(time.time()) - 3600
-    return lambda api, me: minted(api, sub=str(me.user_id), type=token_type, iat=past, nbf=past, exp=past + 60)
+    return lambda api, me: minted(
+        api, sub=str(me.user_id), type=token_type, iat=past, nbf=past, exp=past + 60
+    )
 
 
 TOKEN_ERRORS = [
@@ -613,31 +656,49 @@ TOKEN_ERRORS = [
     pytest.param(_token(_expired("refresh"), "/auth/refresh"), 401, EXPIRED, id="expired refresh token"),
     pytest.param(_logged_out, 401, REVOKED, id="revoked by logout"),
     pytest.param(_logged_out2, 401, REVOKED, id="revoked by logout2"),
-    pytest.param(_password_changed("/api/ships"), 401, REVOKED, id="access token revoked by a password change"),
-    pytest.param(_password_changed("/auth/refresh"), 401, REVOKED, id="refresh token revoked by a password change"),
+    pytest.param(
+        _password_changed("/api/ships"), 401, REVOKED, id="access token revoked by a password change"
+    ),
+    pytest.param(
+        _password_changed("/auth/refresh"), 401, REVOKED, id="refresh token revoked by a password change"
+    ),
     pytest.param(_token(lambda api, me: "not-a-jwt"), 422, {"error": "Not enough segments"}, id="malformed"),
     pytest.param(
         _token(lambda api, me: minted(api, key=secrets.token_urlsafe(48), sub=str(me.user_id))),
-        422, {"error": "Signature verification failed"}, id="bad signature",
+        422,
+        {"error": "Signature verification failed"},
+        id="bad signature",
     ),
     pytest.param(
         _token(lambda api, me: minted(api, sub=str(me.user_id), jti=None)),
-        422, {"error": 'Token is missing the "jti" claim'}, id="missing claim",
+        422,
+        {"error": 'Token is missing the "jti" claim'},
+        id="missing claim",
     ),
     pytest.param(
         _token(lambda api, me: minted(api, algorithm="HS512", sub=str(me.user_id))),
-        422, {"error": "The specified alg value is not allowed"}, id="wrong algorithm",
+        422,
+        {"error": "The specified alg value is not allowed"},
+        id="wrong algorithm",
     ),
     pytest.param(
         _token(lambda api, me: jwt.encode(claims_of(api, me.access_token), None, algorithm="none")),
-        422, {"error": "The specified alg value is not allowed"}, id="unsigned",
+        422,
+        {"error": "The specified alg value is not allowed"},
+        id="unsigned",
     ),
     pytest.param(_token(lambda api, me: me.refresh_token), 422, ONLY_ACCESS, id="refresh token for access"),
     pytest.param(
-        _token(lambda api, me: me.access_token, "/auth/refresh"), 422, ONLY_REFRESH, id="access token for refresh",
+        _token(lambda api, me: me.access_token, "/auth/refresh"),
+        422,
+        ONLY_REFRESH,
+        id="access token for refresh",
     ),
     pytest.param(
-        _token(lambda api, me: minted(api, sub="pilot")), 422, {"error": "Invalid subject"}, id="invalid subject",
+        _token(lambda api, me: minted(api, sub="pilot")),
+        422,
+        {"error": "Invalid subject"},
+        id="invalid subject",
     ),
     pytest.param(_deleted("/api/ships"), 401, DELETED_USER, id="deleted user's token on a protected route"),
     pytest.param(_deleted("/auth/refresh"), 401, REFRESH_UNKNOWN_USER, id="refresh for a deleted user"),

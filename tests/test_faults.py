@@ -76,10 +76,14 @@ def start(server: GunicornServer) -> GunicornServer:
 def logged_errors(*servers: GunicornServer) -> str:
     """The first error gunicorn logged, traceback and all: why a 5xx happened."""
     for server in servers:
-        log = server.log_path.read_text(errors="replace") if server.log_path and server.log_path.exists() else ""
+        log = (
+            server.log_path.read_text(errors="replace")
+            if server.log_path and server.log_path.exists()
+            else ""
+        )
         start = log.find("[ERROR] unhandled")
         if start >= 0:
-            return f"\n{server.log_path}:\n{log[start:start + 2500]}"
+            return f"\n{server.log_path}:\n{log[start : start + 2500]}"
     return ""
 
 
@@ -114,7 +118,9 @@ def worker_kill(tmp_path_factory):
     with stopped_at_exit(server):
         start(server)
         before = wait_for_workers(server.pid, WORKERS, WAIT)
-        load = WriteLoad(server.url, login(server.url)["access_token"], max_seconds=LOAD_SECONDS, tag="kill-worker")
+        load = WriteLoad(
+            server.url, login(server.url)["access_token"], max_seconds=LOAD_SECONDS, tag="kill-worker"
+        )
         with load:
             assert load.wait_for_acks(WARM_ACKS, WAIT), load.summary()
             victim = sorted(before)[0]
@@ -176,8 +182,12 @@ def sigterm_in_flight(tmp_path_factory):
         def log_in():
             barrier.wait(WAIT)
             try:
-                response = call("POST", f"{server.url}/auth/login",
-                                {"username": "user", "password": "password"}, timeout=GRACEFUL_TIMEOUT)
+                response = call(
+                    "POST",
+                    f"{server.url}/auth/login",
+                    {"username": "user", "password": "password"},
+                    timeout=GRACEFUL_TIMEOUT,
+                )
                 results.append((response.status, response.json, time.monotonic()))
             except OSError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
@@ -239,11 +249,15 @@ def restart_under_load(tmp_path_factory):
         start(first)
         kept, revoked = login(first.url), login(first.url)
         doomed = call("POST", f"{first.url}/api/ships", STAR_DESTROYER, kept["access_token"]).json
-        assert call("DELETE", f"{first.url}/api/ships/{doomed['id']}", token=kept["access_token"]).status == 204
+        assert (
+            call("DELETE", f"{first.url}/api/ships/{doomed['id']}", token=kept["access_token"]).status == 204
+        )
         assert call("DELETE", f"{first.url}/auth/logout", token=revoked["access_token"]).status == 200
         assert call("DELETE", f"{first.url}/auth/logout2", token=revoked["refresh_token"]).status == 200
 
-        load = WriteLoad(first.url, kept["access_token"], max_seconds=LOAD_SECONDS, delete_every=4, tag="restart")
+        load = WriteLoad(
+            first.url, kept["access_token"], max_seconds=LOAD_SECONDS, delete_every=4, tag="restart"
+        )
         with load:
             assert load.wait_for_acks(WARM_ACKS, WAIT), load.summary()
             first_exit_code = first.stop()  # SIGTERM with the writers still going
@@ -357,7 +371,9 @@ def test_the_database_passes_integrity_check_after_a_kill_9(crash_under_load):
 
 
 def test_a_fresh_worker_answers_its_first_concurrent_requests_without_a_500(monkeypatch):
-    settings = Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=int(FAST_HASHING))
+    settings = Settings(
+        secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=int(FAST_HASHING)
+    )
     client = falcon.testing.TestClient(create_app(settings))
     urandom = os.urandom
     monkeypatch.setattr(os, "urandom", lambda n: (time.sleep(0.05), urandom(n))[1])

@@ -49,8 +49,14 @@ CHECKS = [
 HELPER_ADDRESS = "192.0.2.10"
 PASSWORD = "fuzz-password"
 SHIP = {
-    "affiliation": "Fuzz", "category": "Testers", "crew": 1, "length": 1, "manufacturer": "Hypothesis",
-    "model": "F-1", "roles": ["Fuzzing"], "ship_class": "Probe",
+    "affiliation": "Fuzz",
+    "category": "Testers",
+    "crew": 1,
+    "length": 1,
+    "manufacturer": "Hypothesis",
+    "model": "F-1",
+    "roles": ["Fuzzing"],
+    "ship_class": "Probe",
 }
 
 
@@ -75,7 +81,9 @@ class Accounts:
 
     def ship(self, access_token: str) -> int:
         created = self._client.simulate_post(
-            "/api/ships", json=SHIP, headers={"Authorization": f"Bearer {access_token}"},
+            "/api/ships",
+            json=SHIP,
+            headers={"Authorization": f"Bearer {access_token}"},
             remote_addr=HELPER_ADDRESS,
         )
         assert created.status_code == 201, created.text
@@ -85,7 +93,10 @@ class Accounts:
 # Built at import: schemathesis's lazy `from_fixture` schemas don't work with
 # this pytest (no `Function._nodeid`), and eager loading gives one test per
 # operation. A memory store, so import stays cheap.
-APP = create_app(Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16), store=open_store("memory://"))
+APP = create_app(
+    Settings(secret_key=secrets.token_urlsafe(48), store_url="memory://", scrypt_n=16),
+    store=open_store("memory://"),
+)
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support.bodies import STAR_DESTROYER
+
 from devtools.gunicorn import GunicornServer
 from devtools.http import call
 
@@ -37,9 +37,19 @@ def generated(server, tmp_path):
     spec.write_bytes(document.body)
     bin_dir = Path(sys.executable).parent  # the tool and the ruff it formats with
     result = subprocess.run(
-        [str(bin_dir / "openapi-python-client"), "generate", "--path", str(spec),
-         "--output-path", str(tmp_path / PACKAGE), "--meta", "none"],
-        capture_output=True, text=True, timeout=GENERATE_TIMEOUT,
+        [
+            str(bin_dir / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(spec),
+            "--output-path",
+            str(tmp_path / PACKAGE),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=GENERATE_TIMEOUT,
         env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     output = result.stdout + result.stderr
@@ -78,7 +88,9 @@ def test_login_create_ship_logout_then_the_token_is_revoked(generated, server):
 
     client = generated.AuthenticatedClient(base_url=server.url, token=tokens.access_token, timeout=30)
     ship = create_ship.sync(
-        client=client, body=models.ShipIn.from_dict(STAR_DESTROYER), idempotency_key=f'"{secrets.token_hex(8)}"'
+        client=client,
+        body=models.ShipIn.from_dict(STAR_DESTROYER),
+        idempotency_key=f'"{secrets.token_hex(8)}"',
     )
     assert isinstance(ship, models.Ship), ship
     assert ship.to_dict() == {**STAR_DESTROYER, "id": ship.id}

@@ -43,4 +43,3 @@ def test_health_is_200_again_once_the_store_answers(client, store, monkeypatch):
     result = client.simulate_get("/health")
     assert result.status_code == 200
     assert result.json == {"status": "ok"}
-

@@ -9,9 +9,9 @@ import urllib.parse
 
 import falcon.testing
 import pytest
-
-from support.bodies import STAR_DESTROYER
 from conftest import Session
+from support.bodies import STAR_DESTROYER
+
 from fleet_api.app import create_app
 from fleet_api.idempotency import LEASE, TTL, Idempotency
 from fleet_api.store.base import IdempotencyClaim, IdempotencyLost, IdempotencyRecord, IdempotentAnswer
@@ -171,7 +171,9 @@ def test_a_failed_create_releases_the_key(client):
 
 # --- scope -------------------------------------------------------------------------
 def test_ship_keys_are_per_user(client, auth, store):
-    assert client.simulate_post("/api/users", json={"name": "other", "password": "pw-other"}).status_code == 201
+    assert (
+        client.simulate_post("/api/users", json={"name": "other", "password": "pw-other"}).status_code == 201
+    )
     other = Session(client, "other", "pw-other")
     first = post_ship(client, auth)
     second = post_ship(client, other)
@@ -199,8 +201,12 @@ def test_user_keys_follow_the_throttles_trusted_proxy_rule(settings, store, cloc
     # The same client through the same proxy is recognised; another client behind it is not.
     same = post_user(client, body, headers={"X-Forwarded-For": "198.51.100.7"}, **via)
     assert same.headers.get("Idempotent-Replayed") == "true"
-    other = post_user(client, {"name": "behind-proxy-2", "password": "pw-proxy2"},
-                      headers={"X-Forwarded-For": "198.51.100.8"}, **via)
+    other = post_user(
+        client,
+        {"name": "behind-proxy-2", "password": "pw-proxy2"},
+        headers={"X-Forwarded-For": "198.51.100.8"},
+        **via,
+    )
     assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
 
 
@@ -272,7 +278,10 @@ def test_expired_records_are_swept(store):
         assert store.reserve_idempotency(claim, "fp", now, now + LEASE, now + TTL + i) is None
     assert store.purge_expired_idempotency(now + TTL + 1) == 2
     assert store.purge_expired_idempotency(now + TTL + 1) == 0
-    assert store.reserve_idempotency(IdempotencyClaim("sweep", "k2", "u"), "fp", now, now + LEASE, now + TTL) is not None
+    assert (
+        store.reserve_idempotency(IdempotencyClaim("sweep", "k2", "u"), "fp", now, now + LEASE, now + TTL)
+        is not None
+    )
 
 
 # --- the create and its stored answer are one transaction --------------------------------
@@ -289,10 +298,14 @@ def test_a_create_that_fails_before_its_answer_is_stored_leaves_no_ship(store):
         store.create_ship_once(STAR_DESTROYER, claim, crash)
     assert ship_count(store) == before
     # Still reserved and unanswered: the same claim can finish the job.
-    result = store.create_ship_once(STAR_DESTROYER, claim, lambda ship: IdempotentAnswer(201, f"/api/ships/{ship['id']}", b"{}"))
+    result = store.create_ship_once(
+        STAR_DESTROYER, claim, lambda ship: IdempotentAnswer(201, f"/api/ships/{ship['id']}", b"{}")
+    )
     assert ship_count(store) == before + 1
     retry = IdempotencyClaim("atomic", "k", "retry")
-    assert store.reserve_idempotency(retry, "fp", now, now + LEASE, now + TTL) == IdempotencyRecord("fp", result)
+    assert store.reserve_idempotency(retry, "fp", now, now + LEASE, now + TTL) == IdempotencyRecord(
+        "fp", result
+    )
 
 
 def test_a_user_create_that_fails_before_its_answer_is_stored_leaves_no_user(store):

@@ -11,8 +11,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
 from support.bodies import STAR_DESTROYER
+
 from devtools.gunicorn import GunicornServer
 from devtools.http import login
 
@@ -57,7 +57,11 @@ def test_a_retry_on_another_worker_replays_the_first_answer(server, what):
     if what == "ship":
         url, body = f"{server.url}/api/ships", {**STAR_DESTROYER, "model": f"Retry {unique}"}
     else:
-        url, body, token = f"{server.url}/api/users", {"name": f"retry-{unique}", "password": "pw-12345"}, None
+        url, body, token = (
+            f"{server.url}/api/users",
+            {"name": f"retry-{unique}", "password": "pw-12345"},
+            None,
+        )
     status, headers, first = post(url, body, key, token)
     assert status == 201, first
     first_worker = worker_of(headers)

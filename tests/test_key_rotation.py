@@ -13,12 +13,11 @@ import sys
 
 import jwt
 import pytest
-
-from devtools.gunicorn import GunicornServer
-from devtools.gunicorn import PROJECT_ROOT
 from support.bodies import STAR_DESTROYER
-from devtools.processes import wait_for_workers
+
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call, login
+from devtools.processes import wait_for_workers
 
 WORKERS = 2
 REPEAT = 6  # requests per check: new connections, so both workers answer some
@@ -29,7 +28,11 @@ def new_key(directory) -> str:
     """`python -m fleet_api.keys new DIR`, as an operator runs it; its kid."""
     result = subprocess.run(
         [sys.executable, "-m", "fleet_api.keys", "new", str(directory)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout.strip()
 
@@ -84,7 +87,9 @@ def test_eddsa_tokens_verify_offline_and_survive_a_rotation_by_reload(tmp_path):
         assert call("GET", jwks_url).headers["ETag"] != etag_before
         # The verifier has never seen the new kid: it fetches the set again.
         assert jwt.decode(fresh, verifier.get_signing_key_from_jwt(fresh), algorithms=["EdDSA"])["sub"] == "1"
-        assert jwt.decode(access, verifier.get_signing_key_from_jwt(access), algorithms=["EdDSA"])["sub"] == "1"
+        assert (
+            jwt.decode(access, verifier.get_signing_key_from_jwt(access), algorithms=["EdDSA"])["sub"] == "1"
+        )
 
         # Step 2, once the old key's tokens would have expired: remove it, reload.
         [old_file] = [p for p in keys.iterdir() if p.name.endswith(f"-{old_kid}.pem")]
@@ -103,22 +108,32 @@ def test_two_hosts_given_the_same_key_files_accept_each_others_tokens(tmp_path):
     keys = tmp_path / "keys"
     kid = new_key(keys)
     env = {**eddsa_env(keys), "FLEET_STORE": f"sqlite:///{tmp_path / 'shared.db'}"}
-    with GunicornServer(workers=1, env=dict(env)) as first, GunicornServer(workers=1, env=dict(env)) as second:
+    with (
+        GunicornServer(workers=1, env=dict(env)) as first,
+        GunicornServer(workers=1, env=dict(env)) as second,
+    ):
         token = login(first.url)["access_token"]
         assert jwt.get_unverified_header(token)["kid"] == kid
         assert call("POST", f"{second.url}/api/ships", STAR_DESTROYER, token).status == 201
-        assert call("GET", f"{first.url}/.well-known/jwks.json").body == call(
-            "GET", f"{second.url}/.well-known/jwks.json").body
+        assert (
+            call("GET", f"{first.url}/.well-known/jwks.json").body
+            == call("GET", f"{second.url}/.well-known/jwks.json").body
+        )
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["each worker loads the keys", "--preload: the master does"])
+@pytest.mark.parametrize(
+    "preload", [False, True], ids=["each worker loads the keys", "--preload: the master does"]
+)
 def test_a_malformed_key_stops_gunicorn_at_start(tmp_path, preload):
     keys = tmp_path / "keys"
     new_key(keys)
     (keys / "broken.pem").write_text("-----BEGIN PRIVATE KEY-----\nTUFMRk9STUVE\n-----END PRIVATE KEY-----\n")
     log = tmp_path / "gunicorn.log"
     server = GunicornServer(
-        workers=WORKERS, env=eddsa_env(keys), log_path=log, args=["--preload"] if preload else [],
+        workers=WORKERS,
+        env=eddsa_env(keys),
+        log_path=log,
+        args=["--preload"] if preload else [],
     )
     try:
         with pytest.raises(RuntimeError, match="gunicorn exited with"):

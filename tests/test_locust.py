@@ -64,13 +64,24 @@ def server_env() -> dict[str, str]:
     return {"FLEET_SECRET_KEY": secrets.token_urlsafe(36), "FLEET_SCRYPT_N": "16"}
 
 
-def run(host: str, tmp_path: Path, *, users: int, duration: int, p95_ms: float = 500,
-        classes: tuple[str, ...] = ()) -> tuple[int, dict, str]:
+def run(
+    host: str,
+    tmp_path: Path,
+    *,
+    users: int,
+    duration: int,
+    p95_ms: float = 500,
+    classes: tuple[str, ...] = (),
+) -> tuple[int, dict, str]:
     """Run Locust; return its exit code, stats rows by (method, name), and its log."""
     prefix = tmp_path / "load"
     cmd = load.locust_command(
-        host, users=users, spawn_rate=users, duration=duration,
-        report_prefix=prefix, p95_ms=p95_ms,
+        host,
+        users=users,
+        spawn_rate=users,
+        duration=duration,
+        report_prefix=prefix,
+        p95_ms=p95_ms,
     ) + list(classes)
     log_path = tmp_path / "locust.log"
     code = load.run_locust(cmd, duration, log_path=log_path)

@@ -13,8 +13,12 @@ def test_make_bench_without_wrk_says_how_to_install_it(tmp_path):
     for tool in ("make", "sh", "touch"):
         (tmp_path / tool).symlink_to(shutil.which(tool))
     result = subprocess.run(
-        ["make", "--no-print-directory", "bench"], cwd=PROJECT_ROOT, env={"PATH": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
+        ["make", "--no-print-directory", "bench"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "make bench needs wrk" in result.stderr

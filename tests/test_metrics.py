@@ -13,16 +13,16 @@ from pathlib import Path
 
 import falcon.testing
 import pytest
+from conftest import Session
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+from support.bodies import STAR_DESTROYER
 
-from fleet_api.app import create_app
 from devtools.gunicorn import GunicornServer
+from devtools.http import call, login
+from fleet_api.app import create_app
 from fleet_api.metrics import Metrics, MetricsMiddleware
 from fleet_api.settings import Settings, SettingsError
-from conftest import Session
-from support.bodies import STAR_DESTROYER
-from devtools.http import call, login
 
 SHIP_ROUTE = "/api/ships/{ship_id}"
 
@@ -77,17 +77,22 @@ def test_a_413_refused_before_routing_is_counted_as_unmatched(client):
 
 
 def test_login_outcomes_are_counted(settings, store):
-    client = falcon.testing.TestClient(create_app(dataclasses.replace(settings, login_user_limit=2), store=store))
+    client = falcon.testing.TestClient(
+        create_app(dataclasses.replace(settings, login_user_limit=2), store=store)
+    )
     attempts = [("user", "password"), ("user", "wrong"), ("nobody", "x"), ("nobody", "y"), ("nobody", "z")]
     statuses = [
-        client.simulate_post("/auth/login", json={"username": u, "password": p}).status_code for u, p in attempts
+        client.simulate_post("/auth/login", json={"username": u, "password": p}).status_code
+        for u, p in attempts
     ]
     client.simulate_post("/auth/login", json={"username": "user"})  # 400: not a login attempt
 
     assert statuses == [200, 401, 401, 401, 429]
     text = scrape(client)
     assert samples(text, "auth_logins_total") == {
-        (("outcome", "ok"),): 1, (("outcome", "invalid"),): 3, (("outcome", "throttled"),): 1,
+        (("outcome", "ok"),): 1,
+        (("outcome", "invalid"),): 3,
+        (("outcome", "throttled"),): 1,
     }
 
 
@@ -99,19 +104,28 @@ def test_revocations_are_counted_by_reason(client, login):
     owner = client.simulate_post("/api/users", json={"name": "changer", "password": "old-secret"}).json
     session = login("changer", "old-secret")
     renamed = client.simulate_put(
-        f"/api/users/{owner['id']}", json={"name": "changed", "password": "old-secret"}, headers=session.headers
+        f"/api/users/{owner['id']}",
+        json={"name": "changed", "password": "old-secret"},
+        headers=session.headers,
     )
     changed = client.simulate_put(
-        f"/api/users/{owner['id']}", json={"name": "changed", "password": "new-secret"}, headers=session.headers
+        f"/api/users/{owner['id']}",
+        json={"name": "changed", "password": "new-secret"},
+        headers=session.headers,
     )
-    deleted = client.simulate_delete(f"/api/users/{owner['id']}", headers=login("changed", "new-secret").headers)
+    deleted = client.simulate_delete(
+        f"/api/users/{owner['id']}", headers=login("changed", "new-secret").headers
+    )
 
     assert (renamed.status_code, changed.status_code, deleted.status_code) == (200, 200, 204)
     assert samples(scrape(client), "auth_tokens_revoked_total") == {
-        (("reason", "logout"),): 1, (("reason", "logout2"),): 1,
+        (("reason", "logout"),): 1,
+        (("reason", "logout2"),): 1,
         (("reason", "password_change"),): 1,  # the rename kept the password: no revocation
         (("reason", "user_deleted"),): 1,
-        (("reason", "revoke"),): 0, (("reason", "refresh_reuse"),): 0, (("reason", "session_ended"),): 0,
+        (("reason", "revoke"),): 0,
+        (("reason", "refresh_reuse"),): 0,
+        (("reason", "session_ended"),): 0,
     }
 
 
@@ -159,7 +173,10 @@ def test_metrics_off_removes_the_route_and_the_middleware(settings, store):
 
     assert client.simulate_get("/metrics").status_code == 404
     assert not any(isinstance(m, MetricsMiddleware) for m in app._unprepared_middleware)
-    assert client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).status_code == 200
+    assert (
+        client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("raw, enabled", [(None, True), ("on", True), ("off", False), (" OFF ", False)])
@@ -183,7 +200,9 @@ def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
         pid = int(path.stem.split("_")[1])
         merged = MultiProcessCollector.merge([str(path)], accumulate=True)
         counts[pid] = sum(
-            s.value for family in merged for s in family.samples
+            s.value
+            for family in merged
+            for s in family.samples
             if s.name == name and set(labels.items()) <= set(s.labels.items())
         )
     return counts
@@ -209,7 +228,8 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
     stale = metrics_dir / "counter_1.db"
     stale.write_bytes(b"left over from an earlier run")
     env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
+        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
+        "FLEET_SCRYPT_N": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     burst, later = 40, 40

@@ -73,7 +73,9 @@ def test_a_deleted_users_tokens_stop_working_on_every_worker(server):
     user = call("POST", f"{server.url}/api/users", {"name": name, "password": "secret"}).json
     tokens = login(server.url, name, "secret")
     assert call("DELETE", f"{server.url}/api/users/{user['id']}", token=tokens["access_token"]).status == 204
-    statuses = [call("POST", f"{server.url}/auth/refresh", token=tokens["refresh_token"]).status for _ in range(20)]
+    statuses = [
+        call("POST", f"{server.url}/auth/refresh", token=tokens["refresh_token"]).status for _ in range(20)
+    ]
     assert statuses == [401] * 20
 
 

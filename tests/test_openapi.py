@@ -28,9 +28,15 @@ from fleet_api.store import open_store
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The ship README's `GET /api/ships/2` answers with.
 README_SHIP = {
-    "affiliation": "Empire", "category": "Starfighters", "crew": 1, "id": 2, "length": 7,
-    "manufacturer": "Sienar Fleet Systems", "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"], "ship_class": "Starfighter",
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "id": 2,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -113,7 +119,9 @@ def test_lists_exactly_the_routes_and_methods_the_app_serves(app, doc):
     served = set()
     for route in falcon.inspect.inspect_routes(app):
         path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
-        served |= {(path, m.method) for m in route.methods if not m.internal and m.method not in ("OPTIONS", "HEAD")}
+        served |= {
+            (path, m.method) for m in route.methods if not m.internal and m.method not in ("OPTIONS", "HEAD")
+        }
     documented = {(path, method) for path, method, _ in operations(doc)}
     assert documented == served
     assert ("/openapi.json", "GET") in documented
@@ -171,7 +179,10 @@ OPERATION_NAMES = {
 def test_every_operation_has_one_declared_tag_and_a_meaningful_operation_id(doc):
     declared = [tag["name"] for tag in doc["tags"]]
     assert declared == ["auth", "sessions", "users", "ships", "meta"]
-    named = {(path, method): (operation["tags"], operation["operationId"]) for path, method, operation in operations(doc)}
+    named = {
+        (path, method): (operation["tags"], operation["operationId"])
+        for path, method, operation in operations(doc)
+    }
     assert named == {op: ([tag], name) for op, (tag, name) in OPERATION_NAMES.items()}
 
 
@@ -229,7 +240,8 @@ def test_defs_are_hoisted_into_components(doc):
 
 
 @pytest.mark.parametrize(
-    ("path", "model"), [("/api/ships", schemas.ShipQuery), ("/api/users", schemas.UserQuery)],
+    ("path", "model"),
+    [("/api/ships", schemas.ShipQuery), ("/api/users", schemas.UserQuery)],
 )
 def test_list_parameters_are_the_query_models_properties(doc, path, model):
     params = doc["paths"][path]["get"]["parameters"]
@@ -259,7 +271,9 @@ def test_sort_pattern_accepts_what_the_query_model_accepts(doc):
 def test_bearer_security_follows_the_resources_auth_dicts(app, doc):
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
         **doc["components"]["securitySchemes"]["bearerAuth"],
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
     }
     served = routes_served(app)
     needing = 0
@@ -267,7 +281,11 @@ def test_bearer_security_follows_the_resources_auth_dicts(app, doc):
         token = getattr(served[(path, method)], "auth", {}).get(method)
         if (path, method) == ("/auth/introspect", "POST"):
             # Checks its caller itself: an access token, or a resource server's key.
-            assert operation["security"] == [{"bearerAuth": []}, {"introspectionKey": []}, {"introspectionBasic": []}]
+            assert operation["security"] == [
+                {"bearerAuth": []},
+                {"introspectionKey": []},
+                {"introspectionBasic": []},
+            ]
             assert operation["x-token-type"] == "access"
             assert deref(doc, operation["responses"]["401"])["headers"]["WWW-Authenticate"]
             continue
@@ -303,7 +321,12 @@ def test_error_statuses_per_operation(doc):
             if oauth and status == "400":  # RFC 6749 section 5.2's shape
                 assert schema == {"$ref": "#/components/schemas/OAuthError"}
             elif oauth and status == "401":
-                assert schema == {"anyOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/OAuthError"}]}
+                assert schema == {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/Error"},
+                        {"$ref": "#/components/schemas/OAuthError"},
+                    ]
+                }
             elif int(status) >= 400:
                 assert schema == {"$ref": "#/components/schemas/Error"}
         if "requestBody" in operation:
@@ -315,7 +338,11 @@ def test_error_statuses_per_operation(doc):
     login = doc["paths"]["/auth/login"]["post"]["responses"]
     assert deref(doc, login["429"])["headers"]["Retry-After"]
     assert "415" not in login  # a non-JSON login body is "missing credentials"
-    for path, method in [("/api/ships", "post"), ("/api/ships/{ship_id}", "put"), ("/api/users/{user_id}", "patch")]:
+    for path, method in [
+        ("/api/ships", "post"),
+        ("/api/ships/{ship_id}", "put"),
+        ("/api/users/{user_id}", "patch"),
+    ]:
         assert "415" in doc["paths"][path][method]["responses"]
 
 
@@ -364,7 +391,9 @@ def test_readme_ship_validates_against_the_response_schema(doc):
 def test_real_responses_validate(doc, client):
     def check(path, method, status, result):
         assert result.status_code == int(status), result.text
-        schema = deref(doc, doc["paths"][path][method]["responses"][status])["content"]["application/json"]["schema"]
+        schema = deref(doc, doc["paths"][path][method]["responses"][status])["content"]["application/json"][
+            "schema"
+        ]
         validator_for(doc, schema).validate(result.json)
 
     check("/api/ships", "get", "200", client.simulate_get("/api/ships"))

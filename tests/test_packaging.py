@@ -18,9 +18,21 @@ TOOLS = {"pytest", "locust", "schemathesis", "matplotlib", "selenium", "openapi-
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(PROJECT_ROOT)],
-        check=True, timeout=120, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(PROJECT_ROOT),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
     (path,) = out.glob("fleet_api-*.whl")
     return zipfile.ZipFile(path)
@@ -38,7 +50,10 @@ def test_the_seed_data_ships_as_package_data(wheel):
 def test_the_wheel_requires_the_runtime_set_and_no_tool(wheel):
     (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
     requires = Parser().parsestr(wheel.read(metadata).decode()).get_all("Requires-Dist")
-    names = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in requires}
+    names = {
+        r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for r in requires
+    }
     runtime = {
         line.split("==")[0].split("[")[0].strip().lower()
         for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()

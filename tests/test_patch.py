@@ -98,21 +98,27 @@ def test_patch_ship_with_an_unknown_field_is_400(client, auth):
 
 # A ship field of the wrong type, or a user field the rules refuse.
 BAD_FIELD_VALUES = [
-    *(("/api/ships/2", field, value) for field, value in (
-        ("crew", "2"),
-        ("crew", True),
-        ("length", 1.5),
-        ("model", 7),
-        ("affiliation", ["Empire"]),
-        ("roles", "Scout"),
-        ("roles", [1]),
-        ("ship_class", {"name": "Starfighter"}),
-    )),
-    *(("/api/users/1", field, value) for field, value in (
-        ("name", "x"),
-        ("password", "abc"),
-        ("name", "nul\x00"),
-    )),
+    *(
+        ("/api/ships/2", field, value)
+        for field, value in (
+            ("crew", "2"),
+            ("crew", True),
+            ("length", 1.5),
+            ("model", 7),
+            ("affiliation", ["Empire"]),
+            ("roles", "Scout"),
+            ("roles", [1]),
+            ("ship_class", {"name": "Starfighter"}),
+        )
+    ),
+    *(
+        ("/api/users/1", field, value)
+        for field, value in (
+            ("name", "x"),
+            ("password", "abc"),
+            ("name", "nul\x00"),
+        )
+    ),
 ]
 
 

@@ -12,13 +12,12 @@ import urllib.request
 
 import falcon.testing
 import pytest
-
-from fleet_api.app import create_app
-from devtools.gunicorn import GunicornServer
-from fleet_api.errors import ABOUT_BLANK, INVALID_TOKEN, PROBLEM_TYPES, QUOTA_EXCEEDED, VALIDATION_FAILED
-from devtools.gunicorn import PROJECT_ROOT
 from support.bodies import STAR_DESTROYER
+
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
+from fleet_api.app import create_app
+from fleet_api.errors import ABOUT_BLANK, INVALID_TOKEN, PROBLEM_TYPES, QUOTA_EXCEEDED, VALIDATION_FAILED
 
 PROBLEM = "application/problem+json"
 
@@ -68,7 +67,10 @@ def test_problem_json_only_when_the_client_prefers_it(client, accept, wants_prob
     assert "Accept" in result.headers.get("Vary", "")
     if wants_problem:
         assert problem(result, 404) == {
-            "type": ABOUT_BLANK, "title": "Not Found", "status": 404, "instance": result.headers["X-Request-ID"],
+            "type": ABOUT_BLANK,
+            "title": "Not Found",
+            "status": 404,
+            "instance": result.headers["X-Request-ID"],
         }
     else:
         assert result.headers["Content-Type"] == "application/json"
@@ -81,7 +83,9 @@ def test_problem_json_only_when_the_client_prefers_it(client, accept, wants_prob
 def test_validation_errors_name_each_field(client, auth):
     headers = {**auth.headers, "Accept": PROBLEM}
 
-    result = client.simulate_post("/api/ships", json={"name": "", "crew": "many", "surprise": 1}, headers=headers)
+    result = client.simulate_post(
+        "/api/ships", json={"name": "", "crew": "many", "surprise": 1}, headers=headers
+    )
 
     body = problem(result, 400)
     assert body["type"] == VALIDATION_FAILED
@@ -89,14 +93,18 @@ def test_validation_errors_name_each_field(client, auth):
     assert {"name", "crew", "surprise", "model", "length"} <= fields
     assert all(isinstance(entry["detail"], str) and entry["detail"] for entry in body["errors"])
     # the same request without the header: the example's shape, every field again
-    plain = client.simulate_post("/api/ships", json={"name": "", "crew": "many", "surprise": 1}, headers=auth.headers)
+    plain = client.simulate_post(
+        "/api/ships", json={"name": "", "crew": "many", "surprise": 1}, headers=auth.headers
+    )
     assert plain.json["error"] == "Bad Request"
     assert set(plain.json["message"]) == fields
     assert sum(len(messages) for messages in plain.json["message"].values()) == len(body["errors"])
 
 
 def test_bad_query_parameters_are_field_errors_too(client):
-    result = client.simulate_get("/api/ships", params={"limit": "-3", "colour": "red"}, headers={"Accept": PROBLEM})
+    result = client.simulate_get(
+        "/api/ships", params={"limit": "-3", "colour": "red"}, headers={"Accept": PROBLEM}
+    )
 
     body = problem(result, 400)
     assert body["type"] == VALIDATION_FAILED
@@ -119,7 +127,9 @@ def test_token_errors_keep_their_message_as_detail(client, auth):
 
 
 def test_handler_errors_carry_their_message_as_detail(client, auth):
-    result = client.simulate_put("/api/ships/2", json={**STAR_DESTROYER, "id": 3}, headers={**auth.headers, "Accept": PROBLEM})
+    result = client.simulate_put(
+        "/api/ships/2", json={**STAR_DESTROYER, "id": 3}, headers={**auth.headers, "Accept": PROBLEM}
+    )
 
     body = problem(result, 400)
     assert body["type"] == ABOUT_BLANK and body["title"] == "Bad Request"
@@ -138,7 +148,9 @@ def test_status_titles_are_rfc_9110_phrases(client):
 
 
 def test_throttled_login_names_the_violated_policy(settings, store):
-    client = falcon.testing.TestClient(create_app(dataclasses.replace(settings, login_user_limit=2), store=store))
+    client = falcon.testing.TestClient(
+        create_app(dataclasses.replace(settings, login_user_limit=2), store=store)
+    )
     for _ in range(2):
         client.simulate_post("/auth/login", json={"username": "user", "password": "wrong"})
 
@@ -161,7 +173,12 @@ def test_500_is_a_problem_with_the_request_id(client, store, monkeypatch):
     result = client.simulate_get("/api/ships", headers={"Accept": PROBLEM, "X-Request-ID": "trace-500"})
 
     body = problem(result, 500)
-    assert body == {"type": ABOUT_BLANK, "title": "Internal Server Error", "status": 500, "instance": "trace-500"}
+    assert body == {
+        "type": ABOUT_BLANK,
+        "title": "Internal Server Error",
+        "status": 500,
+        "instance": "trace-500",
+    }
 
 
 def test_every_problem_type_is_documented_in_the_readme():
@@ -182,5 +199,10 @@ def test_problem_json_over_real_gunicorn():
     assert err.code == 404
     assert err.headers["Content-Type"] == PROBLEM
     body = json.loads(err.read())
-    assert body == {"type": ABOUT_BLANK, "title": "Not Found", "status": 404, "instance": err.headers["X-Request-ID"]}
+    assert body == {
+        "type": ABOUT_BLANK,
+        "title": "Not Found",
+        "status": 404,
+        "instance": err.headers["X-Request-ID"],
+    }
     assert plain.status == 404 and plain.json == {"error": "Not Found"}

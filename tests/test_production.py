@@ -23,17 +23,22 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from support.bodies import STAR_DESTROYER
-from devtools.hostile import (
-    AttackSpec, burst_sources, measure, nginx_request_times, ordinary_request, process_tree,
-)
-from devtools.nginx import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
-from devtools.gunicorn import PROJECT_ROOT, GunicornServer
-from devtools.processes import free_port, wait_for_workers, worker_pids
 from support.load import WriteLoad, read_ships
-from devtools.http import call, login
 from test_faults import WAIT, server_env
+
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from devtools.hostile import (
+    AttackSpec,
+    burst_sources,
+    measure,
+    nginx_request_times,
+    ordinary_request,
+    process_tree,
+)
+from devtools.http import call, login
+from devtools.nginx import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
+from devtools.processes import free_port, wait_for_workers, worker_pids
 
 WORKERS = 4
 ATTACK_SECONDS = 4.0
@@ -44,8 +49,12 @@ def prod_server(tmp_path_factory, name: str, **kwargs) -> ProductionServer:
     """A pair logging to a fresh directory: gunicorn.log, and nginx's access.log (`timed`)."""
     log_dir = tmp_path_factory.mktemp(name)
     env = kwargs.pop("env", server_env())
-    return ProductionServer(env=env, gunicorn_log=log_dir / "gunicorn.log",
-                            nginx_settings={"ACCESS_LOG": f"{log_dir / 'access.log'} timed"}, **kwargs)
+    return ProductionServer(
+        env=env,
+        gunicorn_log=log_dir / "gunicorn.log",
+        nginx_settings={"ACCESS_LOG": f"{log_dir / 'access.log'} timed"},
+        **kwargs,
+    )
 
 
 def nginx_times(server: ProductionServer, status: int) -> list[float]:
@@ -59,8 +68,9 @@ def gunicorn_log(server: ProductionServer) -> str:
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory):
-    server = prod_server(tmp_path_factory, "prod", workers=WORKERS,
-                         env=server_env(FLEET_LOGIN_IP_LIMIT=str(IP_LIMIT)))
+    server = prod_server(
+        tmp_path_factory, "prod", workers=WORKERS, env=server_env(FLEET_LOGIN_IP_LIMIT=str(IP_LIMIT))
+    )
     try:
         server.start()
         yield server
@@ -103,9 +113,15 @@ def test_a_load_balancer_in_front_is_trusted_through_realip_only_when_named():
 
 def test_the_proxy_buffers_and_bounds_slow_clients_as_the_readme_says():
     text = TEMPLATE.read_text()
-    for line in ("proxy_request_buffering on;", "client_header_timeout 5s;", "client_body_timeout 5s;",
-                 "send_timeout 10s;", "proxy_set_header X-Forwarded-For $remote_addr;",
-                 "limit_conn_status 503;", "add_header Retry-After 1 always;"):
+    for line in (
+        "proxy_request_buffering on;",
+        "client_header_timeout 5s;",
+        "client_body_timeout 5s;",
+        "send_timeout 10s;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "limit_conn_status 503;",
+        "add_header Retry-After 1 always;",
+    ):
         assert line in text
 
 
@@ -120,7 +136,9 @@ def test_the_app_answers_through_the_proxy_with_its_own_headers(prod):
 def test_a_body_over_nginx_limit_gets_a_json_413_from_the_proxy(prod):
     conn = http.client.HTTPConnection("127.0.0.1", port_of(prod), timeout=WAIT)
     try:
-        conn.request("POST", "/api/ships", body=b"x" * (2 << 20), headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST", "/api/ships", body=b"x" * (2 << 20), headers={"Content-Type": "application/json"}
+        )
         response = conn.getresponse()
         assert response.status == 413
         assert orjson.loads(response.read())["error"] == "Payload Too Large"
@@ -132,8 +150,9 @@ def test_a_body_over_nginx_limit_gets_a_json_413_from_the_proxy(prod):
 
 
 def test_ordinary_requests_are_answered_within_1s_during_200_slow_header_clients(prod):
-    outcome = measure(AttackSpec("slow_header", "127.0.0.1", port_of(prod), 200, ATTACK_SECONDS),
-                      server_pids=pids(prod))
+    outcome = measure(
+        AttackSpec("slow_header", "127.0.0.1", port_of(prod), 200, ATTACK_SECONDS), server_pids=pids(prod)
+    )
     total = len(outcome.samples)
     assert outcome.attack["counts"]["connected"] >= 200
     assert total >= 40, "the ordinary client made too few requests to judge"
@@ -144,16 +163,21 @@ def test_ordinary_requests_are_answered_within_1s_during_200_slow_header_clients
 def test_the_same_slow_header_attack_starves_gunicorn_without_the_proxy(tmp_path):
     """The premise of the test above: the attack is real, and nginx is what stops it."""
     with GunicornServer(workers=1, env=server_env(), log_path=tmp_path / "plain.log") as plain:
-        outcome = measure(AttackSpec("slow_header", "127.0.0.1", plain.port, 200, 4.0),
-                          server_pids=[plain.pid], probe_timeout=2.0, probe_threads=4)
+        outcome = measure(
+            AttackSpec("slow_header", "127.0.0.1", plain.port, 200, 4.0),
+            server_pids=[plain.pid],
+            probe_timeout=2.0,
+            probe_threads=4,
+        )
     assert outcome.samples
     assert outcome.ok_within_1s <= 0.5 * len(outcome.samples), outcome.samples
     assert outcome.recovery["seconds"] is not None  # ... and it does come back afterwards
 
 
 def test_ordinary_requests_are_answered_within_1s_during_200_slow_body_clients(prod):
-    outcome = measure(AttackSpec("slow_body", "127.0.0.1", port_of(prod), 200, ATTACK_SECONDS),
-                      server_pids=pids(prod))
+    outcome = measure(
+        AttackSpec("slow_body", "127.0.0.1", port_of(prod), 200, ATTACK_SECONDS), server_pids=pids(prod)
+    )
     total = len(outcome.samples)
     assert total >= 40
     assert outcome.ok_within_1s >= 0.99 * total, outcome.samples
@@ -168,10 +192,12 @@ def test_a_slow_but_honest_upload_is_still_answered(prod):
     token = login(prod.url)["access_token"]
     body = orjson.dumps({**STAR_DESTROYER, "model": "sent slowly"})
     with socket.create_connection(("127.0.0.1", port_of(prod)), timeout=WAIT) as sock:
-        sock.sendall(f"POST /api/ships HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        pieces = [body[i:i + 64] for i in range(0, len(body), 64)]
+        sock.sendall(
+            f"POST /api/ships HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        pieces = [body[i : i + 64] for i in range(0, len(body), 64)]
         for piece in pieces:
             sock.sendall(piece)
             time.sleep(1.5 / len(pieces))
@@ -186,14 +212,20 @@ def test_one_address_over_its_limit_gets_a_json_503_with_retry_after_and_others_
     held = []
     try:
         for _ in range(64):  # the per-address limit: each holds one request in progress
-            sock = socket.create_connection(("127.0.0.1", port_of(prod)), timeout=WAIT, source_address=("127.0.0.31", 0))
-            sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n")
+            sock = socket.create_connection(
+                ("127.0.0.1", port_of(prod)), timeout=WAIT, source_address=("127.0.0.31", 0)
+            )
+            sock.sendall(
+                b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n"
+            )
             held.append(sock)
         time.sleep(0.3)
         over = ordinary_request("127.0.0.1", port_of(prod), WAIT, source="127.0.0.31")
         other = ordinary_request("127.0.0.1", port_of(prod), WAIT, source="127.0.0.32")
-        conn = http.client.HTTPConnection("127.0.0.1", port_of(prod), timeout=WAIT, source_address=("127.0.0.31", 0))
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port_of(prod), timeout=WAIT, source_address=("127.0.0.31", 0)
+        )
         conn.request("GET", "/api/ships/2")
         response = conn.getresponse()
         body, headers = response.read(), response.headers
@@ -248,14 +280,17 @@ def test_the_server_serves_normally_within_seconds_after_the_burst(burst):
 # --- the login throttle behind the proxy ----------------------------------------------
 
 
-def login_from(server: ProductionServer, source: str, username: str, password: str,
-               forwarded_for: str | None = None):
+def login_from(
+    server: ProductionServer, source: str, username: str, password: str, forwarded_for: str | None = None
+):
     conn = http.client.HTTPConnection("127.0.0.1", port_of(server), timeout=WAIT, source_address=(source, 0))
     headers = {"Content-Type": "application/json"}
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
     try:
-        conn.request("POST", "/auth/login", orjson.dumps({"username": username, "password": password}), headers)
+        conn.request(
+            "POST", "/auth/login", orjson.dumps({"username": username, "password": password}), headers
+        )
         response = conn.getresponse()
         response.read()
         return response.status, response.headers
@@ -301,8 +336,9 @@ class Lifecycle:
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
     """Workers recycled every ~60 requests, then a gunicorn HUP and an nginx HUP, all under writes and reads."""
-    server = prod_server(tmp_path_factory, "lifecycle", workers=2,
-                         args=["--max-requests", "60", "--max-requests-jitter", "10"])
+    server = prod_server(
+        tmp_path_factory, "lifecycle", workers=2, args=["--max-requests", "60", "--max-requests-jitter", "10"]
+    )
     try:
         server.start()
         master = server.gunicorn.pid
@@ -333,7 +369,9 @@ def lifecycle(tmp_path_factory):
             seen |= worker_pids(master)
             stop_reads.set()
             reader.join(WAIT)
-        yield Lifecycle(server, load, seen, nginx_before, nginx_after, before, after, reads, hup_at, nginx_reload_at)
+        yield Lifecycle(
+            server, load, seen, nginx_before, nginx_after, before, after, reads, hup_at, nginx_reload_at
+        )
     finally:
         server.stop()
         server.cleanup()
@@ -361,7 +399,9 @@ def test_a_gunicorn_reload_under_load_replaces_every_worker(lifecycle):
 
 
 def test_an_nginx_reload_under_load_replaces_its_workers(lifecycle):
-    assert lifecycle.nginx_workers_before and not lifecycle.nginx_workers_after & lifecycle.nginx_workers_before
+    assert (
+        lifecycle.nginx_workers_before and not lifecycle.nginx_workers_after & lifecycle.nginx_workers_before
+    )
 
 
 def test_no_request_is_lost_refused_or_failed_through_recycling_and_reloads(lifecycle):
@@ -400,12 +440,15 @@ LOGINS_AT_STOP = 8
 def trickled_post(port: int, token: str, body: bytes, first: threading.Event, pause: float) -> bytes:
     """Send half a body, set `first`, wait `pause`, send the rest: the answer's bytes."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
-        sock.sendall(f"POST /api/ships HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     "Connection: close\r\n\r\n".encode() + body[:len(body) // 2])
+        sock.sendall(
+            f"POST /api/ships HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
         first.set()
         time.sleep(pause)
-        sock.sendall(body[len(body) // 2:])
+        sock.sendall(body[len(body) // 2 :])
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -436,7 +479,9 @@ def graceful_stop(tmp_path_factory):
         half_sent = threading.Event()
         body = orjson.dumps({**STAR_DESTROYER, "model": "uploaded during the stop"})
         uploader = threading.Thread(
-            target=lambda: upload.append(trickled_post(server.nginx.port, token, body, half_sent, 0.5)), daemon=True)
+            target=lambda: upload.append(trickled_post(server.nginx.port, token, body, half_sent, 0.5)),
+            daemon=True,
+        )
         clients = [threading.Thread(target=log_in, args=(n,), daemon=True) for n in range(LOGINS_AT_STOP)]
         load = WriteLoad(server.url, token, threads=3, max_seconds=15, tag="stop")
         with load:
@@ -495,17 +540,29 @@ def test_with_gunicorn_down_nginx_answers_a_json_502_with_retry_after(tmp_path):
         response = call("GET", f"{proxy.url}/api/ships/2", timeout=WAIT)
     assert response.status == 502
     assert response.headers["Retry-After"] == "1"
-    assert response.json == {"error": "Bad Gateway", "message": "The API server is not answering; retry shortly."}
+    assert response.json == {
+        "error": "Bad Gateway",
+        "message": "The API server is not answering; retry shortly.",
+    }
 
 
 def test_make_prod_serves_through_nginx_and_stops_both_on_sigterm(tmp_path):
     port, upstream = free_port(), free_port()
-    env = {**os.environ, **server_env(), "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_UPSTREAM_PORT": str(upstream),
-           "FLEET_STORE": f"sqlite:///{tmp_path / 'fleet.db'}"}
+    env = {
+        **os.environ,
+        **server_env(),
+        "PROD_LISTEN": f"127.0.0.1:{port}",
+        "PROD_UPSTREAM_PORT": str(upstream),
+        "FLEET_STORE": f"sqlite:///{tmp_path / 'fleet.db'}",
+    }
     with open(tmp_path / "prod.log", "wb") as log:
         prod = subprocess.Popen(
-            [sys.executable, "-m", "scripts.prod"], cwd=PROJECT_ROOT, env=env,
-            stdout=log, stderr=log, start_new_session=True,
+            [sys.executable, "-m", "scripts.prod"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 30

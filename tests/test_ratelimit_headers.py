@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import falcon.testing
 import pytest
 
-from fleet_api.app import create_app
 from devtools.gunicorn import GunicornServer
 from devtools.http import call
+from fleet_api.app import create_app
 
 USER_LIMIT, IP_LIMIT, WINDOW = 4, 6, 300
 POLICY = f'"user";q={USER_LIMIT};w={WINDOW}, "ip";q={IP_LIMIT};w={WINDOW}'
@@ -45,7 +45,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def tclient(settings, store, clock):
-    config = dataclasses.replace(settings, login_user_limit=USER_LIMIT, login_ip_limit=IP_LIMIT, login_window=WINDOW)
+    config = dataclasses.replace(
+        settings, login_user_limit=USER_LIMIT, login_ip_limit=IP_LIMIT, login_window=WINDOW
+    )
     return falcon.testing.TestClient(create_app(config, store=store, clock=clock))
 
 
@@ -138,11 +140,14 @@ def test_the_quota_counts_down_across_four_real_workers():
     failure's place in the shared count, each remaining value exactly once."""
     limit, burst, bursts = 400, 8, 20
     env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16",
-        "FLEET_LOGIN_USER_LIMIT": str(limit), "FLEET_LOGIN_IP_LIMIT": str(limit),
+        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
+        "FLEET_SCRYPT_N": "16",
+        "FLEET_LOGIN_USER_LIMIT": str(limit),
+        "FLEET_LOGIN_IP_LIMIT": str(limit),
     }
     results = []
     with GunicornServer(workers=4, env=env) as server, ThreadPoolExecutor(burst) as pool:
+
         def fail(_):
             return call("POST", f"{server.url}/auth/login", {"username": "user", "password": "wrong"})
 
@@ -156,7 +161,9 @@ def test_the_quota_counts_down_across_four_real_workers():
 
     assert len({r.headers["X-Request-ID"].split("-")[0] for r in results}) >= 2
     assert {r.status for r in results} == {401}
-    assert all(r.headers["RateLimit-Policy"] == f'"user";q={limit};w=300, "ip";q={limit};w=300' for r in results)
+    assert all(
+        r.headers["RateLimit-Policy"] == f'"user";q={limit};w=300, "ip";q={limit};w=300' for r in results
+    )
     remaining = [dict((kind, int(r)) for kind, r, _ in ITEM.findall(r.headers["RateLimit"])) for r in results]
     n = len(results)
     for kind in ("user", "ip"):

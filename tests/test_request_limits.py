@@ -89,8 +89,9 @@ def test_body_at_the_cap_is_read(client, auth):
 
 def test_a_lying_content_length_over_the_cap_is_413(client, auth):
     result = client.simulate_post(
-        "/api/ships", body=b"{}", headers={**auth.headers, "Content-Type": "application/json",
-                                           "Content-Length": str(MAX_BODY + 1)}
+        "/api/ships",
+        body=b"{}",
+        headers={**auth.headers, "Content-Type": "application/json", "Content-Length": str(MAX_BODY + 1)},
     )
 
     assert result.status_code == 413
@@ -167,7 +168,9 @@ def test_numbers_json_cannot_hold_are_400(client, auth, subtests):
     for literal in (str(10**400), "1e400", "-1e400", "1" + "0" * 5000):
         for field in SHIP_INT_FIELDS:
             with subtests.test(field=field, literal=literal[:12]):
-                body = json.dumps({**SHIP, field: 1}).replace(f'"{field}": 1', f'"{field}": {literal}').encode()
+                body = (
+                    json.dumps({**SHIP, field: 1}).replace(f'"{field}": 1', f'"{field}": {literal}').encode()
+                )
 
                 result = send(client, "POST", "/api/ships", auth.headers, body)
 
@@ -218,7 +221,9 @@ def test_nul_bytes_are_400_in_roles_items(client, auth, subtests):
     before = snapshot(client)
     for roles in (["\x00"], ["Escort", "Bomber\x00"], ["ok", "ok", "\x00x"]):
         with subtests.test(roles=roles):
-            result = send(client, "POST", "/api/ships", auth.headers, json.dumps({**SHIP, "roles": roles}).encode())
+            result = send(
+                client, "POST", "/api/ships", auth.headers, json.dumps({**SHIP, "roles": roles}).encode()
+            )
 
             assert result.status_code == 400, result.text
             assert result.json == {
@@ -277,7 +282,9 @@ def test_invalid_utf8_is_400(client, auth, subtests):
 
 def test_invalid_utf8_login_is_400(client):
     result = client.simulate_post(
-        "/auth/login", body=b'{"username": "us\xffer", "password": "password"}', content_type="application/json"
+        "/auth/login",
+        body=b'{"username": "us\xffer", "password": "password"}',
+        content_type="application/json",
     )
 
     assert_json_400(result)
@@ -336,8 +343,11 @@ def chunked_post(server, path: str, body: bytes, chunk: int = 4096) -> tuple[int
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         conn.request(
-            "POST", path, body=(body[i:i + chunk] for i in range(0, len(body), chunk)),
-            headers={"Content-Type": "application/json"}, encode_chunked=True,
+            "POST",
+            path,
+            body=(body[i : i + chunk] for i in range(0, len(body), chunk)),
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
         )
         resp = conn.getresponse()
         return resp.status, dict(resp.getheaders()), resp.read()
@@ -368,7 +378,9 @@ def test_chunked_body_over_the_cap_is_413_json(server):
 
 
 def test_small_chunked_json_body_works(server):
-    status, _, payload = chunked_post(server, "/api/users", json.dumps({"name": "chunky", "password": "secret"}).encode(), chunk=7)
+    status, _, payload = chunked_post(
+        server, "/api/users", json.dumps({"name": "chunky", "password": "secret"}).encode(), chunk=7
+    )
 
     assert status == 201, payload
     assert json.loads(payload)["name"] == "chunky"
@@ -384,7 +396,9 @@ def test_small_chunked_login_works(server):
 
 
 def test_over_long_request_line_is_refused_by_gunicorn(server):
-    response = raw_request(server, b"GET /api/ships?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response = raw_request(
+        server, b"GET /api/ships?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
 
     assert status_of(response) in (400, 414), response[:200]
 
@@ -392,7 +406,9 @@ def test_over_long_request_line_is_refused_by_gunicorn(server):
 def test_too_many_headers_are_refused_by_gunicorn(server):
     headers = b"".join(b"X-Filler-%d: %d\r\n" % (i, i) for i in range(60))
 
-    response = raw_request(server, b"GET /api/ships HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n")
+    response = raw_request(
+        server, b"GET /api/ships HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
 
     # gunicorn 27 answers 431 Request Header Fields Too Large (RFC 6585).
     assert status_of(response) in (400, 431), response[:200]
@@ -400,7 +416,8 @@ def test_too_many_headers_are_refused_by_gunicorn(server):
 
 def test_over_long_header_is_refused_by_gunicorn(server):
     response = raw_request(
-        server, b"GET /api/ships HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n"
+        server,
+        b"GET /api/ships HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n",
     )
 
     assert 400 <= status_of(response) < 500, response[:200]

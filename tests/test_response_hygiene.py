@@ -16,8 +16,21 @@ from support.bodies import TIE_FIGHTER as SHIP
 SECRET = "secret-internal-detail"
 FRESH_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")  # per-process random prefix, counter
 # Words that would betray the implementation in an error body.
-INTERNALS = ("Traceback", 'File "', ".py", "/work", "site-packages", "falcon", "orjson",
-             "pydantic", "sqlite", "psycopg", "Exception", "Error:", SECRET)
+INTERNALS = (
+    "Traceback",
+    'File "',
+    ".py",
+    "/work",
+    "site-packages",
+    "falcon",
+    "orjson",
+    "pydantic",
+    "sqlite",
+    "psycopg",
+    "Exception",
+    "Error:",
+    SECRET,
+)
 
 
 def _explode(*args, **kwargs):
@@ -32,7 +45,9 @@ def responses(client, auth):
         "201 create": client.simulate_post("/api/ships", json=SHIP, headers=auth.headers),
         "204 delete": client.simulate_delete("/api/ships/1", headers=auth.headers),
         "400 missing": client.simulate_post("/auth/login", json={}),
-        "400 malformed": client.simulate_post("/api/users", body=b'{"name": ', content_type="application/json"),
+        "400 malformed": client.simulate_post(
+            "/api/users", body=b'{"name": ', content_type="application/json"
+        ),
         "400 validation": client.simulate_post("/api/ships", json={**SHIP, "crew": -1}, headers=auth.headers),
         "400 bad query": client.simulate_get("/api/ships?sort=nope"),
         "401 no header": client.simulate_post("/api/ships", json=SHIP),
@@ -41,7 +56,9 @@ def responses(client, auth):
         "404 route": client.simulate_get("/nowhere"),
         "404 item": client.simulate_get("/api/ships/999999"),
         "405 method": client.simulate_request("TRACE", "/api/ships"),
-        "413 too large": client.simulate_post("/api/users", body=b"x" * 70_000, content_type="application/json"),
+        "413 too large": client.simulate_post(
+            "/api/users", body=b"x" * 70_000, content_type="application/json"
+        ),
         "415 media type": client.simulate_post("/api/users", body=b"x", content_type="text/plain"),
         "422 token": client.simulate_post("/api/ships", json=SHIP, headers={"Authorization": "Bearer a.b.c"}),
         "422 token type": client.simulate_post("/api/ships", json=SHIP, headers=auth.refresh_headers),
@@ -70,7 +87,12 @@ def test_nosniff_on_500(client, store, monkeypatch):
 
 
 def test_sane_request_id_is_echoed(client, subtests):
-    for request_id in ("abc123", "req-2024.01_02:03@host/x+y=z", "0" * 128, "f47ac10b-58cc-4372-a567-0e02b2c3d479"):
+    for request_id in (
+        "abc123",
+        "req-2024.01_02:03@host/x+y=z",
+        "0" * 128,
+        "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+    ):
         with subtests.test(request_id=request_id):
             result = client.simulate_get("/api/ships", headers={"X-Request-ID": request_id})
 
@@ -146,11 +168,14 @@ def test_error_bodies_carry_no_internal_detail(client, auth, subtests):
                 assert word.lower() not in result.text.lower(), (word, result.text)
 
 
-@pytest.mark.parametrize("method, path, store_method", [
-    ("GET", "/api/ships", "find_ships"),
-    ("GET", "/api/users/1", "get_user"),
-    ("POST", "/auth/login", "get_user_by_name"),
-])
+@pytest.mark.parametrize(
+    "method, path, store_method",
+    [
+        ("GET", "/api/ships", "find_ships"),
+        ("GET", "/api/users/1", "get_user"),
+        ("POST", "/auth/login", "get_user_by_name"),
+    ],
+)
 def test_500_body_carries_no_internal_detail(client, store, monkeypatch, method, path, store_method):
     monkeypatch.setattr(store, store_method, _explode)
 

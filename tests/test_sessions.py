@@ -21,9 +21,14 @@ from fleet_api.app import create_app
 
 REVOKED = {"error": "Token has been revoked"}
 SHIP = {
-    "affiliation": "Empire", "category": "Starfighters", "crew": 1, "length": 7,
-    "manufacturer": "Sienar Fleet Systems", "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"], "ship_class": "Starfighter",
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
 }
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -47,7 +52,9 @@ def clock() -> Clock:
 @pytest.fixture
 def make_client(settings, store, clock):
     def make(**changes) -> falcon.testing.TestClient:
-        return falcon.testing.TestClient(create_app(dataclasses.replace(settings, **changes), store=store, clock=clock))
+        return falcon.testing.TestClient(
+            create_app(dataclasses.replace(settings, **changes), store=store, clock=clock)
+        )
 
     return make
 
@@ -131,7 +138,10 @@ def test_sessions_are_listed_newest_first_with_what_the_server_saw(make_client, 
     guest = log_in(client, "guest", "guest")
 
     listed = sessions(client, old["access_token"])
-    assert [s["id"] for s in listed] == [claims(new["access_token"])["sid"], claims(old["access_token"])["sid"]]
+    assert [s["id"] for s in listed] == [
+        claims(new["access_token"])["sid"],
+        claims(old["access_token"])["sid"],
+    ]
     assert listed[1] == {
         "id": claims(old["access_token"])["sid"],
         "created_at": _rfc3339(started),
@@ -187,17 +197,24 @@ def test_deleting_a_session_kills_its_tokens_and_only_its_own(client):
     for access in (doomed["access_token"], refreshed):
         assert_revoked(client.simulate_post("/api/ships", json=SHIP, headers=bearer(access)))
     assert_revoked(refresh(client, doomed["refresh_token"]))
-    assert client.simulate_post("/api/ships", json=SHIP, headers=bearer(kept["access_token"])).status_code == 201
+    assert (
+        client.simulate_post("/api/ships", json=SHIP, headers=bearer(kept["access_token"])).status_code == 201
+    )
     assert refresh(client, kept["refresh_token"]).status_code == 200
     assert [s["id"] for s in sessions(client, kept["access_token"])] == [claims(kept["access_token"])["sid"]]
 
 
-@pytest.mark.parametrize("whose", ["already ended", "another user's", "never issued", "malformed", "too long"])
+@pytest.mark.parametrize(
+    "whose", ["already ended", "another user's", "never issued", "malformed", "too long"]
+)
 def test_deleting_an_unknown_or_foreign_session_is_404_and_ends_nothing(client, whose):
     mine, guest = log_in(client), log_in(client, "guest", "guest")
     ended = log_in(client)
     ended_sid = claims(ended["access_token"])["sid"]
-    assert client.simulate_delete(f"/api/sessions/{ended_sid}", headers=bearer(mine["access_token"])).status_code == 204
+    assert (
+        client.simulate_delete(f"/api/sessions/{ended_sid}", headers=bearer(mine["access_token"])).status_code
+        == 204
+    )
     sid = {
         "already ended": ended_sid,
         "another user's": claims(guest["access_token"])["sid"],
@@ -217,7 +234,10 @@ def test_deleting_an_unknown_or_foreign_session_is_404_and_ends_nothing(client, 
 def test_deleting_ones_current_session_logs_oneself_out(client):
     tokens = log_in(client)
     sid = claims(tokens["access_token"])["sid"]
-    assert client.simulate_delete(f"/api/sessions/{sid}", headers=bearer(tokens["access_token"])).status_code == 204
+    assert (
+        client.simulate_delete(f"/api/sessions/{sid}", headers=bearer(tokens["access_token"])).status_code
+        == 204
+    )
     assert not works(client, tokens["access_token"])
 
 
@@ -244,7 +264,9 @@ def test_a_password_change_ends_every_other_session(client):
     guest = log_in(client, "guest", "guest")
 
     result = client.simulate_put(
-        "/api/users/1", json={"name": "user", "password": "a new password"}, headers=bearer(changer["access_token"])
+        "/api/users/1",
+        json={"name": "user", "password": "a new password"},
+        headers=bearer(changer["access_token"]),
     )
 
     assert result.status_code == 200
@@ -257,7 +279,9 @@ def test_a_password_change_ends_every_other_session(client):
 def test_after_a_password_change_the_current_session_lasts_as_long_as_its_kept_token(client, store, clock):
     changer = log_in(client)
     client.simulate_put(
-        "/api/users/1", json={"name": "user", "password": "a new password"}, headers=bearer(changer["access_token"])
+        "/api/users/1",
+        json={"name": "user", "password": "a new password"},
+        headers=bearer(changer["access_token"]),
     )
     # Its refresh token is refused like every older token (the version moved),
     # so the session ends with the access token that made the change.
@@ -282,7 +306,10 @@ def test_deleting_a_user_ends_all_its_sessions(client, store, clock):
     assert client.simulate_delete("/api/users/1", headers=bearer(tokens["access_token"])).status_code == 204
     assert store.list_sessions(1, clock()) == []
     assert store.get_session(claims(other["access_token"])["sid"]) is None
-    assert client.simulate_post("/api/ships", json=SHIP, headers=bearer(other["access_token"])).status_code == 401
+    assert (
+        client.simulate_post("/api/ships", json=SHIP, headers=bearer(other["access_token"])).status_code
+        == 401
+    )
 
 
 def test_logout_and_logout2_still_revoke_only_their_own_token(client):
@@ -343,7 +370,9 @@ def test_reuse_after_the_grace_window_ends_the_whole_session(rotating, clock):
         assert_revoked(rotating.simulate_post("/api/ships", json=SHIP, headers=bearer(access)))
     assert_revoked(refresh(rotating, successor["refresh_token"]))
     assert_revoked(refresh(rotating, tokens["refresh_token"]))
-    assert [s["id"] for s in sessions(rotating, other["access_token"])] == [claims(other["access_token"])["sid"]]
+    assert [s["id"] for s in sessions(rotating, other["access_token"])] == [
+        claims(other["access_token"])["sid"]
+    ]
 
 
 def test_an_older_used_up_token_is_reuse_even_within_the_grace_window(rotating, clock):
@@ -379,8 +408,17 @@ def test_a_token_from_before_sessions_still_refreshes(rotating, settings, clock)
     # Signed with the server's key, as tokens issued before this release are.
     now = int(clock())
     legacy = jwt.encode(
-        {"sub": "1", "type": "refresh", "jti": "legacy-jti", "ver": 0, "iat": now, "nbf": now, "exp": now + 600},
-        settings.secret_key, algorithm="HS256",
+        {
+            "sub": "1",
+            "type": "refresh",
+            "jti": "legacy-jti",
+            "ver": 0,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        },
+        settings.secret_key,
+        algorithm="HS256",
     )
     result = refresh(rotating, legacy)
     assert result.status_code == 200
@@ -389,7 +427,7 @@ def test_a_token_from_before_sessions_still_refreshes(rotating, settings, clock)
 
 
 def _rfc3339(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the document says what the server answers --------------------------------
@@ -405,12 +443,16 @@ def test_openapi_describes_the_refresh_this_server_gives(make_client, rotation, 
         schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
         jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(body)
 
-    refresh_schema = doc["paths"]["/auth/refresh"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    refresh_schema = doc["paths"]["/auth/refresh"]["post"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
     assert refresh_schema == {"$ref": f"#/components/schemas/{model}"}
     validate("/auth/refresh", "post", "200", refresh(client, tokens["refresh_token"]).json)
     validate("/api/sessions", "get", "200", sessions(client, tokens["access_token"]))
     for token in (tokens["access_token"], "garbage"):
-        answer = client.simulate_post("/auth/introspect", json={"token": token}, headers=bearer(tokens["access_token"]))
+        answer = client.simulate_post(
+            "/auth/introspect", json={"token": token}, headers=bearer(tokens["access_token"])
+        )
         validate("/auth/introspect", "post", "200", answer.json)
     deleted = client.simulate_delete("/api/sessions", headers=bearer(tokens["access_token"]))
     validate("/api/sessions", "delete", "200", deleted.json)

@@ -76,7 +76,9 @@ def test_reuse_after_the_grace_window_kills_the_session_on_every_worker(strict):
         answers.append(call("GET", f"{strict}/api/sessions", token=successor.json["access_token"]))
         answers.append(refresh(strict, successor.json["refresh_token"]))
     assert [(a.status, a.json) for a in answers] == [(401, REVOKED)] * (3 * REPEAT)
-    alive = [call("GET", f"{strict}/api/sessions", token=bystander["access_token"]).status for _ in range(REPEAT)]
+    alive = [
+        call("GET", f"{strict}/api/sessions", token=bystander["access_token"]).status for _ in range(REPEAT)
+    ]
     assert alive == [200] * REPEAT
 
 
@@ -97,7 +99,9 @@ def test_racing_refreshes_without_grace_never_leave_two_live_chains(strict):
     for _ in range(ROUNDS):
         tokens = login(strict)
         results = race_refreshes(strict, tokens["refresh_token"])
-        assert {getattr(r, "status", r) for r in results} <= {200, 401}, [getattr(r, "json", r) for r in results]
+        assert {getattr(r, "status", r) for r in results} <= {200, 401}, [
+            getattr(r, "json", r) for r in results
+        ]
         assert all(r.json == REVOKED for r in results if r.status == 401)
         won = [r.json["refresh_token"] for r in results if r.status == 200]
         assert len(won) <= 1  # the first rotates; any second use is reuse
@@ -111,14 +115,18 @@ def test_racing_refreshes_without_grace_never_leave_two_live_chains(strict):
 def test_one_session_deleted_while_the_others_keep_working(strict):
     first, doomed, third = login(strict), login(strict), login(strict)
 
-    deleted = call("DELETE", f"{strict}/api/sessions/{sid(doomed['access_token'])}", token=first["access_token"])
+    deleted = call(
+        "DELETE", f"{strict}/api/sessions/{sid(doomed['access_token'])}", token=first["access_token"]
+    )
 
     assert deleted.status == 204
     dead = [call("GET", f"{strict}/api/sessions", token=doomed["access_token"]).status for _ in range(REPEAT)]
     assert dead == [401] * REPEAT
     assert refresh(strict, doomed["refresh_token"]).status == 401
     for tokens in (first, third):
-        statuses = [call("GET", f"{strict}/api/sessions", token=tokens["access_token"]).status for _ in range(REPEAT)]
+        statuses = [
+            call("GET", f"{strict}/api/sessions", token=tokens["access_token"]).status for _ in range(REPEAT)
+        ]
         assert statuses == [200] * REPEAT
     rotated = refresh(strict, third["refresh_token"])
     assert rotated.status == 200
@@ -140,12 +148,17 @@ def test_the_examples_flows_are_unchanged_with_rotation_off(plain):
     assert refresh(plain, tokens["refresh_token"]).status == 200  # logout leaves the refresh token
     out2 = call("DELETE", f"{plain}/auth/logout2", token=tokens["refresh_token"])
     assert (out2.status, out2.json) == (200, {"message": "Successfully logged out."})
-    assert (refresh(plain, tokens["refresh_token"]).status, refresh(plain, tokens["refresh_token"]).json) == (401, REVOKED)
+    assert (refresh(plain, tokens["refresh_token"]).status, refresh(plain, tokens["refresh_token"]).json) == (
+        401,
+        REVOKED,
+    )
 
 
 def test_revoke_and_introspect_over_http(plain):
     tokens = login(plain)
-    described = call("POST", f"{plain}/auth/introspect", {"token": tokens["refresh_token"]}, tokens["access_token"])
+    described = call(
+        "POST", f"{plain}/auth/introspect", {"token": tokens["refresh_token"]}, tokens["access_token"]
+    )
     assert described.status == 200
     assert (described.json["active"], described.json["token_type"]) == (True, "refresh")
     revoked = call("POST", f"{plain}/auth/revoke", {"token": tokens["refresh_token"]})

@@ -36,7 +36,9 @@ def test_a_session_deleted_on_one_host_is_dead_on_the_other(hosts):
     doomed, kept = login(first), login(second)
     sid = jwt.decode(doomed["access_token"], options={"verify_signature": False})["sid"]
     assert call("DELETE", f"{second}/api/sessions/{sid}", token=kept["access_token"]).status == 204
-    assert [call("GET", f"{first}/api/sessions", token=doomed["access_token"]).status for _ in range(REPEAT)] == [401] * REPEAT
+    assert [
+        call("GET", f"{first}/api/sessions", token=doomed["access_token"]).status for _ in range(REPEAT)
+    ] == [401] * REPEAT
     assert call("GET", f"{first}/api/sessions", token=kept["access_token"]).status == 200
 
 

@@ -15,14 +15,16 @@ KEY = "k" * 32
 
 
 def test_settings_read_every_variable_from_the_environment(tmp_path):
-    settings = Settings.from_env({
-        "FLEET_SECRET_KEY": KEY,
-        "FLEET_STORE": "sqlite:///x.db",
-        "FLEET_DATA": str(tmp_path / "seed.json"),
-        "FLEET_ACCESS_TOKEN_TTL": "60",
-        "FLEET_REFRESH_TOKEN_TTL": "120",
-        "FLEET_SCRYPT_N": "1024",
-    })
+    settings = Settings.from_env(
+        {
+            "FLEET_SECRET_KEY": KEY,
+            "FLEET_STORE": "sqlite:///x.db",
+            "FLEET_DATA": str(tmp_path / "seed.json"),
+            "FLEET_ACCESS_TOKEN_TTL": "60",
+            "FLEET_REFRESH_TOKEN_TTL": "120",
+            "FLEET_SCRYPT_N": "1024",
+        }
+    )
     assert settings.secret_key == KEY
     assert settings.store_url == "sqlite:///x.db"
     assert settings.data_path == tmp_path / "seed.json"

@@ -22,7 +22,17 @@ SHIP_1 = {
 }
 STAR_DESTROYER_II = {**STAR_DESTROYER, "model": "Imperial II-class Star Destroyer", "crew": 37050}
 
-SHIP_FIELDS = {"affiliation", "category", "crew", "id", "length", "manufacturer", "model", "roles", "ship_class"}
+SHIP_FIELDS = {
+    "affiliation",
+    "category",
+    "crew",
+    "id",
+    "length",
+    "manufacturer",
+    "model",
+    "roles",
+    "ship_class",
+}
 STRING_FIELDS = ["affiliation", "category", "manufacturer", "model", "ship_class"]
 INT_FIELDS = ["crew", "length"]
 REQUIRED_FIELDS = sorted(SHIP_FIELDS - {"id"})
@@ -378,9 +388,7 @@ def test_update_ship_with_an_unknown_field_is_400(client, auth):
 def test_update_ship_validates_types(client, auth):
     result = put_ship(client, auth, 2, {**STAR_DESTROYER, "crew": True, "length": 1.5, "model": 7})
 
-    assert_validation_error(
-        result, {"crew": NOT_AN_INTEGER, "length": NOT_AN_INTEGER, "model": NOT_A_STRING}
-    )
+    assert_validation_error(result, {"crew": NOT_AN_INTEGER, "length": NOT_AN_INTEGER, "model": NOT_A_STRING})
     assert client.simulate_get("/api/ships/2").json == SHIP_2
 
 

@@ -28,18 +28,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from devtools.gunicorn import PROJECT_ROOT
 from fleet_api import auth as auth_module
 from fleet_api import keys as keys_module
 from fleet_api.app import create_app
 from fleet_api.keys import KeyFileError, KeyRing, load_key_file, new_key, thumbprint
-from devtools.gunicorn import PROJECT_ROOT
 from fleet_api.settings import Settings, SettingsError
 from fleet_api.store import open_store
 
 SHIP = {
-    "affiliation": "Empire", "category": "Starfighters", "crew": 1, "length": 7,
-    "manufacturer": "Sienar Fleet Systems", "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"], "ship_class": "Starfighter",
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
 }
 JWKS = "/.well-known/jwks.json"
 T0 = 1_800_000_000.0  # a fixed creation time for keys made here; later keys add to it
@@ -101,9 +106,11 @@ def private_key_of(path):
 
 
 def write_pem(path, private_key) -> None:
-    path.write_bytes(private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    path.write_bytes(
+        private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     path.chmod(0o600)
 
 
@@ -141,8 +148,12 @@ def test_the_kid_of_a_key_file_is_its_thumbprint_rfc_8037_appendix_a(tmp_path):
 
     assert key.kid == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     assert key.published() == {
-        "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
-        "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig",
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+        "alg": "EdDSA",
+        "use": "sig",
     }
 
 
@@ -335,10 +346,14 @@ def test_the_newest_key_file_signs_by_its_creation_time_not_its_name(tmp_path):
 def test_fleet_signing_kid_chooses_the_signer(tmp_path):
     _, older = new_key(tmp_path, "EdDSA", clock=lambda: T0)
     new_key(tmp_path, "EdDSA", clock=lambda: T0 + 1)
-    settings = Settings.from_env({
-        "FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(tmp_path),
-        "FLEET_SIGNING_KID": older, "FLEET_SCRYPT_N": "16",
-    })
+    settings = Settings.from_env(
+        {
+            "FLEET_JWT_ALGORITHM": "EdDSA",
+            "FLEET_SIGNING_KEYS": str(tmp_path),
+            "FLEET_SIGNING_KID": older,
+            "FLEET_SCRYPT_N": "16",
+        }
+    )
     client = client_for(settings)
     assert jwt.get_unverified_header(login(client)["access_token"])["kid"] == older
     assert len(client.simulate_get(JWKS).json["keys"]) == 2
@@ -360,7 +375,9 @@ def _eddsa_attacks(token: str, path, kid: str) -> dict[str, str]:
     ours = private_key_of(path)
     public = ours.public_key()
     raw_public = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    pem_public = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem_public = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     published = json.dumps(load_key_file(path).published()).encode()
     theirs = ed25519.Ed25519PrivateKey.generate()
     their_jwk = keys_module.public_jwk(theirs)
@@ -371,40 +388,61 @@ def _eddsa_attacks(token: str, path, kid: str) -> dict[str, str]:
         return f"{b64(json.dumps(header).encode())}.{body}.{sig}"
 
     return {
-        "HS256 signed with the raw public key as secret": hand_signed({"alg": "HS256", "kid": kid}, claims, raw_public),
-        "HS256 signed with the public key PEM as secret": hand_signed({"alg": "HS256", "kid": kid}, claims, pem_public),
-        "HS256 signed with the published JWK as secret": hand_signed({"alg": "HS256", "kid": kid}, claims, published),
+        "HS256 signed with the raw public key as secret": hand_signed(
+            {"alg": "HS256", "kid": kid}, claims, raw_public
+        ),
+        "HS256 signed with the public key PEM as secret": hand_signed(
+            {"alg": "HS256", "kid": kid}, claims, pem_public
+        ),
+        "HS256 signed with the published JWK as secret": hand_signed(
+            {"alg": "HS256", "kid": kid}, claims, published
+        ),
         "HS256 without kid, public key PEM as secret": hand_signed({"alg": "HS256"}, claims, pem_public),
         "alg none, unsigned": none({"alg": "none", "kid": kid}),
         "alg none, original signature kept": none({"alg": "none", "kid": kid}, signature),
         "alg eddsa in lower case, original signature": none({"alg": "eddsa", "kid": kid}, signature),
         "no alg, original signature": none({"kid": kid}, signature),
         "embedded jwk of another key, signed by it, our kid": jwt.encode(
-            claims, theirs, algorithm="EdDSA", headers={"kid": kid, "jwk": their_jwk}),
+            claims, theirs, algorithm="EdDSA", headers={"kid": kid, "jwk": their_jwk}
+        ),
         "embedded jwk of another key, its own kid": jwt.encode(
-            claims, theirs, algorithm="EdDSA", headers={"kid": their_kid, "jwk": their_jwk}),
+            claims, theirs, algorithm="EdDSA", headers={"kid": their_kid, "jwk": their_jwk}
+        ),
         "embedded jwk, signed by our own key": jwt.encode(
-            claims, ours, algorithm="EdDSA", headers={"kid": kid, "jwk": their_jwk}),
+            claims, ours, algorithm="EdDSA", headers={"kid": kid, "jwk": their_jwk}
+        ),
         "jku pointing elsewhere": jwt.encode(
-            claims, theirs, algorithm="EdDSA", headers={"kid": their_kid, "jku": "http://127.0.0.1:9/jwks.json"}),
+            claims,
+            theirs,
+            algorithm="EdDSA",
+            headers={"kid": their_kid, "jku": "http://127.0.0.1:9/jwks.json"},
+        ),
         "x5u pointing elsewhere": jwt.encode(
-            claims, theirs, algorithm="EdDSA", headers={"kid": their_kid, "x5u": "http://127.0.0.1:9/cert.pem"}),
-        "x5c with a chain": jwt.encode(claims, ours, algorithm="EdDSA", headers={"kid": kid, "x5c": ["MIIB"]}),
+            claims,
+            theirs,
+            algorithm="EdDSA",
+            headers={"kid": their_kid, "x5u": "http://127.0.0.1:9/cert.pem"},
+        ),
+        "x5c with a chain": jwt.encode(
+            claims, ours, algorithm="EdDSA", headers={"kid": kid, "x5c": ["MIIB"]}
+        ),
         "crit extension we don't know": jwt.encode(
-            claims, ours, algorithm="EdDSA", headers={"kid": kid, "crit": ["exp"], "exp": 1}),
+            claims, ours, algorithm="EdDSA", headers={"kid": kid, "crit": ["exp"], "exp": 1}
+        ),
         "another key with our kid": jwt.encode(claims, theirs, algorithm="EdDSA", headers={"kid": kid}),
-        "another key with its own kid": jwt.encode(claims, theirs, algorithm="EdDSA", headers={"kid": their_kid}),
+        "another key with its own kid": jwt.encode(
+            claims, theirs, algorithm="EdDSA", headers={"kid": their_kid}
+        ),
         "our key but no kid": jwt.encode(claims, ours, algorithm="EdDSA"),
         "kid a number": ed_signed({"alg": "EdDSA", "kid": 7}, claims, ours),
         "kid a list": ed_signed({"alg": "EdDSA", "kid": [kid]}, claims, ours),
         "kid a path": jwt.encode(claims, ours, algorithm="EdDSA", headers={"kid": "../../etc/passwd"}),
         "kid empty": jwt.encode(claims, ours, algorithm="EdDSA", headers={"kid": ""}),
         "ES256 from another key, our kid": jwt.encode(
-            claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": kid}),
+            claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": kid}
+        ),
         "tampered payload, signature kept": f"{head}.{b64(json.dumps({**claims, 'sub': '2'}).encode())}.{signature}",
     }
-
-
 
 
 def _attack_names() -> list[str]:
@@ -449,26 +487,48 @@ def _hs256_attacks(token: str, signing: str, older: str) -> dict[str, tuple[str,
     return {
         "alg none with our kid": (f"{b64(json.dumps({'alg': 'none', 'kid': kid}).encode())}.{body}.", 422),
         "HS384 with our secret": (jwt.encode(claims, signing, algorithm="HS384", headers={"kid": kid}), 422),
-        "embedded oct jwk, signed with it": (jwt.encode(
-            claims, stranger, algorithm="HS256",
-            headers={"kid": kid, "jwk": {"kty": "oct", "k": b64(stranger.encode())}}), 422),
-        "jku, signed with our secret": (jwt.encode(
-            claims, signing, algorithm="HS256", headers={"kid": kid, "jku": "http://127.0.0.1:9/"}), 422),
-        "unknown kid, signed with our secret": (jwt.encode(
-            claims, signing, algorithm="HS256", headers={"kid": "someone-else"}), 422),
-        "the older secret's kid, signed with the newer": (jwt.encode(
-            claims, signing, algorithm="HS256", headers={"kid": older_kid}), 422),
-        "our kid, signed by a stranger": (jwt.encode(claims, stranger, algorithm="HS256", headers={"kid": kid}), 422),
+        "embedded oct jwk, signed with it": (
+            jwt.encode(
+                claims,
+                stranger,
+                algorithm="HS256",
+                headers={"kid": kid, "jwk": {"kty": "oct", "k": b64(stranger.encode())}},
+            ),
+            422,
+        ),
+        "jku, signed with our secret": (
+            jwt.encode(
+                claims, signing, algorithm="HS256", headers={"kid": kid, "jku": "http://127.0.0.1:9/"}
+            ),
+            422,
+        ),
+        "unknown kid, signed with our secret": (
+            jwt.encode(claims, signing, algorithm="HS256", headers={"kid": "someone-else"}),
+            422,
+        ),
+        "the older secret's kid, signed with the newer": (
+            jwt.encode(claims, signing, algorithm="HS256", headers={"kid": older_kid}),
+            422,
+        ),
+        "our kid, signed by a stranger": (
+            jwt.encode(claims, stranger, algorithm="HS256", headers={"kid": kid}),
+            422,
+        ),
         "no kid, signed by a stranger": (jwt.encode(claims, stranger, algorithm="HS256"), 422),
-        "EdDSA from an attacker's key": (jwt.encode(claims, attacker, algorithm="EdDSA", headers={"kid": kid}), 422),
+        "EdDSA from an attacker's key": (
+            jwt.encode(claims, attacker, algorithm="EdDSA", headers={"kid": kid}),
+            422,
+        ),
         "no kid, signed with the signing secret": (jwt.encode(claims, signing, algorithm="HS256"), 201),
         "no kid, signed with the older secret": (jwt.encode(claims, older, algorithm="HS256"), 201),
     }
 
 
-HS256_ATTACKS = list(_hs256_attacks(
-    jwt.encode({"sub": "1"}, "k" * 48, algorithm="HS256", headers={"kid": "k"}), "k" * 48, "o" * 48
-))
+HS256_ATTACKS = list(
+    _hs256_attacks(
+        jwt.encode({"sub": "1"}, "k" * 48, algorithm="HS256", headers={"kid": "k"}), "k" * 48, "o" * 48
+    )
+)
 
 
 @pytest.mark.parametrize("attack", HS256_ATTACKS)
@@ -510,12 +570,19 @@ def _bad_key(tmp_path, case: str) -> str:
         path, _ = new_key(tmp_path / "full", "EdDSA")
         target.write_bytes(path.read_bytes()[:60])
     elif case == "encrypted PEM":
-        target.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"passphrase")))
+        target.write_bytes(
+            ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"passphrase"),
+            )
+        )
     elif case == "public key only":
-        target.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        target.write_bytes(
+            ed25519.Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     elif case == "ES256 key under EdDSA":
         write_pem(target, ec.generate_private_key(ec.SECP256R1()))
     elif case == "RSA key":
@@ -565,18 +632,25 @@ def test_eddsa_key_under_es256_is_refused(key_dir):
         create_app(eddsa_settings(key_dir[0], "ES256"), store=open_store("memory://"))
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"FLEET_JWT_ALGORITHM": "RS256"}, "must be one of HS256, EdDSA, ES256"),
-    ({"FLEET_JWT_ALGORITHM": "none"}, "must be one of"),
-    ({"FLEET_JWT_ALGORITHM": "EdDSA"}, "needs FLEET_SIGNING_KEYS"),
-    ({"FLEET_JWT_ALGORITHM": "ES256", "FLEET_SIGNING_KEYS": " "}, "needs FLEET_SIGNING_KEYS"),
-    ({"FLEET_SECRET_KEY": "k" * 32, "FLEET_SIGNING_KEYS": "/etc/keys"}, "HS256 signs with FLEET_SECRET_KEY"),
-    ({"FLEET_SECRET_KEY": f"{'k' * 32},{'o' * 31}"}, "at least 32 bytes long .each of"),
-    ({"FLEET_SECRET_KEY": f"{'k' * 32},"}, "at least 32 bytes"),
-    ({"FLEET_SECRET_KEY": "k" * 31}, "at least 32 bytes long$"),
-    ({"FLEET_SECRET_KEY": "k" * 32, "FLEET_JWKS_MAX_AGE": "-1"}, "must not be negative"),
-    ({"FLEET_SECRET_KEY": "k" * 32, "FLEET_JWKS_MAX_AGE": "soon"}, "must be an integer"),
-], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={v[k][:12]}" for k in v))
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"FLEET_JWT_ALGORITHM": "RS256"}, "must be one of HS256, EdDSA, ES256"),
+        ({"FLEET_JWT_ALGORITHM": "none"}, "must be one of"),
+        ({"FLEET_JWT_ALGORITHM": "EdDSA"}, "needs FLEET_SIGNING_KEYS"),
+        ({"FLEET_JWT_ALGORITHM": "ES256", "FLEET_SIGNING_KEYS": " "}, "needs FLEET_SIGNING_KEYS"),
+        (
+            {"FLEET_SECRET_KEY": "k" * 32, "FLEET_SIGNING_KEYS": "/etc/keys"},
+            "HS256 signs with FLEET_SECRET_KEY",
+        ),
+        ({"FLEET_SECRET_KEY": f"{'k' * 32},{'o' * 31}"}, "at least 32 bytes long .each of"),
+        ({"FLEET_SECRET_KEY": f"{'k' * 32},"}, "at least 32 bytes"),
+        ({"FLEET_SECRET_KEY": "k" * 31}, "at least 32 bytes long$"),
+        ({"FLEET_SECRET_KEY": "k" * 32, "FLEET_JWKS_MAX_AGE": "-1"}, "must not be negative"),
+        ({"FLEET_SECRET_KEY": "k" * 32, "FLEET_JWKS_MAX_AGE": "soon"}, "must be an integer"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={v[k][:12]}" for k in v),
+)
 def test_bad_signing_settings_are_refused(environ, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(environ)
@@ -610,8 +684,12 @@ def test_a_group_readable_key_file_warns(key_dir, caplog):
 def run_keys(*args, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")} | env
     return subprocess.run(
-        [sys.executable, "-m", "fleet_api.keys", *args], cwd=PROJECT_ROOT, env=environ,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "fleet_api.keys", *args],
+        cwd=PROJECT_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -8,7 +8,6 @@ import concurrent.futures
 import threading
 import time
 
-import psycopg
 import pytest
 
 from devtools.postgres import empty_database, running_postgres
@@ -259,7 +258,10 @@ def test_purge_forgets_only_expired_revocations_and_counts_them(store):
     store.revoke_token("live", now + 100)
     assert store.purge_expired_tokens(now) == 2
     assert [store.is_token_revoked(j) for j in ("old-1", "old-2", "edge", "live")] == [
-        False, False, True, True,
+        False,
+        False,
+        True,
+        True,
     ]
     assert store.purge_expired_tokens(now) == 0
 

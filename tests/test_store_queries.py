@@ -193,14 +193,18 @@ SORTS = [
     (Q(sort=[("crew", True)]), [9, 10, 8, 11, 12, 15, 16, 17, 13, 14, 1, 2, 3, 4, 5, 6, 7, 18], 18),
     (Q(sort=[("length", True)], limit=4), [9, 10, 8, 11], 18),
     # code point order: upper case before lower case, non-ASCII last
-    (Q(sort=[("affiliation", False)]),
-     [2, 3, 6, 7, 9, 10, 14, 16, 1, 4, 5, 8, 11, 12, 13, 15, 17, 18], 18),
-    (Q(sort=[("affiliation", True)]),
-     [18, 17, 1, 4, 5, 8, 11, 12, 13, 15, 16, 2, 3, 6, 7, 9, 10, 14], 18),
-    (Q(sort=[("category", False), ("length", True)]),
-     [9, 10, 8, 11, 12, 16, 4, 1, 5, 7, 6, 3, 2, 18, 15, 13, 14, 17], 18),
-    (Q(sort=[("manufacturer", True), ("model", False)], equals=[("affiliation", "empire")]),
-     [14, 6, 7, 2, 3, 9, 10], 7),
+    (Q(sort=[("affiliation", False)]), [2, 3, 6, 7, 9, 10, 14, 16, 1, 4, 5, 8, 11, 12, 13, 15, 17, 18], 18),
+    (Q(sort=[("affiliation", True)]), [18, 17, 1, 4, 5, 8, 11, 12, 13, 15, 16, 2, 3, 6, 7, 9, 10, 14], 18),
+    (
+        Q(sort=[("category", False), ("length", True)]),
+        [9, 10, 8, 11, 12, 16, 4, 1, 5, 7, 6, 3, 2, 18, 15, 13, 14, 17],
+        18,
+    ),
+    (
+        Q(sort=[("manufacturer", True), ("model", False)], equals=[("affiliation", "empire")]),
+        [14, 6, 7, 2, 3, 9, 10],
+        7,
+    ),
     (Q(sort=[("ship_class", False)], text="star"), [4, 3, 8, 9, 10, 1, 2, 5, 6, 7, 18], 11),
 ]
 

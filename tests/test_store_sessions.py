@@ -14,7 +14,9 @@ GRACE = 10.0
 
 
 def session(sid="s" * 22, user_id=1, created_at=NOW, jti="r0", exp=int(NOW) + 3600) -> SessionRecord:
-    return SessionRecord(sid, user_id, created_at, created_at, exp, "agent", "192.0.2.1", TokenId(jti, int(created_at), exp))
+    return SessionRecord(
+        sid, user_id, created_at, created_at, exp, "agent", "192.0.2.1", TokenId(jti, int(created_at), exp)
+    )
 
 
 @pytest.fixture
@@ -41,7 +43,10 @@ def successor(n: int, now: float = NOW) -> TokenId:
 # --- the rule ----------------------------------------------------------------
 def test_the_live_token_rotates_and_the_session_follows_its_successor(seeded):
     seeded.create_session(session())
-    assert seeded.rotate_refresh("s" * 22, "r0", successor(1), NOW + 1, GRACE) == (Rotation.ROTATED, successor(1))
+    assert seeded.rotate_refresh("s" * 22, "r0", successor(1), NOW + 1, GRACE) == (
+        Rotation.ROTATED,
+        successor(1),
+    )
     stored = seeded.get_session("s" * 22)
     assert stored.refresh == successor(1)
     assert (stored.previous_jti, stored.rotated_at, stored.expires_at) == ("r0", NOW + 1, successor(1).exp)
@@ -56,7 +61,13 @@ def test_the_live_token_rotates_and_the_session_follows_its_successor(seeded):
         ("older", 1, Rotation.REUSED, None, False),
         ("r1", 1, Rotation.ROTATED, "r2", True),
     ],
-    ids=["used-up within grace", "at the end of grace", "long after", "never this session's live one", "the live one"],
+    ids=[
+        "used-up within grace",
+        "at the end of grace",
+        "long after",
+        "never this session's live one",
+        "the live one",
+    ],
 )
 def test_presenting_a_token_after_one_rotation(seeded, presented, after, outcome, token, alive):
     seeded.create_session(session())
@@ -90,7 +101,10 @@ def race(stores, work, count=8) -> list:
 @pytest.mark.parametrize("grace", [GRACE, 0])
 def test_racing_rotations_of_one_token_leave_one_chain(seeded, other_worker, grace):
     seeded.create_session(session())
-    results = race([seeded, other_worker], lambda store, i: store.rotate_refresh("s" * 22, "r0", successor(i + 1), NOW, grace))
+    results = race(
+        [seeded, other_worker],
+        lambda store, i: store.rotate_refresh("s" * 22, "r0", successor(i + 1), NOW, grace),
+    )
     outcomes = [outcome for outcome, _ in results]
     assert outcomes.count(Rotation.ROTATED) == 1
     winner = next(token for outcome, token in results if outcome is Rotation.ROTATED)

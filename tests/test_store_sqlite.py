@@ -27,7 +27,9 @@ def test_commits_are_fsynced_unless_the_url_says_otherwise(tmp_path):
         normal.close()
 
 
-@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///x.db?synchronous=off", "sqlite:///x.db?cache=1", "sqlite:/x.db"])
+@pytest.mark.parametrize(
+    "url", ["sqlite:///", "sqlite:///x.db?synchronous=off", "sqlite:///x.db?cache=1", "sqlite:/x.db"]
+)
 def test_a_bad_url_is_refused_at_start(url):
     with pytest.raises(ValueError):
         parse_url(url)
@@ -35,8 +37,16 @@ def test_a_bad_url_is_refused_at_start(url):
 
 def test_writers_from_many_threads_queue_and_none_is_lost(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'fleet.db'}")
-    ship = {"affiliation": "a", "category": "c", "crew": 1, "length": 1, "manufacturer": "m",
-            "model": "x", "roles": [], "ship_class": "s"}
+    ship = {
+        "affiliation": "a",
+        "category": "c",
+        "crew": 1,
+        "length": 1,
+        "manufacturer": "m",
+        "model": "x",
+        "roles": [],
+        "ship_class": "s",
+    }
     ids: list[int] = []
 
     def create_ten():

@@ -22,7 +22,9 @@ TOO_MANY = {"error": "Too Many Requests", "message": "Too many failed logins; tr
 
 def throttled_client(settings, store, **changes) -> falcon.testing.TestClient:
     limits = {"login_user_limit": USER_LIMIT, "login_ip_limit": IP_LIMIT, "login_window": WINDOW}
-    return falcon.testing.TestClient(create_app(dataclasses.replace(settings, **{**limits, **changes}), store=store))
+    return falcon.testing.TestClient(
+        create_app(dataclasses.replace(settings, **{**limits, **changes}), store=store)
+    )
 
 
 @pytest.fixture
@@ -158,7 +160,9 @@ def test_x_forwarded_for_is_ignored_without_trusted_proxies(tclient):
 def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(settings, store):
     client = throttled_client(settings, store, trusted_proxies="127.0.0.1")
     for i in range(IP_LIMIT):
-        attempt(client, f"name-{i}", remote_addr="203.0.113.9", headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+        attempt(
+            client, f"name-{i}", remote_addr="203.0.113.9", headers={"X-Forwarded-For": f"198.51.100.{i + 1}"}
+        )
 
     result = attempt(
         client, "guest", "guest", remote_addr="203.0.113.9", headers={"X-Forwarded-For": "198.51.100.200"}
@@ -186,7 +190,9 @@ def test_the_nearest_untrusted_hop_is_the_client_behind_a_trusted_proxy(settings
         spoofed = f"192.0.2.{i + 1}, 198.51.100.7, 10.1.2.3"
         attempt(client, f"name-{i}", headers={"X-Forwarded-For": spoofed})
 
-    result = attempt(client, "guest", "guest", headers={"X-Forwarded-For": "192.0.2.99, 198.51.100.7, 10.1.2.3"})
+    result = attempt(
+        client, "guest", "guest", headers={"X-Forwarded-For": "192.0.2.99, 198.51.100.7, 10.1.2.3"}
+    )
 
     assert_too_many(result)
 

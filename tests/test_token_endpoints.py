@@ -23,9 +23,14 @@ FORM = "application/x-www-form-urlencoded"
 REVOKED = {"error": "Token has been revoked"}
 INACTIVE = {"active": False}
 SHIP = {
-    "affiliation": "Empire", "category": "Starfighters", "crew": 1, "length": 7,
-    "manufacturer": "Sienar Fleet Systems", "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"], "ship_class": "Starfighter",
+    "affiliation": "Empire",
+    "category": "Starfighters",
+    "crew": 1,
+    "length": 7,
+    "manufacturer": "Sienar Fleet Systems",
+    "model": "TIE/LN Starfighter",
+    "roles": ["Space Superiority Starfighter"],
+    "ship_class": "Starfighter",
 }
 
 
@@ -105,15 +110,29 @@ def test_revoking_an_access_token_revokes_only_it(client):
 
 def test_a_wrong_hint_is_ignored(client):
     tokens = log_in(client)
-    assert form(client, "/auth/revoke", token=tokens["refresh_token"], token_type_hint="access_token").status_code == 200
+    assert (
+        form(
+            client, "/auth/revoke", token=tokens["refresh_token"], token_type_hint="access_token"
+        ).status_code
+        == 200
+    )
     assert refresh_status(client, tokens["refresh_token"]) == 401
 
 
 def _expired(settings) -> str:
     now = int(time.time())
     return jwt.encode(
-        {"sub": "1", "type": "access", "jti": "j", "iat": now - 100, "nbf": now - 100, "exp": now - 10, "sid": "s" * 22},
-        settings.secret_key, algorithm="HS256",
+        {
+            "sub": "1",
+            "type": "access",
+            "jti": "j",
+            "iat": now - 100,
+            "nbf": now - 100,
+            "exp": now - 10,
+            "sid": "s" * 22,
+        },
+        settings.secret_key,
+        algorithm="HS256",
     )
 
 
@@ -122,7 +141,9 @@ def test_revoking_an_invalid_token_is_200_and_changes_nothing(client, settings, 
     tokens = log_in(client)
     token = {
         "garbage": "not a token at all",
-        "forged": jwt.encode({**claims(tokens["refresh_token"])}, "another key of at least 32 bytes!", algorithm="HS256"),
+        "forged": jwt.encode(
+            {**claims(tokens["refresh_token"])}, "another key of at least 32 bytes!", algorithm="HS256"
+        ),
         "expired": _expired(settings),
         "already revoked": tokens["access_token"],
         "empty-ish": " ",
@@ -147,7 +168,10 @@ BAD_BODIES = {
     "not utf-8": ({"Content-Type": FORM}, b"token=\xff\xfe"),
     "json without token": ({"Content-Type": "application/json"}, b'{"token_type_hint": "access_token"}'),
     "json token not a string": ({"Content-Type": "application/json"}, b'{"token": 12}'),
-    "json hint not a string": ({"Content-Type": "application/json"}, b'{"token": "a", "token_type_hint": []}'),
+    "json hint not a string": (
+        {"Content-Type": "application/json"},
+        b'{"token": "a", "token_type_hint": []}',
+    ),
     "json not an object": ({"Content-Type": "application/json"}, b'["token"]'),
     "malformed json": ({"Content-Type": "application/json"}, b'{"token": '),
     "another media type": ({"Content-Type": "text/plain"}, b"token=a"),
@@ -179,8 +203,14 @@ def test_an_own_live_access_token_is_described(client):
     assert result.headers["Cache-Control"] == "no-store"
     given = claims(tokens["access_token"])
     assert result.json == {
-        "active": True, "sub": "1", "username": "user", "token_type": "access", "sid": given["sid"],
-        "jti": given["jti"], "iat": given["iat"], "exp": given["exp"],
+        "active": True,
+        "sub": "1",
+        "username": "user",
+        "token_type": "access",
+        "sid": given["sid"],
+        "jti": given["jti"],
+        "iat": given["iat"],
+        "exp": given["exp"],
     }
 
 
@@ -196,16 +226,25 @@ def test_an_own_refresh_token_is_described_in_json_too(client):
 
 def test_with_an_access_token_only_ones_own_users_tokens_are_active(client):
     mine, guest = log_in(client), log_in(client, "guest", "guest")
-    assert form(client, "/auth/introspect", bearer(mine["access_token"]), token=guest["access_token"]).json == INACTIVE
+    assert (
+        form(client, "/auth/introspect", bearer(mine["access_token"]), token=guest["access_token"]).json
+        == INACTIVE
+    )
     # The other session of the same user is one's own.
     second = log_in(client)
-    assert form(client, "/auth/introspect", bearer(mine["access_token"]), token=second["refresh_token"]).json["active"]
+    assert form(client, "/auth/introspect", bearer(mine["access_token"]), token=second["refresh_token"]).json[
+        "active"
+    ]
 
 
 @pytest.mark.parametrize("auth", ["bearer key", "basic key", "second key"])
 def test_a_resource_server_with_a_key_sees_every_users_tokens(client, auth):
     guest = log_in(client, "guest", "guest")
-    headers = {"bearer key": bearer(KEY), "basic key": basic("resource-server", KEY), "second key": bearer(OTHER_KEY)}[auth]
+    headers = {
+        "bearer key": bearer(KEY),
+        "basic key": basic("resource-server", KEY),
+        "second key": bearer(OTHER_KEY),
+    }[auth]
     result = form(client, "/auth/introspect", headers, token=guest["access_token"])
     assert result.status_code == 200
     assert result.json["active"] is True
@@ -217,7 +256,9 @@ def _not_live(client, settings, store, kind: str) -> str:
     if kind == "garbage":
         return "garbage"
     if kind == "bad signature":
-        return tokens["access_token"][:-4] + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB")
+        return tokens["access_token"][:-4] + (
+            "AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB"
+        )
     if kind == "expired":
         return _expired(settings)
     if kind == "revoked":
@@ -228,7 +269,9 @@ def _not_live(client, settings, store, kind: str) -> str:
         client.simulate_delete(f"/api/sessions/{sid}", headers=bearer(tokens["access_token"]))
         return tokens["access_token"]
     if kind == "used-up refresh token":
-        rotating = falcon.testing.TestClient(create_app(dataclasses.replace(settings, refresh_rotation=True), store=store))
+        rotating = falcon.testing.TestClient(
+            create_app(dataclasses.replace(settings, refresh_rotation=True), store=store)
+        )
         rotating.simulate_post("/auth/refresh", headers=bearer(tokens["refresh_token"]))
         return tokens["refresh_token"]
     if kind == "deleted user":
@@ -240,7 +283,16 @@ def _not_live(client, settings, store, kind: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "kind", ["garbage", "bad signature", "expired", "revoked", "ended session", "used-up refresh token", "deleted user"]
+    "kind",
+    [
+        "garbage",
+        "bad signature",
+        "expired",
+        "revoked",
+        "ended session",
+        "used-up refresh token",
+        "deleted user",
+    ],
 )
 def test_anything_not_live_is_exactly_inactive(client, settings, store, kind):
     token = _not_live(client, settings, store, kind)

@@ -294,9 +294,7 @@ def test_update_user_to_a_taken_name_is_400_already_exists(client, auth):
 
 
 def test_update_user_validates_the_body(client, auth):
-    result = client.simulate_put(
-        "/api/users/1", json={"name": "x", "extra": 1}, headers=auth.headers
-    )
+    result = client.simulate_put("/api/users/1", json={"name": "x", "extra": 1}, headers=auth.headers)
 
     assert_validation_error(
         result,

@@ -21,7 +21,12 @@ def _no_store(resp: falcon.Response) -> None:
 
 class Login:
     def __init__(
-        self, store: Store, sessions: Sessions, hasher: PasswordHasher, throttle: LoginThrottle, metrics: Metrics,
+        self,
+        store: Store,
+        sessions: Sessions,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._sessions = sessions

@@ -21,5 +21,5 @@ class Health:
             self._store.ping()
         except Exception:
             log.exception("health check: the store does not answer")
-            raise falcon.HTTPServiceUnavailable(description="The store does not answer.")
+            raise falcon.HTTPServiceUnavailable(description="The store does not answer.") from None
         resp.media = {"status": "ok"}

@@ -106,8 +106,12 @@ class Introspect:
                 password = ""
             if password and self._is_key(password):
                 return None
-            raise OAuthError("invalid_client", "Unknown introspection key.", falcon.HTTP_401,
-                             ['Basic realm="introspection"'])
+            raise OAuthError(
+                "invalid_client",
+                "Unknown introspection key.",
+                falcon.HTTP_401,
+                ['Basic realm="introspection"'],
+            )
         token = bearer_token(req)
         if self._keys and self._is_key(token):
             return None

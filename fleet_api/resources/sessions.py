@@ -14,7 +14,7 @@ from fleet_api.store import SessionRecord, Store
 
 def rfc3339(epoch: float) -> str:
     """UTC, to the second: `2026-12-01T09:00:00Z` (RFC 3339 section 5.6)."""
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -59,7 +59,9 @@ class SessionItem:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
         # Someone else's session is as unknown as one that never was.
-        if not SID_PATTERN.fullmatch(session_id) or not self._store.end_session(session_id, req.context.user.id):
+        if not SID_PATTERN.fullmatch(session_id) or not self._store.end_session(
+            session_id, req.context.user.id
+        ):
             raise falcon.HTTPNotFound()
         self._metrics.token_revoked("session_ended")
         resp.status = falcon.HTTP_204

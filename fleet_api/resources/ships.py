@@ -52,7 +52,10 @@ class Ships:
         fields = body.model_dump(exclude={"id"})
         # Idempotency keys are the user's own: another user's same key is another request.
         self._idempotency.create(
-            req, resp, f"ships/user:{req.context.user.id}", fields,
+            req,
+            resp,
+            f"ships/user:{req.context.user.id}",
+            fields,
             plain=lambda: self._store.create_ship(fields),
             once=lambda claim, answer: self._store.create_ship_once(fields, claim, answer),
             location=lambda ship: f"/api/ships/{ship['id']}",

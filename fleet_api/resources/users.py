@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
@@ -30,8 +30,13 @@ def _public(user: UserRecord) -> dict:
 
 
 class Users:
-    def __init__(self, store: Store, hasher: PasswordHasher, idempotency: Idempotency,
-                 client_address: Callable[[falcon.Request], str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher,
+        idempotency: Idempotency,
+        client_address: Callable[[falcon.Request], str],
+    ) -> None:
         self._store = store
         self._hasher = hasher
         self._parse = QueryParser(UserQuery)
@@ -57,10 +62,14 @@ class Users:
         # No user yet: keys are scoped to the client's address. The password
         # is hashed only once the key is ours, never for a replay.
         self._idempotency.create(
-            req, resp, f"users/ip:{self._client_address(req)}", fields,
+            req,
+            resp,
+            f"users/ip:{self._client_address(req)}",
+            fields,
             plain=lambda: self._store.create_user(body.name, self._hasher.hash(body.password)),
             once=lambda claim, answer: self._store.create_user_once(
-                body.name, self._hasher.hash(body.password), claim, answer),
+                body.name, self._hasher.hash(body.password), claim, answer
+            ),
             location=lambda user: f"/api/users/{user.id}",
             body=_public,
         )
@@ -91,8 +100,11 @@ class User:
         _require_self(req, user_id)
         body = validate(UserPatch, read_merge_patch(req))
         # A merge patch's null removes a member, and both are required.
-        removed = {k: ["Missing data for required field."] for k in ("name", "password")
-                   if k in body.model_fields_set and getattr(body, k) is None}
+        removed = {
+            k: ["Missing data for required field."]
+            for k in ("name", "password")
+            if k in body.model_fields_set and getattr(body, k) is None
+        }
         if removed:
             raise ValidationFailed(removed)
         if body.id is not None and body.id != user_id:
@@ -125,8 +137,13 @@ class User:
         # when the access token making the change (the one token kept) expires.
         claims = req.context.claims
         user = self._store.update_user(
-            current.id, name, new_hash, claims["jti"], precondition,
-            kept_sid=claims.get("sid"), kept_until=claims["exp"],
+            current.id,
+            name,
+            new_hash,
+            claims["jti"],
+            precondition,
+            kept_sid=claims.get("sid"),
+            kept_until=claims["exp"],
         )
         if user is None:
             raise falcon.HTTPNotFound()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+
 from fleet_api.settings import DEFAULT_DATA
 
 DATA = json.loads(DEFAULT_DATA.read_text())
@@ -35,7 +36,8 @@ def app(environ, start_response):
     raw = environ["wsgi.input"].read(length) if length else b""
     if environ.get("HTTP_AUTHORIZATION"):
         return _reply(
-            start_response, "401 Unauthorized",
+            start_response,
+            "401 Unauthorized",
             {"error": "Token has been revoked"},
             [("WWW-Authenticate", "Bearer")],
         )

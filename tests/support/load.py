@@ -17,7 +17,6 @@ import http.client
 import threading
 import time
 import urllib.error
-from pathlib import Path
 
 from devtools.http import call
 from support.bodies import STAR_DESTROYER
@@ -88,7 +87,7 @@ class WriteLoad:
         self._workers: list[threading.Thread] = []
 
     # --- running -------------------------------------------------------------
-    def start(self) -> "WriteLoad":
+    def start(self) -> WriteLoad:
         self._deadline = time.monotonic() + self.max_seconds
         self._workers = [
             threading.Thread(target=self._run, args=(n,), name=f"{self.tag}-{n}", daemon=True)
@@ -106,7 +105,7 @@ class WriteLoad:
         stuck = [w.name for w in self._workers if w.is_alive()]
         assert not stuck, f"load threads still running after {join_timeout}s: {stuck}"
 
-    def __enter__(self) -> "WriteLoad":
+    def __enter__(self) -> WriteLoad:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -200,4 +199,3 @@ def read_ships(base: str, ids) -> dict[int, object]:
         response = call("GET", f"{base}/api/ships/{ship_id}", timeout=REQUEST_TIMEOUT)
         found[ship_id] = response.json if response.status == 200 else response.status
     return found
-
