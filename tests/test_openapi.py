@@ -17,6 +17,7 @@ import falcon.testing
 import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
+from support.bodies import SHIP_2
 
 from fleet_api import openapi, schemas
 from fleet_api.app import create_app
@@ -27,17 +28,7 @@ from fleet_api.store import open_store
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The ship README's `GET /api/ships/2` answers with.
-README_SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "id": 2,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
+README_SHIP = SHIP_2
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

@@ -16,20 +16,12 @@ import time
 import falcon.testing
 import jwt
 import pytest
+from support.bodies import TIE_FIGHTER
 
 from fleet_api.app import create_app
 
 REVOKED = {"error": "Token has been revoked"}
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
+SHIP = TIE_FIGHTER
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 

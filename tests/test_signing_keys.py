@@ -27,6 +27,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from support.bodies import TIE_FIGHTER
 
 from devtools.gunicorn import PROJECT_ROOT
 from fleet_api import auth as auth_module
@@ -36,16 +37,7 @@ from fleet_api.keys import KeyFileError, KeyRing, load_key_file, new_key, thumbp
 from fleet_api.settings import Settings, SettingsError
 from fleet_api.store import open_store
 
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
+SHIP = TIE_FIGHTER
 JWKS = "/.well-known/jwks.json"
 T0 = 1_800_000_000.0  # a fixed creation time for keys made here; later keys add to it
 UNKNOWN_KID = {"error": "The token is signed with an unknown key (kid)"}

@@ -13,6 +13,7 @@ import urllib.parse
 import falcon.testing
 import jwt
 import pytest
+from support.bodies import TIE_FIGHTER
 
 from fleet_api.app import create_app
 from fleet_api.settings import Settings, SettingsError
@@ -22,16 +23,7 @@ OTHER_KEY = secrets.token_urlsafe(32)
 FORM = "application/x-www-form-urlencoded"
 REVOKED = {"error": "Token has been revoked"}
 INACTIVE = {"active": False}
-SHIP = {
-    "affiliation": "Empire",
-    "category": "Starfighters",
-    "crew": 1,
-    "length": 7,
-    "manufacturer": "Sienar Fleet Systems",
-    "model": "TIE/LN Starfighter",
-    "roles": ["Space Superiority Starfighter"],
-    "ship_class": "Starfighter",
-}
+SHIP = TIE_FIGHTER
 
 
 @pytest.fixture
