@@ -207,3 +207,13 @@ def test_a_login_sweeps_expired_sessions(seeded):
     seeded.purge_expired_sessions(NOW - 7200)  # the backends' once-a-minute clocks start now
     seeded.create_session(session("b" * 22, created_at=NOW))
     assert seeded.get_session("a" * 22) is None
+
+
+def test_without_grace_a_racer_whose_clock_read_precedes_the_rotation_is_reuse(seeded):
+    """A worker reads its clock, then waits for the row lock while another
+    rotates: its `now` is earlier than the rotation. With grace 0 that is
+    still reuse, never a second winner."""
+    seeded.create_session(session())
+    assert seeded.rotate_refresh("s" * 22, "r0", successor(1), NOW + 5, 0.0)[0] is Rotation.ROTATED
+    assert seeded.rotate_refresh("s" * 22, "r0", successor(2), NOW + 4, 0.0) == (Rotation.REUSED, None)
+    assert seeded.get_session("s" * 22) is None
