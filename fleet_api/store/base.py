@@ -452,6 +452,10 @@ def rotation_step(
     # A racer that read its clock before waiting for the row lock can see a
     # rotation stamped later than its `now`: that counts as no time elapsed,
     # so a grace of 0 really means none.
-    if jti == session.previous_jti and session.rotated_at is not None and max(now - session.rotated_at, 0) < grace:
+    if (
+        jti == session.previous_jti
+        and session.rotated_at is not None
+        and max(now - session.rotated_at, 0) < grace
+    ):
         return Rotation.GRACE, session.refresh, session
     return Rotation.REUSED, None, None
