@@ -17,6 +17,7 @@ live in a registry of their own per app, so two apps never share counts.
 
 from __future__ import annotations
 
+import struct
 import time
 
 import falcon
@@ -28,6 +29,7 @@ from fleet_api.middleware import RouteLabels
 
 LOGIN_OUTCOMES = ("ok", "invalid", "throttled")
 # Why a token stopped working; one event each, however many tokens it ends.
+EXPOSITION_TRIES = 5
 REVOKE_REASONS = (
     "logout",
     "logout2",
@@ -57,7 +59,11 @@ class Metrics:
     enabled = True
 
     def __init__(self, multiproc_dir: str | None = None) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        # Under gunicorn, describing the collector at registration would read
+        # every worker's files while a booting sibling's file may still be
+        # empty (prometheus_client then raises struct.error and this worker
+        # fails to boot, which stops the whole server): no auto-describe there.
+        self.registry = CollectorRegistry(auto_describe=not multiproc_dir)
         if multiproc_dir:
             if values.ValueClass is values.MutexValue:
                 raise MetricsMisconfigured(
@@ -129,6 +135,13 @@ class Metrics:
         self._reuse.inc()
 
     def exposition(self) -> bytes:
+        # A worker that is just starting may have created its file but not yet
+        # sized it; reading it then fails for a moment. Try again, bounded.
+        for _ in range(EXPOSITION_TRIES - 1):
+            try:
+                return generate_latest(self.registry)
+            except struct.error:
+                time.sleep(0.01)
         return generate_latest(self.registry)
 
 

@@ -7,6 +7,8 @@ import dataclasses
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -295,3 +297,27 @@ def test_preloaded_app_still_counts_every_worker():
         text = scrape_http(server.url)
 
     assert total(text, "http_requests_total", route=SHIP_ROUTE) == 30
+
+
+def test_a_worker_boots_while_a_siblings_metrics_file_is_still_empty(tmp_path):
+    """A sibling that has created its file but not yet sized it must not stop
+    this worker from booting (it did: the whole server shut down), and the
+    scrape answers once the file is whole. Multiprocess mode needs the
+    directory set before prometheus_client is imported: a fresh interpreter."""
+    script = (
+        "import pathlib, sys\n"
+        "empty = pathlib.Path(sys.argv[1], 'counter_999999.db'); empty.write_bytes(b'')\n"
+        "from fleet_api.metrics import Metrics\n"
+        "metrics = Metrics(sys.argv[1])\n"
+        "empty.unlink()\n"
+        "sys.stdout.write(metrics.exposition().decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "auth_tokens_revoked_total" in result.stdout
