@@ -28,6 +28,14 @@ def server():
         yield server
 
 
+@pytest.fixture(scope="module")
+def twin(server):
+    """A second gunicorn on the same store file and key: its worker is
+    another process for certain, whatever the kernel does with accepts."""
+    with GunicornServer(workers=1, env=dict(server.env)) as twin:
+        yield twin
+
+
 def post(url: str, body: dict, key: str, token: str | None = None):
     """One request on a fresh connection: (status, headers, body bytes)."""
     headers = {"Content-Type": "application/json", "Idempotency-Key": key}
@@ -52,7 +60,7 @@ def ships_named(server, model: str) -> int:
 
 
 @pytest.mark.parametrize("what", ["ship", "user"])
-def test_a_retry_on_another_worker_replays_the_first_answer(server, what):
+def test_a_retry_on_another_worker_replays_the_first_answer(server, twin, what):
     token = login(server.url)["access_token"]
     unique = secrets.token_hex(16)
     key = f'"{unique}"'
@@ -70,8 +78,10 @@ def test_a_retry_on_another_worker_replays_the_first_answer(server, what):
     seen = set()
     with ThreadPoolExecutor(AT_ONCE) as pool:
         for _ in range(ROUNDS):
+            # Half of each round to the twin: some retry lands on another process.
+            targets = [url if i % 2 else url.replace(server.url, twin.url) for i in range(AT_ONCE)]
             for status, again_headers, again in pool.map(
-                lambda _: post(url, body, key, token), range(AT_ONCE)
+                lambda target: post(target, body, key, token), targets
             ):
                 assert (status, again_headers["Idempotent-Replayed"]) == (201, "true")
                 assert again == first and again_headers["Location"] == headers["Location"]

@@ -127,5 +127,7 @@ def test_a_server_that_rejects_every_token_fails_the_run(tmp_path):
 
     assert code == 1, log
     # Anonymous reads are right there; the authenticated calls are what fail.
-    assert rows[("GET", "/api/ships")]["Failure Count"] == "0"
+    # Which reads the random tasks made in 4 s varies: check those it made.
+    reads = [rows[key] for key in (("GET", "/api/ships"), ("GET", "/api/ships/[id]")) if key in rows]
+    assert reads and all(row["Failure Count"] == "0" for row in reads), log
     assert int(rows[("POST", "/api/ships")]["Failure Count"]) > 0, log
