@@ -151,10 +151,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_user_idx ON sessions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
 """
-SESSION_COLUMNS = (
-    "id, user_id, created_at, last_used_at, expires_at, user_agent, ip,"
-    " refresh_jti, refresh_iat, refresh_exp, previous_jti, rotated_at"
-)
+_SESSION_UPDATE, _session_update_params = sql.session_update(sql.POSTGRES)
+
 
 # Move an identity sequence past both the highest id in the table and wherever
 # it already got to, so seeded ids and ids handed out before are never reused.
@@ -497,8 +495,8 @@ class PostgresStore(Store):
         insert and with SKIP LOCKED, as revocations are."""
         with self._get_pool().connection() as conn:
             conn.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})",
-                _session_values(session),
+                f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) VALUES ({', '.join(['%s'] * sql.SESSION_COLUMN_COUNT)})",
+                sql.session_values(session),
             )
             now = session.created_at
             if now - self._last_session_sweep < PURGE_INTERVAL:
@@ -514,18 +512,18 @@ class PostgresStore(Store):
                 log.warning("sweep of expired sessions failed", exc_info=True)
 
     def get_session(self, sid: str) -> SessionRecord | None:
-        row = self._one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,))
-        return _session(row) if row else None
+        row = self._one(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,))
+        return sql.session_record(row) if row else None
 
     def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
         if not _valid_id(user_id):
             return []
         rows = self._all(
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND expires_at > %s"
+            f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND expires_at > %s"
             ' ORDER BY created_at DESC, id COLLATE "C"',
             (user_id, now),
         )
-        return [_session(row) for row in rows]
+        return [sql.session_record(row) for row in rows]
 
     def touch_session(self, sid: str, now: float) -> None:
         self._rowcount(
@@ -551,26 +549,13 @@ class PostgresStore(Store):
                 return rotation_step(session, jti, None, now, grace)[:2]
         # The session's row stays locked (FOR UPDATE) from the read to the
         # commit, so of racing workers on any host exactly one sees the live token.
-        with self._locked(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,)) as (conn, row):
-            before = _session(row) if row else None
+        with self._locked(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = %s", (sid,)) as (conn, row):
+            before = sql.session_record(row) if row else None
             outcome, token, after = rotation_step(before, jti, successor, now, grace)
             if after is None:
                 conn.execute("DELETE FROM sessions WHERE id = %s", (sid,))
             elif after != before:
-                conn.execute(
-                    "UPDATE sessions SET last_used_at = %s, expires_at = %s, refresh_jti = %s, refresh_iat = %s,"
-                    " refresh_exp = %s, previous_jti = %s, rotated_at = %s WHERE id = %s",
-                    (
-                        after.last_used_at,
-                        after.expires_at,
-                        after.refresh.jti,
-                        after.refresh.iat,
-                        after.refresh.exp,
-                        after.previous_jti,
-                        after.rotated_at,
-                        sid,
-                    ),
-                )
+                conn.execute(_SESSION_UPDATE, _session_update_params(after))
         return outcome, token
 
     def purge_expired_sessions(self, now: float) -> int:
@@ -735,52 +720,6 @@ class PostgresStore(Store):
             pool, self._pool = self._pool, None
             if pool is not None and self._pid == os.getpid():
                 pool.close()
-
-
-def _session_values(s: SessionRecord) -> tuple:
-    return (
-        s.id,
-        s.user_id,
-        s.created_at,
-        s.last_used_at,
-        s.expires_at,
-        s.user_agent,
-        s.ip,
-        s.refresh.jti,
-        s.refresh.iat,
-        s.refresh.exp,
-        s.previous_jti,
-        s.rotated_at,
-    )
-
-
-def _session(row: tuple) -> SessionRecord:
-    (
-        sid,
-        user_id,
-        created_at,
-        last_used_at,
-        expires_at,
-        user_agent,
-        ip,
-        jti,
-        iat,
-        exp,
-        previous_jti,
-        rotated_at,
-    ) = row
-    return SessionRecord(
-        sid,
-        user_id,
-        created_at,
-        last_used_at,
-        expires_at,
-        user_agent,
-        ip,
-        TokenId(jti, iat, exp),
-        previous_jti,
-        rotated_at,
-    )
 
 
 def _end_sessions(conn: psycopg.Connection, user_id: int, keep_sid: str | None) -> int:

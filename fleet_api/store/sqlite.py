@@ -136,10 +136,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
 """
-_SESSION_COLUMNS = (
-    "id, user_id, created_at, last_used_at, expires_at, user_agent, ip,"
-    " refresh_jti, refresh_iat, refresh_exp, previous_jti, rotated_at"
-)
+
+_SESSION_UPDATE, _session_update_params = sql.session_update(sql.SQLITE)
 
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
@@ -397,22 +395,22 @@ class SQLiteStore(Store):
         # each logout: one indexed range delete keeps the table bounded.
         with self._write() as db:
             db.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-                _session_values(session),
+                f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) VALUES ({', '.join('?' * sql.SESSION_COLUMN_COUNT)})",
+                sql.session_values(session),
             )
             db.execute("DELETE FROM sessions WHERE expires_at <= ?", (session.created_at,))
 
     def get_session(self, sid: str) -> SessionRecord | None:
-        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,))
-        return _session(rows[0]) if rows else None
+        rows = self._query(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,))
+        return sql.session_record(rows[0]) if rows else None
 
     def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
         rows = self._query(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?"
+            f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?"
             " ORDER BY created_at DESC, id",
             (user_id, now),
         )
-        return [_session(row) for row in rows]
+        return [sql.session_record(row) for row in rows]
 
     def touch_session(self, sid: str, now: float) -> None:
         self._write_one(
@@ -437,25 +435,13 @@ class SQLiteStore(Store):
         # BEGIN IMMEDIATE: the row is read and written under the write lock,
         # so of racing workers exactly one sees the live token.
         with self._write() as db:
-            row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
-            outcome, token, after = rotation_step(_session(row) if row else None, jti, successor, now, grace)
+            row = db.execute(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
+            before = sql.session_record(row) if row else None
+            outcome, token, after = rotation_step(before, jti, successor, now, grace)
             if after is None:
                 db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
-            elif row is not None and after != _session(row):
-                db.execute(
-                    "UPDATE sessions SET last_used_at = ?, expires_at = ?, refresh_jti = ?, refresh_iat = ?,"
-                    " refresh_exp = ?, previous_jti = ?, rotated_at = ? WHERE id = ?",
-                    (
-                        after.last_used_at,
-                        after.expires_at,
-                        after.refresh.jti,
-                        after.refresh.iat,
-                        after.refresh.exp,
-                        after.previous_jti,
-                        after.rotated_at,
-                        sid,
-                    ),
-                )
+            elif after != before:
+                db.execute(_SESSION_UPDATE, _session_update_params(after))
         return outcome, token
 
     def purge_expired_sessions(self, now: float) -> int:
@@ -599,52 +585,6 @@ def _answered(db: sqlite3.Connection, claim, result: IdempotentAnswer) -> Idempo
         (result.status, result.location, result.body, claim.scope, claim.key),
     )
     return result
-
-
-def _session_values(s: SessionRecord) -> tuple:
-    return (
-        s.id,
-        s.user_id,
-        s.created_at,
-        s.last_used_at,
-        s.expires_at,
-        s.user_agent,
-        s.ip,
-        s.refresh.jti,
-        s.refresh.iat,
-        s.refresh.exp,
-        s.previous_jti,
-        s.rotated_at,
-    )
-
-
-def _session(row: tuple) -> SessionRecord:
-    (
-        sid,
-        user_id,
-        created_at,
-        last_used_at,
-        expires_at,
-        user_agent,
-        ip,
-        jti,
-        iat,
-        exp,
-        previous_jti,
-        rotated_at,
-    ) = row
-    return SessionRecord(
-        sid,
-        user_id,
-        created_at,
-        last_used_at,
-        expires_at,
-        user_agent,
-        ip,
-        TokenId(jti, iat, exp),
-        previous_jti,
-        rotated_at,
-    )
 
 
 def _end_sessions(db: sqlite3.Connection, user_id: int, keep_sid: str | None) -> int:
