@@ -70,6 +70,7 @@ from devtools.gunicorn import GunicornServer
 from devtools.processes import worker_pids
 from fleet_api.keys import new_key
 from fleet_api.settings import SECRET_ENV, Settings
+from tests.support.bodies import STAR_DESTROYER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,17 +78,8 @@ BENCH_DIR = ROOT / "benchmarks"
 CEILING_APP = "benchmarks.ceiling:get_app()"
 SHIP_COUNT = 15  # the seed's ships 1..15
 USERNAME, PASSWORD = "user", "password"
-# The ship the writes send: a full ship, as in tests/support/bodies.py.
-SHIP_BODY = {
-    "ship_class": "Star Destroyer",
-    "model": "Imperial I-class Star Destroyer",
-    "affiliation": "Empire",
-    "category": "Capital Ships",
-    "crew": 37085,
-    "length": 1600,
-    "manufacturer": "Kuat Drive Yards",
-    "roles": ["Destroyer", "Carrier", "Military Transport", "Command Ship"],
-}
+# The ship the writes send: the README's full ship, the one the tests send.
+SHIP_BODY = STAR_DESTROYER
 # The search scenario: a filter, a range, a two-key sort and a page.
 SEARCH = "/api/ships?affiliation=empire&length_min=8&sort=-length,model&limit=5&offset=0"
 WRK_TIMEOUT = "10s"  # logins queue behind scrypt: don't count them as socket timeouts
