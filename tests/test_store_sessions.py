@@ -217,3 +217,16 @@ def test_without_grace_a_racer_whose_clock_read_precedes_the_rotation_is_reuse(s
     assert seeded.rotate_refresh("s" * 22, "r0", successor(1), NOW + 5, 0.0)[0] is Rotation.ROTATED
     assert seeded.rotate_refresh("s" * 22, "r0", successor(2), NOW + 4, 0.0) == (Rotation.REUSED, None)
     assert seeded.get_session("s" * 22) is None
+
+
+def test_a_failed_last_use_write_does_not_fail_the_request(seeded, monkeypatch):
+    """last_used_at only feeds the sessions list: a store error writing it is
+    logged, and the token check still answers."""
+    seeded.create_session(session())
+
+    def refuse(*args):
+        raise RuntimeError("the store is busy")
+
+    monkeypatch.setattr(seeded, "touch_session", refuse)
+    user, revoked = seeded.token_subject(1, "a", "s" * 22, NOW + 3000)
+    assert (user.id, revoked) == (1, False)

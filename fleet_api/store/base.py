@@ -10,8 +10,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import logging
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SHIP_FIELDS = (
     "affiliation",
@@ -236,22 +239,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def is_token_revoked(self, jti: str) -> bool: ...
 
-    def token_subject(
-        self, user_id: int, jti: str, sid: str | None = None, now: float | None = None
-    ) -> tuple[User | None, bool]:
+    def token_subject(self, user_id: int, jti: str, sid: str | None, now: float) -> tuple[User | None, bool]:
         """(the user, is this token revoked): what every authenticated request
         asks. A token of a user who exists and with a session id `sid` also
-        counts as revoked when its session has ended (or expired by `now`); a live session's last use is
-        recorded, at most once per SESSION_TOUCH_INTERVAL. SQL backends answer
-        it in one round trip (plus that rare write)."""
-        user, revoked = self.get_user(user_id), self.is_token_revoked(jti)
-        if sid is not None and user is not None:  # a deleted user's tokens say "Unknown user."
-            session = self.get_session(sid)
-            if session is None or session.user_id != user_id or session.expires_at <= now:
-                revoked = True
-            elif session.last_used_at <= now - SESSION_TOUCH_INTERVAL:
+        counts as revoked when its session has ended (or expired by `now`); a
+        live session's last use is recorded, at most once per
+        SESSION_TOUCH_INTERVAL. SQL backends answer it in one round trip (plus
+        that rare write)."""
+        user = self.get_user(user_id)
+        session = self.get_session(sid) if sid is not None else None
+        live = session is not None and session.user_id == user_id and session.expires_at > now
+        last_used = session.last_used_at if live else None
+        return user, self._session_verdict(user, self.is_token_revoked(jti), sid, last_used, now)
+
+    def _session_verdict(
+        self, user: User | None, revoked: bool, sid: str | None, last_used: float | None, now: float
+    ) -> bool:
+        """The session half of token_subject, once for every backend: `last_used`
+        is the live session's last use, None when it has ended."""
+        if sid is None or user is None:  # a token from before sessions; a deleted user's: "Unknown user."
+            return revoked
+        if last_used is None:
+            return True
+        if last_used <= now - SESSION_TOUCH_INTERVAL:
+            try:
                 self.touch_session(sid, now)
-        return user, revoked
+            except Exception:  # bookkeeping for the sessions list: never fail the request for it
+                log.warning("could not record the last use of a session", exc_info=True)
+        return revoked
 
     @abc.abstractmethod
     def purge_expired_tokens(self, now: int) -> int:

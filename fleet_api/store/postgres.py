@@ -23,7 +23,6 @@ from psycopg_pool import ConnectionPool
 
 from fleet_api.store import sql
 from fleet_api.store.base import (
-    SESSION_TOUCH_INTERVAL,
     SHIP_FIELDS,
     SHIP_TEXT_FIELDS,
     USER_TEXT_FIELDS,
@@ -152,6 +151,14 @@ CREATE INDEX IF NOT EXISTS sessions_user_idx ON sessions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
 """
 _SESSION_UPDATE, _session_update_params = sql.session_update(sql.POSTGRES)
+# What every authenticated request asks, in one round trip: revoked?, the live
+# session's last use (NULL when it has ended), and the user (NULLs if none).
+_TOKEN_SUBJECT = (
+    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %s),"
+    " (SELECT last_used_at FROM sessions WHERE id = %s AND user_id = %s AND expires_at > %s), "
+    + ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
+    + " FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.id = %s"
+)
 
 
 # Move an identity sequence past both the highest id in the table and wherever
@@ -460,26 +467,14 @@ class PostgresStore(Store):
     def is_token_revoked(self, jti: str) -> bool:
         return self._one("SELECT 1 FROM revoked_tokens WHERE jti = %s", (jti,)) is not None
 
-    def token_subject(self, user_id: int, jti: str, sid: str | None = None, now: float | None = None):
+    def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
         if not _valid_id(user_id):
             return None, self.is_token_revoked(jti)
         # The session's last use comes back from the same statement (NULL
         # when the session has ended or expired): a primary-key lookup more.
-        row = self._one(
-            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %s),"
-            " (SELECT last_used_at FROM sessions WHERE id = %s AND user_id = %s AND expires_at > %s), "
-            + ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
-            + " FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.id = %s",
-            (jti, sid, user_id, now, user_id),
-        )
-        revoked = bool(row[0])
-        if sid is not None and row[2] is not None:  # a deleted user's tokens say "Unknown user."
-            last_used = row[1]
-            if last_used is None:
-                revoked = True
-            elif last_used <= now - SESSION_TOUCH_INTERVAL:
-                self.touch_session(sid, now)
-        return (_user(row[2:]) if row[2] is not None else None), revoked
+        row = self._one(_TOKEN_SUBJECT, (jti, sid, user_id, now, user_id))
+        user = _user(row[2:]) if row[2] is not None else None
+        return user, self._session_verdict(user, bool(row[0]), sid, row[1], now)
 
     def ships_version(self) -> int:
         # Bumped by a trigger inside each ship write's own transaction.

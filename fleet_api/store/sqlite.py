@@ -25,7 +25,6 @@ import orjson
 
 from fleet_api.store import sql
 from fleet_api.store.base import (
-    SESSION_TOUCH_INTERVAL,
     SHIP_FIELDS,
     SHIP_TEXT_FIELDS,
     USER_TEXT_FIELDS,
@@ -367,7 +366,7 @@ class SQLiteStore(Store):
     def is_token_revoked(self, jti: str) -> bool:
         return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
 
-    def token_subject(self, user_id: int, jti: str, sid: str | None = None, now: float | None = None):
+    def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
         # The session's last use comes back from the same statement (NULL
         # when the session has ended or expired): a primary-key lookup more.
         row = self._query(
@@ -376,14 +375,8 @@ class SQLiteStore(Store):
             f" {_USER_COLUMNS} FROM (SELECT 1) LEFT JOIN users ON users.id = ?",
             (jti, sid, user_id, now, user_id),
         )[0]
-        revoked = bool(row[0])
-        if sid is not None and row[2] is not None:  # a deleted user's tokens say "Unknown user."
-            last_used = row[1]
-            if last_used is None:
-                revoked = True
-            elif last_used <= now - SESSION_TOUCH_INTERVAL:
-                self.touch_session(sid, now)
-        return (User(*row[2:]) if row[2] is not None else None), revoked
+        user = User(*row[2:]) if row[2] is not None else None
+        return user, self._session_verdict(user, bool(row[0]), sid, row[1], now)
 
     def purge_expired_tokens(self, now: int) -> int:
         with self._write() as db:
