@@ -7,6 +7,7 @@ flask-jwt-extended uses: decode and verify -> token type -> blocklist -> user.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -20,14 +21,17 @@ from fleet_api.store import Store, TokenId, User
 
 ACCESS = "access"
 REFRESH = "refresh"
-ALGORITHM = "HS256"  # the default; the key ring's algorithm is the one in force
 _REQUIRED_CLAIMS = ["exp", "iat", "nbf", "jti", "sub", "type"]
 VERIFIED_CACHE_SIZE = 4096  # tokens per worker whose signature we already checked
 # Header parameters that bring their own key, or point at one: trusting them
 # would let the token choose what verifies it (RFC 8725 section 3.10), so a
 # token carrying any of them is refused, whatever it is signed with.
 FOREIGN_KEY_HEADERS = ("jwk", "jku", "x5u", "x5c")
-MAX_SID_LENGTH = 64
+SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")  # a session id: what secrets.token_urlsafe(16) makes
+# Ours are ~400 characters. PyJWT's base64 checks run in Python over the whole
+# text (twice for a new token), so an anonymous 64 KiB "token" on /auth/revoke
+# would cost milliseconds: anything longer than this is refused unread.
+MAX_TOKEN_LENGTH = 4096
 
 
 class Tokens:
@@ -39,9 +43,8 @@ class Tokens:
     token we ever issued has a `kid`, so one without is refused.
     """
 
-    def __init__(self, keys: KeyRing | str, access_ttl: int, refresh_ttl: int, clock=time.time) -> None:
-        # A plain secret still works (one HS256 key), as before key rings.
-        self._keys = keys if isinstance(keys, KeyRing) else KeyRing.from_secrets([keys])
+    def __init__(self, keys: KeyRing, access_ttl: int, refresh_ttl: int, clock=time.time) -> None:
+        self._keys = keys
         self._signer = self._keys.signer
         self._algorithms = [self._keys.algorithm]
         self._ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
@@ -88,6 +91,8 @@ class Tokens:
                 self._verified.pop(token, None)
                 raise TokenUnauthorized("Token has expired")
             return claims
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenUnprocessable("Token is too long")
         claims = self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
@@ -143,7 +148,7 @@ class Tokens:
         if type(claims.get("ver", 0)) is not int:
             raise TokenUnprocessable("Invalid token version")
         sid = claims.get("sid")
-        if sid is not None and not (isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH):
+        if sid is not None and not (isinstance(sid, str) and SID_PATTERN.fullmatch(sid)):
             raise TokenUnprocessable("Invalid session id")
         return claims
 

@@ -19,7 +19,6 @@ rule for a used-up token presented again:
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 
@@ -32,7 +31,6 @@ from fleet_api.store import Rotation, SessionRecord, Store, User
 from fleet_api.throttle import client_address, trusted_networks
 
 SID_BYTES = 16  # 128 random bits: not guessable
-SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")  # what token_urlsafe(16) makes
 USER_AGENT_LIMIT = 256  # characters of User-Agent kept
 REVOKED = "Token has been revoked"
 

@@ -300,8 +300,9 @@ def test_anything_not_live_is_exactly_inactive(client, settings, store, kind):
         (bearer("not-a-key-and-not-a-jwt"), 422),
         (basic("resource-server", "wrong key"), 401),
         ({"Authorization": "Basic !!!"}, 401),
+        ({"Authorization": "Basic \u00e9\u00e9"}, 401),  # not ASCII: was a 500
     ],
-    ids=["no credentials", "unknown bearer", "wrong basic key", "malformed basic"],
+    ids=["no credentials", "unknown bearer", "wrong basic key", "malformed basic", "non-ascii basic"],
 )
 def test_introspection_needs_an_access_token_or_a_key(client, headers, status):
     tokens = log_in(client)
@@ -357,3 +358,27 @@ def test_session_settings_from_the_environment(env, field, value):
 def test_bad_session_settings_refuse_to_start(env):
     with pytest.raises(SettingsError):
         Settings.from_env({"FLEET_SECRET_KEY": "k" * 32, **env})
+
+
+def test_basic_is_read_whatever_whitespace_follows_the_scheme(client):
+    """As the bearer check does: `Basic<TAB>credentials` is still Basic."""
+    tokens = log_in(client)
+    credentials = basic("resource-server", KEY)["Authorization"].split(" ", 1)[1]
+    result = form(
+        client, "/auth/introspect", {"Authorization": f"Basic\t{credentials}"}, token=tokens["access_token"]
+    )
+    assert result.status_code == 200
+    assert result.json["active"] is True
+
+
+@pytest.mark.parametrize("path", ["/auth/revoke", "/auth/introspect"])
+def test_an_oversized_token_is_not_read(client, path):
+    """Ours are ~400 characters; a 60 KiB one is refused before any parsing."""
+    headers = bearer(log_in(client)["access_token"]) if path.endswith("introspect") else None
+    result = form(client, path, headers, token="e" * 60_000)
+    assert (result.status_code, result.json) == (200, {} if path.endswith("revoke") else {"active": False})
+
+
+def test_an_oversized_bearer_token_is_a_token_error(client):
+    result = client.simulate_post("/api/ships", json={}, headers=bearer("e" * 5000))
+    assert (result.status_code, result.json) == (422, {"error": "Token is too long"})

@@ -18,7 +18,7 @@ PATCH_RETRIES = 3  # re-reads when a concurrent write lands between read and wri
 def read_json(req: falcon.Request, *media_types: str):
     """The parsed body; 415 unless it is one of `media_types` (JSON by default)."""
     allowed = media_types or (falcon.MEDIA_JSON,)
-    if req.content_type and _media_type(req.content_type) not in allowed:
+    if req.content_type and media_type(req.content_type) not in allowed:
         raise falcon.HTTPUnsupportedMediaType(description=f"Send the body as {' or '.join(allowed)}.")
     return req.get_media()
 
@@ -30,7 +30,9 @@ def read_merge_patch(req: falcon.Request) -> dict:
     return patch
 
 
-def _media_type(content_type: str) -> str:
+def media_type(content_type: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json` (case folded)."""
+    content_type = content_type or ""
     return content_type.split(";", 1)[0].strip().lower()
 
 

@@ -8,6 +8,7 @@ from fleet_api.auth import ACCESS, REFRESH
 from fleet_api.errors import bad_request, unauthorized
 from fleet_api.metrics import Metrics
 from fleet_api.passwords import PasswordHasher
+from fleet_api.resources import media_type
 from fleet_api.sessions import Sessions
 from fleet_api.store import Store
 from fleet_api.throttle import LoginThrottle, TooManyAttempts
@@ -77,10 +78,8 @@ def _credentials(req: falcon.Request) -> dict:
 
 def _is_json(content_type: str | None) -> bool:
     """Werkzeug's `is_json`: application/json or any application/*+json."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+    media = media_type(content_type)
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 class Refresh:

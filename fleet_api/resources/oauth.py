@@ -9,25 +9,22 @@ Form bodies are parsed here and nowhere else: the example's routes stay JSON onl
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 
 import falcon
 
 from fleet_api.auth import ACCESS, AuthMiddleware, Tokens, bearer_token
 from fleet_api.errors import TOKEN_ERRORS, OAuthError, invalid_request
+from fleet_api.resources import media_type
 from fleet_api.sessions import Sessions
 
 FORM = "application/x-www-form-urlencoded"
 INACTIVE = {"active": False}
-# What a token check may raise besides the token layer's own errors: the
-# example's refresh-token "Unknown user." 401.
-_NOT_LIVE = (*TOKEN_ERRORS, falcon.HTTPUnauthorized, falcon.HTTPUnprocessableEntity)
 
 
 def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
     """(token, token_type_hint) from a form or JSON body, else invalid_request."""
-    media = (req.content_type or "").split(";", 1)[0].strip().lower()
+    media = media_type(req.content_type)
     if media == FORM:
         try:
             text = req.bounded_stream.read().decode("utf-8")
@@ -98,11 +95,12 @@ class Introspect:
 
     def _caller(self, req: falcon.Request) -> int | None:
         """The calling user's id, or None for a resource server with a key."""
-        scheme, _, value = (req.get_header("Authorization") or "").partition(" ")
+        # Split on whitespace, as bearer_token does (RFC 9110 section 11.4).
+        scheme, value = ((req.get_header("Authorization") or "").split(None, 1) + ["", ""])[:2]
         if scheme.lower() == "basic":
             try:
                 _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
                 password = ""
             if password and self._is_key(password):
                 return None
@@ -129,7 +127,7 @@ class Introspect:
         # with no hint of why.
         try:
             claims, user = self._auth.check(token, None)
-        except _NOT_LIVE:
+        except TOKEN_ERRORS:
             return INACTIVE
         if caller is not None and user.id != caller:
             return INACTIVE

@@ -6,9 +6,9 @@ import datetime
 
 import falcon
 
-from fleet_api.auth import ACCESS
+from fleet_api.auth import ACCESS, SID_PATTERN
 from fleet_api.metrics import Metrics
-from fleet_api.sessions import SID_PATTERN, Sessions
+from fleet_api.sessions import Sessions
 from fleet_api.store import SessionRecord, Store
 
 
