@@ -18,8 +18,9 @@ import http
 import logging
 
 import falcon
-import orjson
+from falcon.util import mediatypes
 
+from fleet_api.media import dumps
 from fleet_api.middleware import route_label
 from fleet_api.schemas import ValidationFailed
 from fleet_api.store import NameTaken, PreconditionFailed
@@ -98,8 +99,10 @@ _RFC9110_PHRASES.update({413: "Content Too Large", 422: "Unprocessable Content"}
 def wants_problem(req: falcon.Request) -> bool:
     """True when the Accept header ranks problem+json above plain JSON
     (q-values and wildcards as RFC 9110 section 12.5.1 reads them)."""
-    accept = req.get_header("Accept")
-    return bool(accept) and "problem" in accept and req.client_prefers(_NEGOTIATED) == PROBLEM
+    # Media types are case-insensitive (RFC 9110 section 8.3.1); Falcon's
+    # matcher is not, so fold the header first.
+    accept = (req.get_header("Accept") or "").lower()
+    return "problem" in accept and mediatypes.best_match(_NEGOTIATED, accept) == PROBLEM
 
 
 def problem_details(req: falcon.Request, exc: falcon.HTTPError) -> dict:
@@ -114,11 +117,7 @@ def problem_details(req: falcon.Request, exc: falcon.HTTPError) -> dict:
             detail="One or more fields are invalid; see errors.",
         )
         # RFC 9457 section 3.2: an extension member, one entry per message.
-        body["errors"] = [
-            {"field": field, "detail": message}
-            for field, messages in exc.errors.items()
-            for message in messages
-        ]
+        body["errors"] = list(_field_errors("", exc.errors))
     elif isinstance(exc, TOKEN_ERRORS):
         body.update(type=INVALID_TOKEN, title="The bearer token was not accepted", detail=exc.description)
     elif isinstance(exc, LoginThrottled):
@@ -132,11 +131,24 @@ def problem_details(req: falcon.Request, exc: falcon.HTTPError) -> dict:
     return body
 
 
+def _field_errors(path: str, messages):
+    """{field: [message]} or, for a list's items, {field: {index: [message]}}
+    -> one {"field", "detail"} per message, `roles.1` naming a list item."""
+    if isinstance(messages, dict):
+        for key, inner in messages.items():
+            yield from _field_errors(f"{path}.{key}" if path else str(key), inner)
+    elif isinstance(messages, list):
+        for message in messages:
+            yield from _field_errors(path, message)
+    else:
+        yield {"field": path, "detail": str(messages)}
+
+
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     # The body depends on Accept (RFC 9110 section 12.5.5).
     resp.append_header("Vary", "Accept")
     if wants_problem(req):
-        resp.data = orjson.dumps(problem_details(req, exc))
+        resp.data = dumps(problem_details(req, exc))
         resp.content_type = PROBLEM
         return
     if isinstance(exc, TOKEN_ERRORS):
@@ -148,7 +160,7 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
         if exc.description:
             body["message"] = exc.description
     # Keys sorted, as the example's jsonify sorts them (a validation message's fields too).
-    resp.data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    resp.data = dumps(body)
     resp.content_type = falcon.MEDIA_JSON
 
 

@@ -40,6 +40,7 @@ def problem(result, status: int) -> dict:
     "accept, wants_problem",
     [
         (PROBLEM, True),
+        ("Application/Problem+JSON", True),  # media types are case-insensitive
         (f"{PROBLEM}, application/json;q=0.5", True),
         (f"application/json;q=0.9, {PROBLEM}", True),
         (f"{PROBLEM}, */*;q=0.1", True),
@@ -99,6 +100,26 @@ def test_validation_errors_name_each_field(client, auth):
     assert plain.json["error"] == "Bad Request"
     assert set(plain.json["message"]) == fields
     assert sum(len(messages) for messages in plain.json["message"].values()) == len(body["errors"])
+
+
+def test_a_list_items_errors_name_the_item_and_keep_its_message(client, auth):
+    """Plain JSON keys a list's bad items by index, {"roles": {"1": [...]}}:
+    problem+json names the item, `roles.1`, with the message itself."""
+    ship = {
+        "affiliation": "Empire",
+        "category": "Starfighters",
+        "crew": 1,
+        "length": 7,
+        "manufacturer": "Sienar",
+        "model": "TIE",
+        "roles": ["ok", 5],
+        "ship_class": "Starfighter",
+    }
+    plain = client.simulate_post("/api/ships", json=ship, headers=auth.headers)
+    result = client.simulate_post("/api/ships", json=ship, headers={**auth.headers, "Accept": PROBLEM})
+
+    (message,) = plain.json["message"]["roles"]["1"]
+    assert problem(result, 400)["errors"] == [{"field": "roles.1", "detail": message}]
 
 
 def test_bad_query_parameters_are_field_errors_too(client):
