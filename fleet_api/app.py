@@ -14,7 +14,7 @@ from fleet_api.idempotency import Idempotency
 from fleet_api.keys import load_keyring
 from fleet_api.logs import AccessContext
 from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
-from fleet_api.middleware import RequestHygiene
+from fleet_api.middleware import RequestHygiene, RouteLabels
 from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources.auth import Login, Logout, Refresh
@@ -47,16 +47,6 @@ def create_app(
     seed_store(store, config.data_path, hasher)
     tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
     metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
-    sessions = Sessions(
-        store,
-        tokens,
-        rotation=config.refresh_rotation,
-        grace=config.refresh_reuse_grace,
-        trusted_proxies=config.trusted_proxies,
-        clock=clock,
-        metrics=metrics,
-    )
-    auth = AuthMiddleware(tokens, store, clock)
     throttle = LoginThrottle(
         store,
         config.login_user_limit,
@@ -65,14 +55,26 @@ def create_app(
         config.trusted_proxies,
         clock,
     )
+    # Sessions, the throttle and idempotency name the client by one rule.
+    sessions = Sessions(
+        store,
+        tokens,
+        throttle.client,
+        rotation=config.refresh_rotation,
+        grace=config.refresh_reuse_grace,
+        clock=clock,
+        metrics=metrics,
+    )
+    auth = AuthMiddleware(tokens, store, clock)
 
     # Idempotency-Key on the two creates, kept in the shared store; body
     # fingerprints are keyed by a server secret (they may hold a password).
-    idempotency = Idempotency(store, config.secret_key or keys.derived_secret("idempotency"), clock)
+    idempotency = Idempotency(store, keys.derived_secret("idempotency"), clock)
 
     # Metrics first, so its clock spans the whole request, 413s included.
-    middleware = [MetricsMiddleware(metrics)] if metrics.enabled else []
-    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(), auth]
+    routes = RouteLabels()  # route templates as metrics and the access log name them
+    middleware = [MetricsMiddleware(metrics, routes)] if metrics.enabled else []
+    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(routes), auth]
     app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)

@@ -268,7 +268,10 @@ def created_at(path: Path, mtime: float) -> float:
     """The creation time `new` wrote into the name, else the file's mtime."""
     stamped = _STAMPED.match(path.name)
     if stamped:
-        moment = datetime.datetime.strptime(stamped.group(1), _STAMP_FORMAT)
+        try:
+            moment = datetime.datetime.strptime(stamped.group(1), _STAMP_FORMAT)
+        except ValueError:
+            raise KeyFileError(f"{path}: the creation time in its name is not a valid date") from None
         return moment.replace(tzinfo=datetime.UTC).timestamp()
     return mtime
 

@@ -62,8 +62,8 @@ def log_format(environ=os.environ) -> str:
 class AccessContext:
     """Hands the access logger what only the app knows, through the environ."""
 
-    def __init__(self) -> None:
-        self._route = RouteLabels()
+    def __init__(self, routes: RouteLabels) -> None:
+        self._route = routes
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool

@@ -128,8 +128,9 @@ class Metrics:
     def login(self, outcome: str) -> None:
         self._logins.labels(outcome).inc()
 
-    def token_revoked(self, reason: str) -> None:
-        self._revoked.labels(reason).inc()
+    def token_revoked(self, reason: str, count: int = 1) -> None:
+        if count:
+            self._revoked.labels(reason).inc(count)
 
     def refresh_reuse_detected(self) -> None:
         self._reuse.inc()
@@ -156,7 +157,7 @@ class NoMetrics:
     def login(self, outcome: str) -> None:
         pass
 
-    def token_revoked(self, reason: str) -> None:
+    def token_revoked(self, reason: str, count: int = 1) -> None:
         pass
 
     def refresh_reuse_detected(self) -> None:
@@ -167,11 +168,10 @@ class MetricsMiddleware:
     """Counts every request by its route template, never its raw path: ids
     and query strings would make one time series per request."""
 
-    def __init__(self, metrics: Metrics, clock=time.perf_counter) -> None:
+    def __init__(self, metrics: Metrics, routes: RouteLabels, clock=time.perf_counter) -> None:
         self._metrics = metrics
         self._clock = clock
-        self._route = RouteLabels()
-        self._codes: dict = {}
+        self._route = routes
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = self._clock()
@@ -182,10 +182,7 @@ class MetricsMiddleware:
         now = self._clock()
         started = getattr(req.context, "started", now)
         method = req.method if req.method in METHODS else "OTHER"
-        status = self._codes.get(resp.status)
-        if status is None:  # one entry per distinct status value
-            status = self._codes[resp.status] = falcon.http_status_to_code(resp.status)
-        self._metrics.request(method, self._route(req), status, now - started)
+        self._metrics.request(method, self._route(req), resp.status_code, now - started)
 
 
 class MetricsResource:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 import falcon
 
@@ -28,7 +29,6 @@ from fleet_api.auth import ACCESS, REFRESH, Tokens
 from fleet_api.errors import TokenUnauthorized
 from fleet_api.metrics import Metrics, NoMetrics
 from fleet_api.store import Rotation, SessionRecord, Store, User
-from fleet_api.throttle import client_address, trusted_networks
 
 SID_BYTES = 16  # 128 random bits: not guessable
 USER_AGENT_LIMIT = 256  # characters of User-Agent kept
@@ -40,10 +40,10 @@ class Sessions:
         self,
         store: Store,
         tokens: Tokens,
+        client_address: Callable[[falcon.Request], str],
         *,
         rotation: bool = False,
         grace: float = 10.0,
-        trusted_proxies: str = "",
         clock=time.time,
         metrics: Metrics | NoMetrics | None = None,
     ) -> None:
@@ -51,7 +51,7 @@ class Sessions:
         self._tokens = tokens
         self.rotation = rotation
         self._grace = grace
-        self._trusted = trusted_networks(trusted_proxies)
+        self._client_address = client_address
         self._clock = clock
         self._metrics = metrics or NoMetrics()
 
@@ -67,7 +67,7 @@ class Sessions:
             last_used_at=now,
             expires_at=refresh.exp,
             user_agent=agent[:USER_AGENT_LIMIT] if agent else None,
-            ip=client_address(req, self._trusted),
+            ip=self._client_address(req),
             refresh=refresh,
         )
         self._store.create_session(session)
@@ -99,10 +99,11 @@ class Sessions:
         session; an access token (or a token without a session) is blocked."""
         sid = claims.get("sid")
         if claims["type"] == REFRESH and sid is not None:
-            self._store.end_session(sid, int(claims["sub"]))
+            if self._store.end_session(sid, int(claims["sub"])):
+                self._metrics.token_revoked("revoke")
         else:
             self._store.revoke_token(claims["jti"], claims["exp"])
-        self._metrics.token_revoked("revoke")
+            self._metrics.token_revoked("revoke")
 
     def is_live_refresh(self, claims: dict) -> bool:
         """False for a refresh token its session has used up (rotated away)."""

@@ -115,9 +115,6 @@ def _networks(spec: str) -> list | str:
     return [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
-trusted_networks = _networks  # for others that find the client address the same way (sessions)
-
-
 def _is_trusted(address: str, trusted) -> bool:
     if trusted == "*":
         return True

@@ -14,6 +14,7 @@ from support.bodies import STAR_DESTROYER
 
 from fleet_api.app import create_app
 from fleet_api.idempotency import LEASE, TTL, Idempotency
+from fleet_api.keys import load_keyring
 from fleet_api.store.base import IdempotencyClaim, IdempotencyLost, IdempotencyRecord, IdempotentAnswer
 
 KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
@@ -243,7 +244,9 @@ def test_an_abandoned_reservation_blocks_until_its_lease_ends_then_the_retry_cre
     """A worker that died after reserving the key: no ship, only the reservation."""
     scope = f"ships/user:{store.get_user_by_name('user').id}"
     dead = IdempotencyClaim(scope, KEY.strip('"'), "dead-worker")
-    fingerprint = Idempotency(store, settings.secret_key).fingerprint(scope, STAR_DESTROYER)
+    fingerprint = Idempotency(store, load_keyring(settings).derived_secret("idempotency")).fingerprint(
+        scope, STAR_DESTROYER
+    )
     now = int(clock())
     assert store.reserve_idempotency(dead, fingerprint, now, now + LEASE, now + TTL) is None
     before = ship_count(store)

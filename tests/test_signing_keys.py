@@ -582,6 +582,9 @@ def _bad_key(tmp_path, case: str) -> str:
     elif case == "the same key twice":
         path, _ = new_key(directory, "EdDSA")
         target.write_bytes(path.read_bytes())
+    elif case == "an impossible date in a stamped name":
+        path, _ = new_key(directory, "EdDSA")
+        path.rename(directory / "20261399T999999.000000Z-x.pem")
     else:
         raise AssertionError(case)
     return str(directory)
@@ -600,6 +603,7 @@ BAD_KEYS = {
     "ES256 key under EdDSA": "needs an Ed25519 private key",
     "RSA key": "does not sign with",
     "the same key twice": "the same key",
+    "an impossible date in a stamped name": "not a valid date",
 }
 
 
