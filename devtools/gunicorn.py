@@ -84,8 +84,15 @@ class GunicornServer:
         return cmd
 
     def start(self) -> GunicornServer:
+        """Launch and wait until it answers; a server that never does is
+        stopped, its log closed and its temporary store removed."""
         self.launch()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            self.cleanup()
+            raise
         return self
 
     def launch(self) -> None:

@@ -39,7 +39,6 @@ ATTACKER = "127.0.0.2"  # source address of the single-address attacks
 SLOW_BODY_LENGTH = 1000
 SLOW_BODY_PATH = "/auth/login"
 RESPONSE_LIMIT = 1 << 20  # bytes read of any one answer
-ATTACKS = ("slow_header", "slow_body", "idle_keepalive", "burst")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,7 +67,7 @@ from collections import Counter
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
-from devtools.processes import worker_pids
+from devtools.processes import spawn, stop_process, worker_pids
 from fleet_api.keys import new_key
 from fleet_api.settings import SECRET_ENV, Settings
 from tests.support.bodies import STAR_DESTROYER
@@ -265,14 +265,12 @@ def run_wrk(args: list[str], duration: int, connections: int, threads: int) -> R
         WRK_TIMEOUT,
         *args,
     ]
-    process = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
-    )
+    # spawn: wrk dies with us, whatever stops the bench.
+    process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = process.communicate(timeout=duration + WRK_GRACE)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=10)
+        stop_process(process, ((signal.SIGKILL, 10.0),))
         raise BenchError(f"wrk overran {duration + WRK_GRACE}s: {' '.join(cmd)}") from None
     match = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)
     if process.returncode != 0 or not match:
@@ -377,9 +375,7 @@ def start_profilers(pids: list[int], seconds: int, prefix: Path) -> list[tuple[s
         ]
         spies.append(
             (
-                subprocess.Popen(
-                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-                ),
+                spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                 raw,
             )
         )

@@ -4,8 +4,6 @@ For each layout (a fresh server on free loopback ports, its own store,
 stopped by PID afterwards) and each attack (devtools/hostile.py: slow
 headers, slow bodies, idle keep-alive connections, a 2,000-connection burst
 from one address and from many), an ordinary client keeps asking for
-
-ROOT = Path(__file__).resolve().parent.parent
 `GET /api/ships/2` during the attack; the report says how many of its
 requests were answered within 1 s, their p50/p99, how soon the server served
 normally again once the attack stopped, the server's peak memory, and what

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
+from devtools.processes import spawn, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,24 +91,21 @@ def locust_command(
 
 
 def run_locust(cmd: list[str], duration: int, log_path: Path | None = None) -> int:
-    """Run Locust in its own session; kill the whole group if it overstays."""
+    """Run Locust in its own session, dying with us (devtools.spawn); kill
+    the whole group if it overstays, or if we are interrupted."""
     timeout = duration + STOP_TIMEOUT + GRACE
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in finally, after the process
     try:
-        process = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            start_new_session=True,
-            stdout=log or None,
-            stderr=subprocess.STDOUT if log else None,
-        )
+        process = spawn(cmd, cwd=ROOT, stdout=log or None, stderr=subprocess.STDOUT if log else None)
         try:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:
             print(f"locust overran {timeout}s: killing it", file=sys.stderr)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            stop_process(process, ((signal.SIGKILL, 10.0),))
             return 124
+        except BaseException:  # Ctrl-C, a test's timeout: no Locust left running
+            stop_process(process, ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGKILL, 5.0)))
+            raise
     finally:
         if log:
             log.close()

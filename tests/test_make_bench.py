@@ -24,4 +24,4 @@ def test_make_bench_without_wrk_says_how_to_install_it(tmp_path):
     assert "make bench needs wrk" in result.stderr
     assert "apt-get install -y wrk" in result.stderr
     assert "brew install wrk" in result.stderr
-    assert "bench.py" not in result.stdout  # it stopped before starting anything
+    assert "scripts.bench" not in result.stdout  # it stopped before starting anything
