@@ -4,9 +4,14 @@ have), expiry and sweeping, and the per-request check."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from support.race import race as race_threads
 
+from fleet_api.purge import purge
 from fleet_api.store import Rotation, SessionRecord, TokenId, User, open_store
 
 NOW = 1_900_000_000.0
@@ -230,3 +235,34 @@ def test_a_failed_last_use_write_does_not_fail_the_request(seeded, monkeypatch):
     monkeypatch.setattr(seeded, "touch_session", refuse)
     user, revoked = seeded.token_subject(1, "a", "s" * 22, NOW + 3000)
     assert (user.id, revoked) == (1, False)
+
+
+def test_the_purge_command_removes_only_what_has_expired(seeded, store_url):
+    """`python -m fleet_api.purge`: simplejwt's flushexpiredtokens, for every kind."""
+    seeded.create_session(session("a" * 22, exp=int(NOW) + 10))
+    seeded.create_session(session("b" * 22, exp=int(NOW) + 3600))
+    seeded.revoke_token("old", int(NOW) + 10)
+    seeded.revoke_token("new", int(NOW) + 3600)
+
+    assert purge(seeded, NOW + 60) == {"revoked tokens": 1, "sessions": 1, "idempotency keys": 0}
+    assert seeded.get_session("a" * 22) is None and seeded.get_session("b" * 22) is not None
+    assert not seeded.is_token_revoked("old") and seeded.is_token_revoked("new")
+
+
+def test_the_purge_command_reads_the_servers_settings(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    open_store(url).close()
+    result = subprocess.run(
+        [sys.executable, "-m", "fleet_api.purge"],
+        env={**os.environ, "FLEET_STORE": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "revoked tokens: 0 expired removed",
+        "sessions: 0 expired removed",
+        "idempotency keys: 0 expired removed",
+    ]
+    assert "random key" not in result.stderr
