@@ -151,6 +151,11 @@ CREATE INDEX IF NOT EXISTS sessions_user_idx ON sessions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
 """
 _SESSION_UPDATE, _session_update_params = sql.session_update(sql.POSTGRES)
+_INSERT_SHIP = (
+    f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({', '.join(['%s'] * len(SHIP_FIELDS))})"
+    f" RETURNING id, {SHIP_COLUMNS}"
+)
+_INSERT_USER = f"INSERT INTO users (name, password_hash) VALUES (%s, %s) RETURNING {USER_COLUMNS}"
 # What every authenticated request asks, in one round trip: revoked?, the live
 # session's last use (NULL when it has ended), and the user (NULLs if none).
 _TOKEN_SUBJECT = (
@@ -316,7 +321,7 @@ class PostgresStore(Store):
         """The UNIQUE constraint decides races between workers: exactly one wins."""
         with _name_taken(name):
             row = self._one(
-                f"INSERT INTO users (name, password_hash) VALUES (%s, %s) RETURNING {USER_COLUMNS}",
+                _INSERT_USER,
                 (name, password_hash),
             )
         assert row is not None
@@ -391,9 +396,8 @@ class PostgresStore(Store):
         return _ship(row) if row else None
 
     def create_ship(self, fields: Ship) -> Ship:
-        placeholders = ", ".join(["%s"] * len(SHIP_FIELDS))
         row = self._one(
-            f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({placeholders}) RETURNING id, {SHIP_COLUMNS}",
+            _INSERT_SHIP,
             _ship_values(fields),
         )
         assert row is not None
@@ -654,10 +658,9 @@ class PostgresStore(Store):
         return result
 
     def create_ship_once(self, fields, claim, answer):
-        placeholders = ", ".join(["%s"] * len(SHIP_FIELDS))
         with self._claimed(claim) as conn:
             row = conn.execute(
-                f"INSERT INTO ships ({SHIP_COLUMNS}) VALUES ({placeholders}) RETURNING id, {SHIP_COLUMNS}",
+                _INSERT_SHIP,
                 _ship_values(fields),
             ).fetchone()
             return self._answered(conn, claim, answer(_ship(row)))
@@ -665,7 +668,7 @@ class PostgresStore(Store):
     def create_user_once(self, name, password_hash, claim, answer):
         with _name_taken(name), self._claimed(claim) as conn:
             row = conn.execute(
-                f"INSERT INTO users (name, password_hash) VALUES (%s, %s) RETURNING {USER_COLUMNS}",
+                _INSERT_USER,
                 (name, password_hash),
             ).fetchone()
             return self._answered(conn, claim, answer(_user(row)))

@@ -140,6 +140,11 @@ _SESSION_UPDATE, _session_update_params = sql.session_update(sql.SQLITE)
 
 _USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
 _SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
+_INSERT_SHIP = (
+    f"INSERT INTO ships ({', '.join(SHIP_FIELDS)}) VALUES ({', '.join('?' * len(SHIP_FIELDS))})"
+    f" RETURNING {_SHIP_COLUMNS}"
+)
+_INSERT_USER = f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}"
 _SHIP_ASSIGNMENTS = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
 
 
@@ -256,7 +261,7 @@ class SQLiteStore(Store):
         try:
             with self._write() as db:
                 row = db.execute(
-                    f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}",
+                    _INSERT_USER,
                     (name, password_hash),
                 ).fetchone()
         except sqlite3.IntegrityError:
@@ -320,10 +325,8 @@ class SQLiteStore(Store):
         return _ship(rows[0]) if rows else None
 
     def create_ship(self, fields: Ship) -> Ship:
-        columns = ", ".join(SHIP_FIELDS)
-        marks = ", ".join("?" * len(SHIP_FIELDS))
         rows = self._write_one(
-            f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
+            _INSERT_SHIP,
             _ship_values(fields),
         )
         return _ship(rows[0])
@@ -485,12 +488,10 @@ class SQLiteStore(Store):
             return None
 
     def create_ship_once(self, fields, claim, answer):
-        columns = ", ".join(SHIP_FIELDS)
-        marks = ", ".join("?" * len(SHIP_FIELDS))
         with self._write() as db:
             _claimed(db, claim)
             row = db.execute(
-                f"INSERT INTO ships ({columns}) VALUES ({marks}) RETURNING {_SHIP_COLUMNS}",
+                _INSERT_SHIP,
                 _ship_values(fields),
             ).fetchone()
             return _answered(db, claim, answer(_ship(row)))
@@ -500,7 +501,7 @@ class SQLiteStore(Store):
             with self._write() as db:
                 _claimed(db, claim)
                 row = db.execute(
-                    f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}",
+                    _INSERT_USER,
                     (name, password_hash),
                 ).fetchone()
                 return _answered(db, claim, answer(User(*row)))
