@@ -515,8 +515,6 @@ class PostgresStore(Store):
         return sql.session_record(row) if row else None
 
     def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
-        if not _valid_id(user_id):
-            return []
         rows = self._all(
             f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND expires_at > %s"
             ' ORDER BY created_at DESC, id COLLATE "C"',
@@ -530,13 +528,9 @@ class PostgresStore(Store):
         )
 
     def end_session(self, sid: str, user_id: int) -> bool:
-        if not _valid_id(user_id):
-            return False
         return self._rowcount("DELETE FROM sessions WHERE id = %s AND user_id = %s", (sid, user_id)) == 1
 
     def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
-        if not _valid_id(user_id):
-            return 0
         with self._get_pool().connection() as conn:
             return _end_sessions(conn, user_id, keep_sid)
 
