@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -163,8 +164,9 @@ def parse_url(url: str) -> tuple[Path, str]:
 
 
 class SQLiteStore(Store):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.path, self._synchronous = parse_url(url)
+        self._clock = clock  # epoch seconds, for what no caller dates
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -361,7 +363,7 @@ class SQLiteStore(Store):
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (jti, expires_at),
             )
-            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(time.time()),))
+            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(self._clock()),))
 
         self._write(job)
 
@@ -558,7 +560,7 @@ class SQLiteStore(Store):
                 f"INSERT INTO ships ({_SHIP_COLUMNS}) VALUES ({', '.join('?' * (len(SHIP_FIELDS) + 1))})",
                 [(s["id"], *_ship_values(s)) for s in ships],
             )
-            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(time.time())),))
+            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(self._clock())),))
             return True
 
         return self._write(job)
