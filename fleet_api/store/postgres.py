@@ -80,8 +80,11 @@ POSTGRES = sql.Dialect(
         "login_failures_expiry": "login_failures_window_end_idx",
         "idempotency_keys_expiry": "idempotency_keys_expires_at_idx",
         "sessions_user": "sessions_user_idx",
+        "sessions_user_newest": "sessions_user_newest_idx",
         "sessions_expiry": "sessions_expires_at_idx",
+        "ships_affiliation": "ships_affiliation_idx",
     },
+    include=True,
 )
 
 # Move an identity sequence past both the highest id in the table and wherever

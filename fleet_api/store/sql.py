@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -65,8 +66,15 @@ class Dialect:
     # databases don't grow a second copy of each index.
     index_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    # An index's key columns, then columns only read from it: INCLUDE where
+    # the database has it, else more key columns.
+    include: bool = False
+
     def index(self, name: str) -> str:
         return self.index_names.get(name, name)
+
+    def covering(self, keys: str, read: str) -> str:
+        return f"({keys}) INCLUDE ({read})" if self.include else f"({keys}, {read})"
 
 
 def schema(d: Dialect) -> list[str]:
@@ -85,7 +93,14 @@ def schema(d: Dialect) -> list[str]:
             crew {d.bigint} NOT NULL, length {d.bigint} NOT NULL, manufacturer TEXT NOT NULL,
             model TEXT NOT NULL, roles {d.roles} NOT NULL, ship_class TEXT NOT NULL
         )""",
-        f"CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at {d.bigint} NOT NULL)",
+        # The search by affiliation (lower(), as sql.where compares it) in the
+        # default order, id: a page walks it and stops after `limit` rows; the
+        # range filters and the count read length and crew from the index.
+        f"CREATE INDEX IF NOT EXISTS {d.index('ships_affiliation')} ON ships"
+        f" {d.covering(f'lower(affiliation{d.collate}), id', 'length, crew')}",
+        f"""CREATE TABLE IF NOT EXISTS revoked_tokens (
+            jti TEXT PRIMARY KEY, expires_at {d.bigint} NOT NULL
+        ){d.without_rowid}""",
         f"CREATE INDEX IF NOT EXISTS {d.index('revoked_tokens_expiry')} ON revoked_tokens (expires_at)",
         f"""CREATE TABLE IF NOT EXISTS login_failures (
             key TEXT PRIMARY KEY, count {d.int} NOT NULL, window_end {d.bigint} NOT NULL
@@ -108,7 +123,11 @@ def schema(d: Dialect) -> list[str]:
             refresh_jti TEXT NOT NULL, refresh_iat {d.bigint} NOT NULL, refresh_exp {d.bigint} NOT NULL,
             previous_jti TEXT, rotated_at {d.real}
         ){d.without_rowid}""",
-        f"CREATE INDEX IF NOT EXISTS {d.index('sessions_user')} ON sessions (user_id, created_at)",
+        # A user's sessions in the order they are listed (newest first, ties
+        # by id), so the list needs no sort; it replaces (user_id, created_at).
+        f"DROP INDEX IF EXISTS {d.index('sessions_user')}",
+        f"CREATE INDEX IF NOT EXISTS {d.index('sessions_user_newest')}"
+        f" ON sessions (user_id, created_at DESC, id{d.collate})",
         f"CREATE INDEX IF NOT EXISTS {d.index('sessions_expiry')} ON sessions (expires_at)",
     ]
 
@@ -581,7 +600,11 @@ class SQLStore(base.Store):
             )
         else:
             statement = f"DELETE FROM {table} WHERE {expired}"
-        return self._run(statement, (now,))[1]
+        # Expiries are whole seconds: compare with a whole second the same way
+        # (e <= 5.5 is e <= 5, e < 5.5 is e < 6), since a fractional bound makes
+        # PostgreSQL cast the column, and a cast column can't use its index.
+        bound = math.floor(now) if "<=" in expired else math.ceil(now)
+        return self._run(statement, (bound,))[1]
 
     # --- lifecycle -------------------------------------------------------------
     def ping(self) -> None:
