@@ -357,7 +357,7 @@ class SQLStore(base.Store):
 
     @contextlib.contextmanager
     def _name_taken(self, name: str) -> Iterator[None]:
-        """The unique violation on users.name as base.NameTaken: the database, not
+        """The unique violation on users.name as NameTaken: the database, not
         a check-then-insert, decides which of two racing requests wins."""
         try:
             yield
