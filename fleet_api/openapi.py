@@ -34,11 +34,13 @@ from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.schemas import (
+    Credentials,
     Id,
     ShipIn,
     ShipPatch,
     ShipQuery,
     ShipReplace,
+    TokenRequest,
     UserIn,
     UserPatch,
     UserQuery,
@@ -73,13 +75,6 @@ UserOut = create_model(
 )
 
 
-class Credentials(BaseModel):
-    """The login body; a missing, empty or non-string field is a 400."""
-
-    username: str
-    password: str
-
-
 class TokenPair(_Out):
     access_token: str
     refresh_token: str
@@ -98,15 +93,6 @@ class HealthStatus(_Out):
 
 
 # --- sessions and the OAuth token endpoints -----------------------------------
-class TokenRequest(BaseModel):
-    """RFC 7009 / RFC 7662 parameters, form-encoded or as a JSON object."""
-
-    token: str = Field(min_length=1)
-    token_type_hint: str | None = Field(
-        None, description="`access_token` or `refresh_token`; ignored: each token names its own type."
-    )
-
-
 class Revoked(_Out):
     """Always this empty object, whether or not the token was valid (RFC 7009 section 2.2)."""
 

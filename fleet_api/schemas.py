@@ -81,6 +81,31 @@ class UserPatch(_Body):
     id: Id | None = None
 
 
+# --- login and token parameters ----------------------------------------------
+class Credentials(BaseModel):
+    """The login body: a missing or empty field is a 400 (`Username or password
+    missing.`), any other value that is not a string a 401 (`Username or
+    password invalid.`)."""
+
+    # Strict, so a number is no name; other members are ignored, as the example
+    # ignores them. resources/auth.py maps a failure to the example's answers.
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class TokenRequest(BaseModel):
+    """RFC 7009 / RFC 7662 parameters, form-encoded or as a JSON object."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    token: str = Field(min_length=1)
+    token_type_hint: str | None = Field(
+        None, description="`access_token` or `refresh_token`; ignored: each token names its own type."
+    )
+
+
 # --- list queries ----------------------------------------------------------
 MAX_LIMIT = 1000
 SHIP_SORT_FIELDS = ("id",) + tuple(f for f in SHIP_FIELDS if f != "roles")

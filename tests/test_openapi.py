@@ -210,6 +210,7 @@ def test_undescribed_route_fails_at_app_creation():
         ("/api/users", "post", schemas.UserIn),
         ("/api/users/{user_id}", "put", schemas.UserReplace),
         ("/api/users/{user_id}", "patch", schemas.UserPatch),
+        ("/auth/login", "post", schemas.Credentials),
     ],
 )
 def test_request_bodies_are_the_pydantic_models(doc, path, method, model):
@@ -377,6 +378,34 @@ def test_readme_ship_validates_against_the_response_schema(doc):
         assert README_SHIP in ships
         for ship in ships:
             validator_for(doc, response_schema(doc, "/api/ships/{ship_id}", "get", "200")).validate(ship)
+
+
+@pytest.mark.parametrize(
+    "body, documented, status",
+    [
+        ({"username": "user", "password": "password"}, True, 200),
+        ({"username": "user", "password": "password", "remember": True}, True, 200),
+        ({"username": "nobody", "password": "password"}, True, 401),
+        ({}, False, 400),
+        ({"username": "user"}, False, 400),
+        ({"username": "", "password": "password"}, False, 400),
+        ({"username": "user", "password": 0}, False, 400),
+        ({"username": 1, "password": "password"}, False, 401),
+        ({"username": "user", "password": ["password"]}, False, 401),
+    ],
+    ids=["ok", "extra member", "unknown", "empty", "no password", "empty name", "falsy", "number", "list"],
+)
+def test_login_checks_the_body_the_document_shows(doc, client, body, documented, status):
+    """The document's Credentials is what login checks: a body it accepts is
+    never a 400, and what it refuses gets the example's 400 or 401 wording."""
+    schema = doc["paths"]["/auth/login"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert validator_for(doc, schema).is_valid(body) is documented
+    result = client.simulate_post("/auth/login", json=body)
+    assert result.status_code == status
+    if status == 400:
+        assert result.json == {"error": "Bad Request", "message": "Username or password missing."}
+    elif status == 401:
+        assert result.json == {"error": "Unauthorized", "message": "Username or password invalid."}
 
 
 def test_real_responses_validate(doc, client):

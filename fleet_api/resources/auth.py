@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import falcon
+import pydantic
 
 from fleet_api.auth import ACCESS, REFRESH
 from fleet_api.errors import bad_request, unauthorized
 from fleet_api.metrics import Metrics
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import media_type
+from fleet_api.schemas import Credentials
 from fleet_api.sessions import Sessions
 from fleet_api.store import Store
 from fleet_api.throttle import LoginThrottle, TooManyAttempts
 
 LOGGED_OUT = {"message": "Successfully logged out."}
+MISSING = "Username or password missing."
+INVALID = "Username or password invalid."
 
 
 def _no_store(resp: falcon.Response) -> None:
@@ -36,13 +40,8 @@ class Login:
         self._metrics = metrics
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _credentials(req)
-        username, password = body.get("username"), body.get("password")
-        if not username or not password:
-            raise bad_request("Username or password missing.")
-        if not (isinstance(username, str) and isinstance(password, str)):
-            # The example looks a number or a list up as a name and finds no one.
-            raise unauthorized("Username or password invalid.")
+        credentials = _credentials(req)
+        username, password = credentials.username, credentials.password
         keys = self._throttle.keys(req, username)
         try:
             quota = self._throttle.check(keys)
@@ -54,7 +53,7 @@ class Login:
         if not self._hasher.verify(password, user.password_hash if user else None):
             quota = self._throttle.failed(keys)
             self._metrics.login("invalid")
-            raise unauthorized("Username or password invalid.", self._throttle.headers(quota))
+            raise unauthorized(INVALID, self._throttle.headers(quota))
         quota = self._throttle.succeeded(keys, quota)
         self._metrics.login("ok")
         req.context.user = user  # for the access log's user id
@@ -63,17 +62,26 @@ class Login:
         resp.media = self._sessions.start(req, user)  # exactly {access_token, refresh_token}
 
 
-def _credentials(req: falcon.Request) -> dict:
-    """The login body. Like the example (`if not request.is_json`), a body not
-    declared JSON is a bare 400; a JSON one that isn't an object counts as
+def _credentials(req: falcon.Request) -> Credentials:
+    """The login body, checked by the model the document shows, its failures
+    in the example's words. Like the example (`if not request.is_json`), a body
+    not declared JSON is a bare 400; a JSON one that isn't an object counts as
     missing credentials (the example answers those with an HTML page or a 500)."""
     if not _is_json(req.content_type):
         raise falcon.HTTPBadRequest()
     try:
-        body = req.get_media(default_when_empty=None)
+        data = req.get_media(default_when_empty=None)
     except (falcon.HTTPUnsupportedMediaType, falcon.MediaMalformedError):
-        body = None
-    return body if isinstance(body, dict) else {}
+        data = None
+    try:
+        return Credentials.model_validate(data if isinstance(data, dict) else {})
+    except pydantic.ValidationError as exc:
+        # The example's `if not username or not password` comes first: absent,
+        # empty or any falsy value is "missing"; another non-string it looks up
+        # as a name and finds no one.
+        if any(error["type"] == "missing" or not error["input"] for error in exc.errors()):
+            raise bad_request(MISSING) from None
+        raise unauthorized(INVALID) from None
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -12,10 +12,12 @@ import base64
 import hmac
 
 import falcon
+import pydantic
 
 from fleet_api.auth import ACCESS, AuthMiddleware, Tokens, bearer_token
 from fleet_api.errors import TOKEN_ERRORS, OAuthError, invalid_request
 from fleet_api.resources import media_type
+from fleet_api.schemas import TokenRequest
 from fleet_api.sessions import Sessions
 
 FORM = "application/x-www-form-urlencoded"
@@ -23,7 +25,8 @@ INACTIVE = {"active": False}
 
 
 def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
-    """(token, token_type_hint) from a form or JSON body, else invalid_request."""
+    """(token, token_type_hint) from a form or JSON body, checked by the model
+    the document shows, else invalid_request."""
     media = media_type(req.content_type)
     if media == FORM:
         try:
@@ -40,15 +43,16 @@ def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
             raise invalid_request("The body must be a JSON object.")
     else:
         raise invalid_request(f"Send the parameters as {FORM} (or {falcon.MEDIA_JSON}).")
-    token, hint = params.get("token"), params.get("token_type_hint")
-    if isinstance(token, list) or isinstance(hint, list):  # RFC 6749 section 3.1: at most once
-        raise invalid_request("A parameter was given more than once.")
-    if not isinstance(token, str) or not token:
-        raise invalid_request("The token parameter is missing.")
-    if hint is not None and not isinstance(hint, str):
-        raise invalid_request("token_type_hint must be a string.")
+    if isinstance(params.get("token"), list) or isinstance(params.get("token_type_hint"), list):
+        raise invalid_request("A parameter was given more than once.")  # RFC 6749 section 3.1: at most once
+    try:
+        checked = TokenRequest.model_validate(params)
+    except pydantic.ValidationError as exc:
+        if any(error["loc"][:1] == ("token",) for error in exc.errors()):
+            raise invalid_request("The token parameter is missing.") from None
+        raise invalid_request("token_type_hint must be a string.") from None
     # RFC 7009 section 2.1: the hint may be ignored; each token names its own type.
-    return token, hint
+    return checked.token, checked.token_type_hint
 
 
 def _no_store(resp: falcon.Response) -> None:
