@@ -1,8 +1,8 @@
 """GET /openapi.json: an OpenAPI 3.1 document built from the app itself.
 
 One source of truth: request bodies are the pydantic models that validate
-them (`model_json_schema`, their `$defs` hoisted into components), list
-parameters are the query models' properties, paths and methods are the routes
+them (fleet_api/schemas.py, with the response bodies; `model_json_schema`,
+their `$defs` hoisted into components), list parameters are the query models' properties, paths and methods are the routes
 the app serves, and bearer security comes from each resource's `auth` dict,
 the same one the auth middleware reads. The document is built once, when the
 app is created, and served as ready bytes.
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import falcon
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel
 
 from fleet_api.auth import ACCESS
 from fleet_api.docs import Docs
@@ -34,14 +34,28 @@ from fleet_api.resources.sessions import SessionItem, SessionList
 from fleet_api.resources.ships import Ship, Ships
 from fleet_api.resources.users import User, Users
 from fleet_api.schemas import (
+    ERROR_SCHEMA,
+    JWKS_SCHEMA,
+    OAUTH_ERROR_SCHEMA,
+    PROBLEM_SCHEMA,
+    AccessToken,
+    ActiveToken,
     Credentials,
-    Id,
+    HealthStatus,
+    InactiveToken,
+    Message,
+    Revoked,
+    RevokedCount,
+    SessionOut,
     ShipIn,
+    ShipOut,
     ShipPatch,
     ShipQuery,
     ShipReplace,
+    TokenPair,
     TokenRequest,
     UserIn,
+    UserOut,
     UserPatch,
     UserQuery,
     UserReplace,
@@ -58,82 +72,7 @@ class UndocumentedOperation(LookupError):
     """A route serves a method this module does not describe."""
 
 
-# --- response bodies, derived from the request models where they overlap ----
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-ShipOut = create_model(
-    "Ship", __base__=ShipIn, __doc__="A ship as the API returns it: every field and its id.", id=(Id, ...)
-)
-UserOut = create_model(
-    "User",
-    __base__=_Out,
-    __doc__="A user as the API returns it; the password never leaves the server.",
-    id=(Id, ...),
-    name=(UserIn.model_fields["name"].annotation, UserIn.model_fields["name"]),
-)
-
-
-class TokenPair(_Out):
-    access_token: str
-    refresh_token: str
-
-
-class AccessToken(_Out):
-    access_token: str
-
-
-class Message(_Out):
-    message: str
-
-
-class HealthStatus(_Out):
-    status: str
-
-
-# --- sessions and the OAuth token endpoints -----------------------------------
-class Revoked(_Out):
-    """Always this empty object, whether or not the token was valid (RFC 7009 section 2.2)."""
-
-
-class ActiveToken(_Out):
-    """A live token (RFC 7662 section 2.2)."""
-
-    active: Literal[True]
-    sub: str
-    username: str
-    token_type: Literal["access", "refresh"]
-    sid: str = Field(description="The session; absent only for tokens from before sessions.")
-    jti: str
-    iat: int
-    exp: int
-
-
-class InactiveToken(_Out):
-    """Expired, revoked, of an ended session, used up, forged, garbage, or
-    not the caller's: nothing more is said."""
-
-    active: Literal[False]
-
-
-class SessionOut(_Out):
-    """One login of the caller's, with what the server saw of its client."""
-
-    id: str
-    created_at: str = Field(json_schema_extra={"format": "date-time"})
-    last_used_at: str = Field(
-        json_schema_extra={"format": "date-time"}, description="Recorded at most once a minute."
-    )
-    user_agent: str | None = Field(description="The login's User-Agent, cut to 256 characters.")
-    ip: str = Field(description="The client address (X-Forwarded-For only from FORWARDED_ALLOW_IPS).")
-    current: bool = Field(description="True for the session of the calling token.")
-
-
-class RevokedCount(_Out):
-    revoked: int = Field(ge=0, description="How many other sessions were ended.")
-
-
+# The bodies in components (the hand-written ones are added by name).
 MODELS: tuple[type[BaseModel], ...] = (
     ShipIn,
     ShipReplace,
@@ -155,107 +94,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     SessionOut,
     RevokedCount,
 )
-
-OAUTH_ERROR_SCHEMA = {
-    "title": "OAuthError",
-    "description": "An error of /auth/revoke and /auth/introspect, in the OAuth shape (RFC 6749 section 5.2).",
-    "type": "object",
-    "properties": {
-        "error": {"type": "string", "enum": ["invalid_request", "invalid_client"]},
-        "error_description": {"type": "string"},
-    },
-    "required": ["error"],
-    "additionalProperties": False,
-}
-
-ERROR_SCHEMA = {
-    "title": "Error",
-    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say; "
-    "the bearer-token check's 401s and 422s are the one member `error`, its message (flask-jwt-extended's shape).",
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "string",
-            "description": "The HTTP reason phrase, e.g. `Bad Request`; for a token error the message, e.g. `Token has expired`.",
-        },
-        "message": {
-            "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
-            "anyOf": [
-                {"type": "string"},
-                {
-                    "type": "object",
-                    "additionalProperties": {
-                        "anyOf": [
-                            {"type": "array", "items": {"type": "string"}},
-                            {
-                                "type": "object",
-                                "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                            },
-                        ],
-                    },
-                },
-            ],
-        },
-    },
-    "required": ["error"],
-    "additionalProperties": False,
-}
-
-# RFC 7517 section 5: the set; each key a public JWK (RFC 8037 OKP, RFC 7518 EC).
-JWKS_SCHEMA = {
-    "title": "JWKSet",
-    "description": "The public keys that verify our tokens; empty under HS256 (secrets are never published).",
-    "type": "object",
-    "properties": {
-        "keys": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "kty": {"type": "string", "enum": ["OKP", "EC"]},
-                    "crv": {"type": "string", "enum": ["Ed25519", "P-256"]},
-                    "x": {"type": "string"},
-                    "y": {"type": "string"},
-                    "kid": {
-                        "type": "string",
-                        "description": "The key's RFC 7638 thumbprint, as in the token header.",
-                    },
-                    "alg": {"type": "string", "enum": ["EdDSA", "ES256"]},
-                    "use": {"type": "string", "const": "sig"},
-                },
-                "required": ["kty", "crv", "x", "kid", "alg", "use"],
-            },
-        }
-    },
-    "required": ["keys"],
-    "additionalProperties": False,
-}
-
-# RFC 9457 section 3, as fleet_api.errors builds it for Accept: application/problem+json.
-PROBLEM_SCHEMA = {
-    "title": "Problem",
-    "description": "RFC 9457 problem details, sent instead of Error when the client prefers "
-    "application/problem+json. Every `type` is listed in the README.",
-    "type": "object",
-    "properties": {
-        "type": {"type": "string", "format": "uri-reference"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string", "description": "The request's X-Request-ID."},
-        "errors": {
-            "type": "array",
-            "description": "For validation-failed: one entry per message.",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
-                "required": ["field", "detail"],
-            },
-        },
-        "violated-policies": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["type", "title", "status"],
-}
 
 HEADERS = {
     "RateLimit-Policy": {
