@@ -8,9 +8,10 @@ import pydantic
 from fleet_api.auth import ACCESS, REFRESH
 from fleet_api.errors import bad_request, unauthorized
 from fleet_api.metrics import Metrics
+from fleet_api.openapi import Operation, body, ok, operation, ref
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import media_type
-from fleet_api.schemas import Credentials
+from fleet_api.schemas import AccessToken, Credentials, Message, TokenPair
 from fleet_api.sessions import Sessions
 from fleet_api.store import Store
 from fleet_api.throttle import LoginThrottle, TooManyAttempts
@@ -39,7 +40,22 @@ class Login:
         self._throttle = throttle
         self._metrics = metrics
 
+    @operation(
+        "auth",
+        "login",
+        request_body=body(Credentials),
+        responses={
+            200: ok("The tokens.", ref(TokenPair), ("Cache-Control", "RateLimit-Policy", "RateLimit"))
+        },
+        errors=(400, 401, 413, 429),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Log in: an access token and a refresh token
+
+        A body that is not JSON counts as missing credentials (400). Failed logins
+        are counted per user name and per client address: past the limit, 429 with
+        Retry-After, even for the right password.
+        """
         credentials = _credentials(req)
         username, password = credentials.username, credentials.password
         keys = self._throttle.keys(req, username)
@@ -90,6 +106,23 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+_REFRESH = Operation(
+    "auth",
+    "refreshToken",
+    "A new access token for a refresh token",
+    responses={200: ok("The new access token.", ref(AccessToken), ("Cache-Control",))},
+)
+_ROTATING_REFRESH = Operation(
+    "auth",
+    "refreshToken",
+    "A new access token and the successor refresh token (rotation on)",
+    "The presented refresh token is used up. Presented again within "
+    "FLEET_REFRESH_REUSE_GRACE seconds it answers the same successor; after that it is reuse: "
+    "401 `Token has been revoked`, and every token of its session is dead.",
+    responses={200: ok("The new tokens.", ref(TokenPair), ("Cache-Control",))},
+)
+
+
 class Refresh:
     """The example's `{access_token}`; with rotation on also the successor
     `refresh_token` (see fleet_api/sessions.py for reuse and the grace window)."""
@@ -101,7 +134,7 @@ class Refresh:
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
-        self.rotates = sessions.rotation
+        self.operations = {"POST": _ROTATING_REFRESH if sessions.rotation else _REFRESH}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.context.user is None:
@@ -119,6 +152,14 @@ class Logout:
         self.auth = {"DELETE": token_type}
         self._metrics = metrics
         self._reason = "logout" if token_type == ACCESS else "logout2"
+        self.operations = {
+            "DELETE": Operation(
+                "auth",
+                "logout" if token_type == ACCESS else "logoutRefresh",
+                f"Log out: revoke the {token_type} token that calls this",
+                responses={200: ok("The token is revoked.", ref(Message))},
+            )
+        }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         claims = req.context.claims
