@@ -1,7 +1,9 @@
 """GET /openapi.json, the app's OpenAPI document, and GET /docs, Swagger UI for it.
 
 The document is built once, when the app is created, from the app's route
-table (fleet_api/openapi.py), and served as ready bytes. The page's scripts and styles come from the pinned `swagger-ui-py` package
+table (fleet_api/openapi.py), and served as ready bytes.
+
+The page's scripts and styles come from the pinned `swagger-ui-py` package
 (Swagger UI 5, which renders OpenAPI 3.1), served from where pip installed
 it under /docs/assets: nothing is fetched from a CDN at run time. The one
 inline script (the UI's settings) is allowed by its hash in the page's
