@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import falcon
 
-from fleet_api import docs, errors, media
+from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
 from fleet_api.cache import VersionedCache
 from fleet_api.idempotency import Idempotency
@@ -15,8 +15,8 @@ from fleet_api.keys import load_keyring
 from fleet_api.logs import AccessContext
 from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
 from fleet_api.middleware import RequestHygiene, RouteLabels
-from fleet_api.openapi import OpenAPI
 from fleet_api.passwords import PasswordHasher
+from fleet_api.resources import docs
 from fleet_api.resources.auth import Login, Logout, Refresh
 from fleet_api.resources.health import Health
 from fleet_api.resources.jwks import JWKS
@@ -79,27 +79,33 @@ def create_app(
     media.install(app)
     errors.install(app)
 
-    app.add_route("/auth/login", Login(store, sessions, hasher, throttle, metrics))
-    app.add_route("/auth/refresh", Refresh(sessions))
-    app.add_route("/auth/logout", Logout(store, ACCESS, metrics))
-    app.add_route("/auth/logout2", Logout(store, REFRESH, metrics))
-    app.add_route("/auth/revoke", Revoke(tokens, sessions))
-    app.add_route("/auth/introspect", Introspect(auth, sessions, config.introspection_keys))
-    app.add_route("/api/sessions", SessionList(store, sessions, metrics))
-    app.add_route("/api/sessions/{session_id}", SessionItem(store, metrics))
-    app.add_route("/api/users", Users(store, hasher, idempotency, throttle.client))
-    app.add_route(f"/api/users/{{user_id:{ID}}}", User(store, hasher, metrics))
     # One cache of serialized ships per app (so per worker), kept honest by
     # the store's ship version, which moves with every write on any worker.
     ships_cache = VersionedCache(store.ships_version)
-    app.add_route("/api/ships", Ships(store, ships_cache, idempotency))
-    app.add_route(f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache))
-    app.add_route("/health", Health(store))
-    app.add_route(JWKS_PATH, JWKS(keys, config.jwks_max_age))
-    docs.install(app)
+    # The route table: Falcon routes it, and /openapi.json documents it.
+    routes: list[tuple[str, object]] = [
+        ("/auth/login", Login(store, sessions, hasher, throttle, metrics)),
+        ("/auth/refresh", Refresh(sessions)),
+        ("/auth/logout", Logout(store, ACCESS, metrics)),
+        ("/auth/logout2", Logout(store, REFRESH, metrics)),
+        ("/auth/revoke", Revoke(tokens, sessions)),
+        ("/auth/introspect", Introspect(auth, sessions, config.introspection_keys)),
+        ("/api/sessions", SessionList(store, sessions, metrics)),
+        ("/api/sessions/{session_id}", SessionItem(store, metrics)),
+        ("/api/users", Users(store, hasher, idempotency, throttle.client)),
+        (f"/api/users/{{user_id:{ID}}}", User(store, hasher, metrics)),
+        ("/api/ships", Ships(store, ships_cache, idempotency)),
+        (f"/api/ships/{{ship_id:{ID}}}", Ship(store, ships_cache)),
+        ("/health", Health(store)),
+        (JWKS_PATH, JWKS(keys, config.jwks_max_age)),
+        (docs.PATH, docs.Docs()),
+    ]
     if metrics.enabled:
-        app.add_route("/metrics", MetricsResource(metrics))
-    app.add_route("/openapi.json", OpenAPI(app))
+        routes.append(("/metrics", MetricsResource(metrics)))
+    routes.append((docs.OPENAPI_PATH, docs.OpenAPI(routes)))  # last: it documents the routes above and itself
+    for template, resource in routes:
+        app.add_route(template, resource)
+    app.add_static_route(docs.ASSETS, str(docs.assets_directory()))
     return app
 
 

@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from fleet_api.middleware import RouteLabels
+from fleet_api.openapi import operation, text
 
 LOGIN_OUTCOMES = ("ok", "invalid", "throttled")
 # Why a token stopped working; one event each, however many tokens it ends.
@@ -192,7 +193,14 @@ class MetricsResource:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
+    @operation(
+        "meta", "metrics", responses={200: text("The Prometheus text exposition format.", "text/plain")}
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Prometheus metrics of every worker (FLEET_METRICS=off removes the route)
+
+        For the scraper only: keep it off the public network.
+        """
         resp.cache_control = ["no-store"]
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = self._metrics.exposition()

@@ -1,427 +1,242 @@
-"""GET /openapi.json: an OpenAPI 3.1 document built from the app itself.
+"""The OpenAPI 3.1 document of the app, built from its route table.
 
-One source of truth: request bodies are the pydantic models that validate
-them (`model_json_schema`, their `$defs` hoisted into components), list
-parameters are the query models' properties, paths and methods are the routes
-the app serves, and bearer security comes from each resource's `auth` dict,
-the same one the auth middleware reads. The document is built once, when the
-app is created, and served as ready bytes.
+Each responder declares its operation where it stands: `@operation(tag,
+operation_id, **shape)`, the summary the first line of its docstring and the
+description the rest. A resource whose operations depend on how it was built
+(which token a logout revokes, whether refresh rotates) sets an `operations`
+dict in `__init__` instead, keyed by method like its `auth` dict.
 
-Adding a route or a responder without describing it here fails at app
-creation (`UndocumentedOperation`), so the document cannot silently drift.
+This module holds what operations share: the builders of the common shapes
+(list, create, read, replace, patch, delete), headers and error responses, and
+`build_openapi`, which adds what follows from the route (path ids, from its
+converters) and from the `auth` dict (bearer security, 401/422). Bodies are the
+models of fleet_api/schemas.py, the same that validate requests; their `$defs`
+are hoisted into components.
+
+A responder without a declaration, or a declaration without a responder,
+fails at app creation (`UndocumentedOperation`): the document cannot drift.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
-from collections.abc import Callable
-from typing import Any, Literal
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import falcon
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel
 
+from fleet_api import schemas
 from fleet_api.auth import ACCESS
-from fleet_api.docs import Docs
 from fleet_api.errors import PROBLEM
 from fleet_api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
-from fleet_api.media import MERGE_PATCH, dumps
-from fleet_api.metrics import MetricsResource
-from fleet_api.resources.auth import Login, Logout, Refresh
-from fleet_api.resources.health import Health
-from fleet_api.resources.jwks import JWKS
-from fleet_api.resources.oauth import FORM, Introspect, Revoke
-from fleet_api.resources.sessions import SessionItem, SessionList
-from fleet_api.resources.ships import Ship, Ships
-from fleet_api.resources.users import User, Users
-from fleet_api.schemas import (
-    Id,
-    ShipIn,
-    ShipPatch,
-    ShipQuery,
-    ShipReplace,
-    UserIn,
-    UserPatch,
-    UserQuery,
-    UserReplace,
-)
+from fleet_api.media import MERGE_PATCH
 
-PATH = "/openapi.json"
 REF = "#/components/schemas/{model}"
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 SECURITY_SCHEME = "bearerAuth"
 
+# The bodies in components, models first; the hand-written ones by their titles.
+MODELS: tuple[type[BaseModel], ...] = (
+    schemas.ShipIn,
+    schemas.ShipReplace,
+    schemas.ShipPatch,
+    schemas.UserIn,
+    schemas.UserReplace,
+    schemas.UserPatch,
+    schemas.ShipOut,
+    schemas.UserOut,
+    schemas.Credentials,
+    schemas.TokenPair,
+    schemas.AccessToken,
+    schemas.Message,
+    schemas.HealthStatus,
+    schemas.TokenRequest,
+    schemas.Revoked,
+    schemas.ActiveToken,
+    schemas.InactiveToken,
+    schemas.SessionOut,
+    schemas.RevokedCount,
+)
+STATIC_SCHEMAS = (
+    schemas.ERROR_SCHEMA,
+    schemas.JWKS_SCHEMA,
+    schemas.OAUTH_ERROR_SCHEMA,
+    schemas.PROBLEM_SCHEMA,
+)
+
 
 class UndocumentedOperation(LookupError):
-    """A route serves a method this module does not describe."""
+    """A route serves a method its resource does not describe, or the reverse."""
 
 
-# --- response bodies, derived from the request models where they overlap ----
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One operation as its resource declares it. build_openapi adds what the
+    route and the `auth` dict say: path parameters, security, 401/422, 500."""
+
+    tag: str  # a generated client's module
+    operation_id: str  # and its function
+    summary: str
+    description: str = ""
+    _: dataclasses.KW_ONLY
+    responses: Mapping[int, dict]
+    errors: Iterable[int] = ()  # statuses of ERRORS, answered with the shared error bodies
+    parameters: tuple[dict, ...] = ()
+    request_body: dict | None = None
+    # For a responder that checks its caller itself (no `auth` entry): the
+    # schemes it accepts and the token type of the first.
+    security: tuple[str, ...] = ()
+    token_type: str | None = None
 
 
-ShipOut = create_model(
-    "Ship", __base__=ShipIn, __doc__="A ship as the API returns it: every field and its id.", id=(Id, ...)
-)
-UserOut = create_model(
-    "User",
-    __base__=_Out,
-    __doc__="A user as the API returns it; the password never leaves the server.",
-    id=(Id, ...),
-    name=(UserIn.model_fields["name"].annotation, UserIn.model_fields["name"]),
-)
+def operation(tag: str, operation_id: str, **shape: Any) -> Callable[[Callable], Callable]:
+    """Declare the decorated responder's operation: summary and description
+    from its docstring, the rest (`responses`, `errors`, ...) from `shape`."""
+
+    def declare(responder: Callable) -> Callable:
+        text = responder.__doc__
+        if text is None and sys.flags.optimize >= 2:  # python -OO dropped it: the id must do
+            text = operation_id
+        summary, _, description = inspect.cleandoc(text or "").partition("\n")
+        if not summary:
+            raise UndocumentedOperation(f"{responder.__qualname__} has no docstring to summarize it")
+        responder.operation = Operation(tag, operation_id, summary, " ".join(description.split()), **shape)
+        return responder
+
+    return declare
 
 
-class Credentials(BaseModel):
-    """The login body; a missing, empty or non-string field is a 400."""
+def _header(description: str, schema: dict, required: bool = True) -> dict:
+    header = {"description": description, "required": True, "schema": schema}
+    if not required:
+        del header["required"]
+    return header
 
-    username: str
-    password: str
-
-
-class TokenPair(_Out):
-    access_token: str
-    refresh_token: str
-
-
-class AccessToken(_Out):
-    access_token: str
-
-
-class Message(_Out):
-    message: str
-
-
-class HealthStatus(_Out):
-    status: str
-
-
-# --- sessions and the OAuth token endpoints -----------------------------------
-class TokenRequest(BaseModel):
-    """RFC 7009 / RFC 7662 parameters, form-encoded or as a JSON object."""
-
-    token: str = Field(min_length=1)
-    token_type_hint: str | None = Field(
-        None, description="`access_token` or `refresh_token`; ignored: each token names its own type."
-    )
-
-
-class Revoked(_Out):
-    """Always this empty object, whether or not the token was valid (RFC 7009 section 2.2)."""
-
-
-class ActiveToken(_Out):
-    """A live token (RFC 7662 section 2.2)."""
-
-    active: Literal[True]
-    sub: str
-    username: str
-    token_type: Literal["access", "refresh"]
-    sid: str = Field(description="The session; absent only for tokens from before sessions.")
-    jti: str
-    iat: int
-    exp: int
-
-
-class InactiveToken(_Out):
-    """Expired, revoked, of an ended session, used up, forged, garbage, or
-    not the caller's: nothing more is said."""
-
-    active: Literal[False]
-
-
-class SessionOut(_Out):
-    """One login of the caller's, with what the server saw of its client."""
-
-    id: str
-    created_at: str = Field(json_schema_extra={"format": "date-time"})
-    last_used_at: str = Field(
-        json_schema_extra={"format": "date-time"}, description="Recorded at most once a minute."
-    )
-    user_agent: str | None = Field(description="The login's User-Agent, cut to 256 characters.")
-    ip: str = Field(description="The client address (X-Forwarded-For only from FORWARDED_ALLOW_IPS).")
-    current: bool = Field(description="True for the session of the calling token.")
-
-
-class RevokedCount(_Out):
-    revoked: int = Field(ge=0, description="How many other sessions were ended.")
-
-
-MODELS: tuple[type[BaseModel], ...] = (
-    ShipIn,
-    ShipReplace,
-    ShipPatch,
-    UserIn,
-    UserReplace,
-    UserPatch,
-    ShipOut,
-    UserOut,
-    Credentials,
-    TokenPair,
-    AccessToken,
-    Message,
-    HealthStatus,
-    TokenRequest,
-    Revoked,
-    ActiveToken,
-    InactiveToken,
-    SessionOut,
-    RevokedCount,
-)
-
-OAUTH_ERROR_SCHEMA = {
-    "title": "OAuthError",
-    "description": "An error of /auth/revoke and /auth/introspect, in the OAuth shape (RFC 6749 section 5.2).",
-    "type": "object",
-    "properties": {
-        "error": {"type": "string", "enum": ["invalid_request", "invalid_client"]},
-        "error_description": {"type": "string"},
-    },
-    "required": ["error"],
-    "additionalProperties": False,
-}
-
-ERROR_SCHEMA = {
-    "title": "Error",
-    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say; "
-    "the bearer-token check's 401s and 422s are the one member `error`, its message (flask-jwt-extended's shape).",
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "string",
-            "description": "The HTTP reason phrase, e.g. `Bad Request`; for a token error the message, e.g. `Token has expired`.",
-        },
-        "message": {
-            "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
-            "anyOf": [
-                {"type": "string"},
-                {
-                    "type": "object",
-                    "additionalProperties": {
-                        "anyOf": [
-                            {"type": "array", "items": {"type": "string"}},
-                            {
-                                "type": "object",
-                                "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                            },
-                        ],
-                    },
-                },
-            ],
-        },
-    },
-    "required": ["error"],
-    "additionalProperties": False,
-}
-
-# RFC 7517 section 5: the set; each key a public JWK (RFC 8037 OKP, RFC 7518 EC).
-JWKS_SCHEMA = {
-    "title": "JWKSet",
-    "description": "The public keys that verify our tokens; empty under HS256 (secrets are never published).",
-    "type": "object",
-    "properties": {
-        "keys": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "kty": {"type": "string", "enum": ["OKP", "EC"]},
-                    "crv": {"type": "string", "enum": ["Ed25519", "P-256"]},
-                    "x": {"type": "string"},
-                    "y": {"type": "string"},
-                    "kid": {
-                        "type": "string",
-                        "description": "The key's RFC 7638 thumbprint, as in the token header.",
-                    },
-                    "alg": {"type": "string", "enum": ["EdDSA", "ES256"]},
-                    "use": {"type": "string", "const": "sig"},
-                },
-                "required": ["kty", "crv", "x", "kid", "alg", "use"],
-            },
-        }
-    },
-    "required": ["keys"],
-    "additionalProperties": False,
-}
-
-# RFC 9457 section 3, as fleet_api.errors builds it for Accept: application/problem+json.
-PROBLEM_SCHEMA = {
-    "title": "Problem",
-    "description": "RFC 9457 problem details, sent instead of Error when the client prefers "
-    "application/problem+json. Every `type` is listed in the README.",
-    "type": "object",
-    "properties": {
-        "type": {"type": "string", "format": "uri-reference"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string", "description": "The request's X-Request-ID."},
-        "errors": {
-            "type": "array",
-            "description": "For validation-failed: one entry per message.",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
-                "required": ["field", "detail"],
-            },
-        },
-        "violated-policies": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["type", "title", "status"],
-}
 
 HEADERS = {
-    "RateLimit-Policy": {
-        "description": "The login quotas (draft-ietf-httpapi-ratelimit-headers-11 section 3): "
+    "RateLimit-Policy": _header(
+        "The login quotas (draft-ietf-httpapi-ratelimit-headers-11 section 3): "
         '`"user";q=10;w=300, "ip";q=100;w=300`.',
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "RateLimit": {
-        "description": "What is left of each quota (section 4): r remaining, t seconds until it is restored.",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "ETag": {
-        "description": "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
-        "required": True,
-        "schema": {"type": "string", "pattern": '^"[0-9a-f]{24}"$'},
-    },
-    "Location": {
-        "description": "The URL of the new resource.",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "X-Total-Count": {
-        "description": "How many items match, before `limit` and `offset`.",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 0},
-    },
-    "Link": {
-        "description": '`rel="next"` and `rel="prev"` pages, when the request gave `limit`.',
-        "schema": {"type": "string"},
-    },
-    "Cache-Control": {
-        "description": "`no-store`: the body must not be cached.",
-        "required": True,
-        "schema": {"type": "string", "const": "no-store"},
-    },
-    "WWW-Authenticate": {
-        "description": "The `Bearer` challenge.",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "Retry-After": {
-        "description": "Seconds until logins are accepted again.",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    },
-    "Allow": {"description": "The methods the route serves.", "schema": {"type": "string"}},
-    "CacheControlMaxAge": {
-        "description": "`public, max-age=N`: clients and caches may keep the body N seconds (FLEET_JWKS_MAX_AGE).",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^public, max-age=[0-9]+$"},
-    },
-    "Idempotent-Replayed": {
-        "description": "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
-        "schema": {"type": "string", "const": "true"},
-    },
+        {"type": "string"},
+    ),
+    "RateLimit": _header(
+        "What is left of each quota (section 4): r remaining, t seconds until it is restored.",
+        {"type": "string"},
+    ),
+    "ETag": _header(
+        "Strong validator of the exact bytes sent; give it back in If-None-Match or If-Match.",
+        {"type": "string", "pattern": '^"[0-9a-f]{24}"$'},
+    ),
+    "Location": _header("The URL of the new resource.", {"type": "string"}),
+    "X-Total-Count": _header(
+        "How many items match, before `limit` and `offset`.", {"type": "integer", "minimum": 0}
+    ),
+    "Link": _header(
+        '`rel="next"` and `rel="prev"` pages, when the request gave `limit`.', {"type": "string"}, False
+    ),
+    "Cache-Control": _header(
+        "`no-store`: the body must not be cached.", {"type": "string", "const": "no-store"}
+    ),
+    "WWW-Authenticate": _header("The `Bearer` challenge.", {"type": "string"}),
+    "Retry-After": _header("Seconds until logins are accepted again.", {"type": "integer", "minimum": 1}),
+    "Allow": _header("The methods the route serves.", {"type": "string"}, False),
+    "CacheControlMaxAge": _header(
+        "`public, max-age=N`: clients and caches may keep the body N seconds (FLEET_JWKS_MAX_AGE).",
+        {"type": "string", "pattern": "^public, max-age=[0-9]+$"},
+    ),
+    "Idempotent-Replayed": _header(
+        "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
+        {"type": "string", "const": "true"},
+        False,
+    ),
 }
 
-# Every error status an operation may list, with when it happens.
+# Every error status an operation may list, with when it happens; each is a
+# response in components named by its RFC 9110 reason phrase (NotFound).
 ERRORS = {
-    400: (
-        "BadRequest",
-        "Malformed JSON, a body or query that fails validation, or a conflict with the data.",
-    ),
-    401: (
-        "Unauthorized",
-        "No token, or an expired, revoked or deleted user's token; a failed login.",
-        ["WWW-Authenticate"],
-    ),
-    403: ("Forbidden", "Changing or deleting another user."),
-    404: ("NotFound", "No such id."),
-    409: (
-        "Conflict",
-        "The resource kept changing under concurrent writes, or the first request with "
-        "this Idempotency-Key is still running; try again.",
-    ),
-    412: ("PreconditionFailed", "If-Match did not match the current representation."),
-    413: ("ContentTooLarge", "The body is larger than the server accepts."),
-    415: ("UnsupportedMediaType", "The body is not in a media type this operation accepts."),
-    422: (
-        "UnprocessableEntity",
-        "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; "
-        "or an Idempotency-Key reused with another body.",
-    ),
-    429: (
-        "TooManyRequests",
-        "Too many failed logins for this name or address; wait Retry-After seconds.",
-        ["Retry-After", "RateLimit-Policy", "RateLimit"],
-    ),
-    500: ("InternalServerError", "A bug; the server logged it with the request's X-Request-ID."),
-    503: ("ServiceUnavailable", "The store does not answer."),
+    400: "Malformed JSON, a body or query that fails validation, or a conflict with the data.",
+    401: "No token, or an expired, revoked or deleted user's token; a failed login.",
+    403: "Changing or deleting another user.",
+    404: "No such id.",
+    409: "The resource kept changing under concurrent writes, or the first request with this Idempotency-Key is still running; try again.",
+    412: "If-Match did not match the current representation.",
+    413: "The body is larger than the server accepts.",
+    415: "The body is not in a media type this operation accepts.",
+    422: "A malformed token, a bad signature, an unknown key (`kid`) or the wrong token type; or an Idempotency-Key reused with another body.",
+    429: "Too many failed logins for this name or address; wait Retry-After seconds.",
+    500: "A bug; the server logged it with the request's X-Request-ID.",
+    503: "The store does not answer.",
 }
+ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After", "RateLimit-Policy", "RateLimit")}
 
 
-# --- operations --------------------------------------------------------------
-def _ref(model: type[BaseModel] | str) -> dict:
+def _error_name(status: int) -> str:
+    """413 -> `ContentTooLarge`: the RFC 9110 reason phrase (Falcon's), as a component name."""
+    return falcon.code_to_http_status(status).split(" ", 1)[1].replace(" ", "")
+
+
+# --- parts of operations -------------------------------------------------------
+def ref(model: type[BaseModel] | str) -> dict:
     name = model if isinstance(model, str) else model.__name__
     return {"$ref": REF.format(model=name)}
 
 
-def _json(schema: dict) -> dict:
-    return {"application/json": {"schema": schema}}
+def array_of(model: type[BaseModel]) -> dict:
+    return {"type": "array", "items": ref(model)}
 
 
-def _ok(description: str, schema: dict | None = None, headers: tuple[str, ...] = ()) -> dict:
+def json_content(schema: dict) -> dict:
+    return {falcon.MEDIA_JSON: {"schema": schema}}
+
+
+def ok(
+    description: str, schema: dict | None = None, headers: Iterable[str] | Mapping[str, dict] = ()
+) -> dict:
+    """A response; `headers` by name (refs to components/headers), or as refs already."""
     response: dict[str, Any] = {"description": description}
+    if not isinstance(headers, Mapping):
+        headers = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
     if headers:
-        response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+        response["headers"] = dict(headers)
     if schema is not None:
-        response["content"] = _json(schema)
+        response["content"] = json_content(schema)
     return response
 
 
-def _token_body() -> dict:
-    """RFC 7009 section 2.1 / RFC 7662 section 2.1: form-encoded. A JSON object
-    with the same members is accepted too, but documented once only: a
-    generated client (openapi-python-client) emits broken code for one body
-    in two media types."""
+def text(description: str, media_type: str) -> dict:
+    """A response whose body is text, not JSON."""
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def not_modified(headers: Iterable[str] | Mapping[str, dict]) -> dict:
+    return ok("Not modified: the client's copy (If-None-Match) is current.", None, headers)
+
+
+def body(model: type[BaseModel], *media_types: str) -> dict:
     return {
         "required": True,
-        "description": "Form-encoded, as the RFCs send it; a JSON object with the same members works too.",
-        "content": {FORM: {"schema": _ref(TokenRequest)}},
+        "content": {media: {"schema": ref(model)} for media in media_types or (falcon.MEDIA_JSON,)},
     }
 
 
-def _body(model: type[BaseModel], *media_types: str) -> dict:
-    return {
-        "required": True,
-        "content": {media: {"schema": _ref(model)} for media in media_types or (falcon.MEDIA_JSON,)},
-    }
+def _conditional(name: str, description: str) -> dict:
+    return {"name": name, "in": "header", "description": description, "schema": {"type": "string"}}
 
 
-def _if_none_match() -> dict:
-    return {
-        "name": "If-None-Match",
-        "in": "header",
-        "description": "ETags the client holds (or `*`): 304 without a body when one still matches.",
-        "schema": {"type": "string"},
-    }
+IF_NONE_MATCH = _conditional(
+    "If-None-Match", "ETags the client holds (or `*`): 304 without a body when one still matches."
+)
+IF_MATCH = _conditional(
+    "If-Match", "Change only if the current representation still has one of these ETags (or `*`), else 412."
+)
 
 
-def _if_match() -> dict:
-    return {
-        "name": "If-Match",
-        "in": "header",
-        "description": "Change only if the current representation still has one of these ETags (or `*`), else 412.",
-        "schema": {"type": "string"},
-    }
-
-
-def _query_parameters(model: type[BaseModel]) -> list[dict]:
+def query_parameters(model: type[BaseModel]) -> list[dict]:
     """The query model's properties as query parameters; every value arrives as
     text, so the `null` branch pydantic gives optional fields does not apply."""
     schema = model.model_json_schema(ref_template=REF)
@@ -450,312 +265,71 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     return parameters
 
 
-def _list(item: type[BaseModel], query: type[BaseModel], what: str) -> dict:
+# --- the common shapes: @operation(tag, operation_id, **listing(...)) and so on ---
+def listing(item: type[BaseModel], query: type[BaseModel], what: str) -> dict:
+    headers = ("ETag", "X-Total-Count", "Link")
     return {
-        "summary": f"List {what}, filtered, searched, sorted and paged",
-        "parameters": [*_query_parameters(query), _if_none_match()],
-        "responses": {
-            200: _ok(
-                f"The {what}.", {"type": "array", "items": _ref(item)}, ("ETag", "X-Total-Count", "Link")
-            ),
-            304: _ok(
-                "Not modified: the client's copy (If-None-Match) is current.",
-                None,
-                ("ETag", "X-Total-Count", "Link"),
-            ),
-        },
-        "errors": [400],
+        "parameters": (*query_parameters(query), IF_NONE_MATCH),
+        "responses": {200: ok(f"The {what}.", array_of(item), headers), 304: not_modified(headers)},
+        "errors": (400,),
     }
 
 
-def _create(body: type[BaseModel], item: type[BaseModel], what: str) -> dict:
-    return {
-        "summary": f"Create a {what}",
-        "requestBody": _body(body),
-        "responses": {201: _ok(f"The new {what}.", _ref(item), ("Location",))},
-        "errors": [400, 413, 415],
-    }
-
-
-def _idempotent(spec: dict, scope: str) -> dict:
-    """The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header)."""
-    spec = dict(spec)
-    spec["parameters"] = [
-        *spec.get("parameters", ()),
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "description": "Makes a retry safe: a structured-field string (RFC 8941, quoted), unique per "
-            f'{scope}, e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`. The same key with the same body '
-            "within 24 hours replays the first answer (same status, body and Location, plus "
-            "`Idempotent-Replayed: true`) without creating again; with another body, 422; while the "
-            "first request is still running, 409. A malformed key is a 400.",
-            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
-        },
-    ]
-    responses = dict(spec["responses"])
-    created = dict(responses[201])
-    created["headers"] = {
-        **created.get("headers", {}),
-        "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"},
-    }
-    responses[201] = created
-    spec["responses"] = responses
-    spec["errors"] = sorted({*spec["errors"], 409, 422})
-    return spec
-
-
-def _get(item: type[BaseModel], what: str) -> dict:
-    return {
-        "summary": f"Get one {what}",
-        "parameters": [_if_none_match()],
-        "responses": {
-            200: _ok(f"The {what}.", _ref(item), ("ETag",)),
-            304: _ok("Not modified: the client's copy (If-None-Match) is current.", None, ("ETag",)),
-        },
-        "errors": [404],
-    }
-
-
-def _replace(body: type[BaseModel], item: type[BaseModel], what: str, extra: list[int] = ()) -> dict:
-    return {
-        "summary": f"Replace a {what}",
-        "description": "A body `id`, if given, must equal the path id.",
-        "parameters": [_if_match()],
-        "requestBody": _body(body),
-        "responses": {200: _ok(f"The {what} as stored.", _ref(item), ("ETag",))},
-        "errors": [400, *extra, 404, 412, 413, 415],
-    }
-
-
-def _patch(body: type[BaseModel], item: type[BaseModel], what: str, extra: list[int] = ()) -> dict:
-    return {
-        "summary": f"Change some fields of a {what} (JSON Merge Patch, RFC 7396)",
-        "description": "`null` removes a field, which a required field refuses (400). A body `id`, if given, must equal the path id.",
-        "parameters": [_if_match()],
-        "requestBody": _body(body, MERGE_PATCH, falcon.MEDIA_JSON),
-        "responses": {200: _ok(f"The {what} as stored.", _ref(item), ("ETag",))},
-        "errors": [400, *extra, 404, 409, 412, 413, 415],
-    }
-
-
-def _delete(what: str, extra: list[int] = ()) -> dict:
-    return {
-        "summary": f"Delete a {what}",
-        "parameters": [_if_match()],
-        "responses": {204: _ok(f"The {what} is gone.")},
-        "errors": [*extra, 404, 412],
-    }
-
-
-def _login() -> dict:
-    return {
-        "summary": "Log in: an access token and a refresh token",
-        "description": "A body that is not JSON counts as missing credentials (400). "
-        "Failed logins are counted per user name and per client address: past the limit, "
-        "429 with Retry-After, even for the right password.",
-        "requestBody": _body(Credentials),
-        "responses": {
-            200: _ok("The tokens.", _ref(TokenPair), ("Cache-Control", "RateLimit-Policy", "RateLimit")),
-        },
-        "errors": [400, 401, 413, 429],
-    }
-
-
-def _refresh(resource) -> dict:
-    if resource.rotates:
-        return {
-            "summary": "A new access token and the successor refresh token (rotation on)",
-            "description": "The presented refresh token is used up. Presented again within "
-            "FLEET_REFRESH_REUSE_GRACE seconds it answers the same successor; after that it is reuse: "
-            "401 `Token has been revoked`, and every token of its session is dead.",
-            "responses": {200: _ok("The new tokens.", _ref(TokenPair), ("Cache-Control",))},
-            "errors": [],
-        }
-    return {
-        "summary": "A new access token for a refresh token",
-        "responses": {200: _ok("The new access token.", _ref(AccessToken), ("Cache-Control",))},
-        "errors": [],
-    }
-
-
-_OAUTH_400 = {"$ref": "#/components/responses/OAuthInvalidRequest"}
-
-
-def _revoke() -> dict:
-    return {
-        "summary": "Revoke a token (RFC 7009)",
-        "description": "No other authentication: holding a token is the right to revoke it. "
-        "A refresh token ends its whole session; an access token is revoked alone.",
-        "requestBody": _token_body(),
-        "responses": {
-            200: _ok("Done, or the token was not valid anyway.", _ref(Revoked), ("Cache-Control",)),
-            400: _OAUTH_400,
-        },
-        "errors": [413],
-    }
-
-
-def _introspect() -> dict:
-    return {
-        "summary": "Introspect a token (RFC 7662)",
-        "description": "With an access token the caller sees only its own user's tokens; a resource "
-        "server sends one of FLEET_INTROSPECTION_KEYS as `Authorization: Bearer <key>` or as the "
-        "password of HTTP Basic.",
-        "security": [{SECURITY_SCHEME: []}, {"introspectionKey": []}, {"introspectionBasic": []}],
-        "x-token-type": ACCESS,
-        "requestBody": _token_body(),
-        "responses": {
-            200: _ok(
-                'What the token is, or exactly `{"active": false}`.',
-                {"oneOf": [_ref(ActiveToken), _ref(InactiveToken)]},
-                ("Cache-Control",),
-            ),
-            400: _OAUTH_400,
-            401: {
-                "description": "No, or a bad, token or key.",
-                "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}},
-                "content": _json({"anyOf": [_ref("Error"), _ref("OAuthError")]}),
-            },
-        },
-        "errors": [413, 422],
-    }
-
-
-def _sessions_list() -> dict:
-    return {
-        "summary": "The caller's sessions, newest first",
-        "responses": {
-            200: _ok("The sessions.", {"type": "array", "items": _ref(SessionOut)}, ("Cache-Control",))
-        },
-        "errors": [],
-    }
-
-
-def _sessions_end_others() -> dict:
-    return {
-        "summary": "Log out everywhere else: end every session of the caller but the current one",
-        "responses": {200: _ok("How many were ended.", _ref(RevokedCount))},
-        "errors": [],
-    }
-
-
-def _session_end() -> dict:
-    return {
-        "summary": "End one of the caller's sessions: every token of it is dead at once",
-        "responses": {204: _ok("The session has ended.")},
-        "errors": [404],
-    }
-
-
-def _logout(resource) -> dict:
-    token = resource.auth["DELETE"]
-    return {
-        "summary": f"Log out: revoke the {token} token that calls this",
-        "responses": {200: _ok("The token is revoked.", _ref(Message))},
-        "errors": [],
-    }
-
-
-def _health() -> dict:
-    return {
-        "summary": "Health check for load balancers",
-        "responses": {200: _ok("The store answers.", _ref(HealthStatus), ("Cache-Control",))},
-        "errors": [503],
-    }
-
-
-def _jwks() -> dict:
-    headers = {
-        "Cache-Control": {"$ref": "#/components/headers/CacheControlMaxAge"},
-        "ETag": {"$ref": "#/components/headers/ETag"},
+def creating(model: type[BaseModel], item: type[BaseModel], what: str, key_scope: str) -> dict:
+    """With the Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header),
+    its keys unique per `key_scope`."""
+    key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "Makes a retry safe: a structured-field string (RFC 8941, quoted), unique per "
+        f'{key_scope}, e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`. The same key with the same body '
+        "within 24 hours replays the first answer (same status, body and Location, plus "
+        "`Idempotent-Replayed: true`) without creating again; with another body, 422; while the "
+        "first request is still running, 409. A malformed key is a 400.",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
     }
     return {
-        "summary": "The public keys that verify our tokens (JWKS)",
-        "description": "Verify a token offline: pick the key whose `kid` is the token header's. "
-        "Every key that still verifies is listed; under HS256 the set is empty.",
-        "parameters": [_if_none_match()],
-        "responses": {
-            200: {"description": "The key set.", "headers": headers, "content": _json(_ref("JWKSet"))},
-            304: {
-                "description": "Not modified: the client's copy (If-None-Match) is current.",
-                "headers": headers,
-            },
-        },
-        "errors": [],
+        "parameters": (key,),
+        "request_body": body(model),
+        "responses": {201: ok(f"The new {what}.", ref(item), ("Location", "Idempotent-Replayed"))},
+        "errors": (400, 409, 413, 415, 422),
     }
 
 
-def _metrics() -> dict:
+def reading(item: type[BaseModel], what: str) -> dict:
     return {
-        "summary": "Prometheus metrics of every worker (FLEET_METRICS=off removes the route)",
-        "description": "For the scraper only: keep it off the public network.",
-        "responses": {
-            200: {
-                "description": "The Prometheus text exposition format.",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
-        },
-        "errors": [],
+        "parameters": (IF_NONE_MATCH,),
+        "responses": {200: ok(f"The {what}.", ref(item), ("ETag",)), 304: not_modified(("ETag",))},
+        "errors": (404,),
     }
 
 
-def _openapi() -> dict:
+def replacing(model: type[BaseModel], item: type[BaseModel], what: str, errors: Iterable[int] = ()) -> dict:
+    return _changing(body(model), item, what, (400, 404, 412, 413, 415, *errors))
+
+
+def patching(model: type[BaseModel], item: type[BaseModel], what: str, errors: Iterable[int] = ()) -> dict:
+    """JSON Merge Patch (RFC 7396) or plain JSON; 409 when it kept losing races."""
+    patch = body(model, MERGE_PATCH, falcon.MEDIA_JSON)
+    return _changing(patch, item, what, (400, 404, 409, 412, 413, 415, *errors))
+
+
+def _changing(request_body: dict, item: type[BaseModel], what: str, errors: tuple[int, ...]) -> dict:
     return {
-        "summary": "This document",
-        "responses": {200: _ok("The OpenAPI 3.1 document.", {"type": "object"})},
-        "errors": [],
+        "parameters": (IF_MATCH,),
+        "request_body": request_body,
+        "responses": {200: ok(f"The {what} as stored.", ref(item), ("ETag",))},
+        "errors": errors,
     }
 
 
-def _docs() -> dict:
+def deleting(what: str, errors: Iterable[int] = ()) -> dict:
     return {
-        "summary": "Interactive docs for this document (Swagger UI)",
-        "description": "Log in with `login`, paste the access token into Authorize, then try any operation.",
-        "responses": {
-            200: {"description": "The HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
-        },
-        "errors": [],
+        "parameters": (IF_MATCH,),
+        "responses": {204: ok(f"The {what} is gone.")},
+        "errors": (404, 412, *errors),
     }
 
-
-# (resource class, method) -> operation, without the parts every operation shares.
-OPERATIONS: dict[tuple[type, str], Callable[[Any], dict]] = {
-    (Login, "POST"): lambda r: _named("auth", "login", _login()),
-    (Refresh, "POST"): lambda r: _named("auth", "refreshToken", _refresh(r)),
-    (Revoke, "POST"): lambda r: _named("auth", "revokeToken", _revoke()),
-    (Introspect, "POST"): lambda r: _named("auth", "introspectToken", _introspect()),
-    (SessionList, "GET"): lambda r: _named("sessions", "listSessions", _sessions_list()),
-    (SessionList, "DELETE"): lambda r: _named("sessions", "endOtherSessions", _sessions_end_others()),
-    (SessionItem, "DELETE"): lambda r: _named("sessions", "endSession", _session_end()),
-    (Logout, "DELETE"): lambda r: _named(
-        "auth", "logout" if r.auth["DELETE"] == ACCESS else "logoutRefresh", _logout(r)
-    ),
-    (Users, "GET"): lambda r: _named("users", "listUsers", _list(UserOut, UserQuery, "users")),
-    (Users, "POST"): lambda r: _named(
-        "users", "createUser", _idempotent(_create(UserIn, UserOut, "user"), "client address")
-    ),
-    (User, "GET"): lambda r: _named("users", "getUser", _get(UserOut, "user")),
-    (User, "PUT"): lambda r: _named(
-        "users", "updateUser", _replace(UserReplace, UserOut, "user (yourself only)", [403])
-    ),
-    (User, "PATCH"): lambda r: _named(
-        "users", "patchUser", _patch(UserPatch, UserOut, "user (yourself only)", [403])
-    ),
-    (User, "DELETE"): lambda r: _named("users", "deleteUser", _delete("user (yourself only)", [403])),
-    (Ships, "GET"): lambda r: _named("ships", "listShips", _list(ShipOut, ShipQuery, "ships")),
-    (Ships, "POST"): lambda r: _named(
-        "ships", "createShip", _idempotent(_create(ShipIn, ShipOut, "ship"), "user")
-    ),
-    (Ship, "GET"): lambda r: _named("ships", "getShip", _get(ShipOut, "ship")),
-    (Ship, "PUT"): lambda r: _named("ships", "updateShip", _replace(ShipReplace, ShipOut, "ship")),
-    (Ship, "PATCH"): lambda r: _named("ships", "patchShip", _patch(ShipPatch, ShipOut, "ship")),
-    (Ship, "DELETE"): lambda r: _named("ships", "deleteShip", _delete("ship")),
-    (Health, "GET"): lambda r: _named("meta", "health", _health()),
-    (JWKS, "GET"): lambda r: _named("meta", "jwks", _jwks()),
-    (Docs, "GET"): lambda r: _named("meta", "docs", _docs()),
-    (MetricsResource, "GET"): lambda r: _named("meta", "metrics", _metrics()),
-}
 
 # The groups a docs page and a generated client sort operations into.
 TAGS = [
@@ -772,37 +346,28 @@ TAGS = [
     {"name": "meta", "description": "Health, metrics, signing keys, this document and its docs page."},
 ]
 
+SECURITY_SCHEMES = {
+    SECURITY_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token from POST /auth/login, or a refresh token where an operation says so.",
+    },
+    "introspectionKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "POST /auth/introspect only: one of FLEET_INTROSPECTION_KEYS.",
+    },
+    "introspectionBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "POST /auth/introspect only: any user name, one of FLEET_INTROSPECTION_KEYS as the password.",
+    },
+}
 
-def _named(tag: str, operation_id: str, spec: dict) -> dict:
-    """A generated client's module (the tag) and method name (the operationId)."""
-    return {"operationId": operation_id, "tags": [tag], **spec}
 
-
-# --- routes ------------------------------------------------------------------
+# --- the document ----------------------------------------------------------------
 _FIELD = re.compile(r"\{(\w+)(?::(\w+)(?:\((.*?)\))?)?\}")
-
-
-def served_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Callable]]]:
-    """(URI template, resource, {method: responder}) for every route, with
-    Falcon's own default responders (OPTIONS, 405s) left out. Walks the
-    router's nodes the way `falcon.inspect` does, keeping the resource."""
-    found = []
-
-    def walk(nodes) -> None:
-        for node in nodes:
-            if node.resource is not None:
-                methods = {
-                    method: responder
-                    for method, responder in node.method_map.items()
-                    if getattr(responder, "__self__", None) is node.resource
-                    # HEAD is GET without the body (RFC 9110 section 9.3.2), not an operation of its own
-                    and method != "HEAD"
-                }
-                found.append((node.uri_template, node.resource, methods))
-            walk(node.children)
-
-    walk(app._router._roots)
-    return found
 
 
 def _path(template: str) -> tuple[str, list[dict]]:
@@ -822,90 +387,89 @@ def _path(template: str) -> tuple[str, list[dict]]:
     return _FIELD.sub(r"{\1}", template), parameters
 
 
-def _finish(spec: dict, method: str, path: str, resource, path_parameters: list[dict]) -> dict:
-    """Add what follows from the route and the `auth` dict: path ids, bearer
-    security, 401/422 for token checks, 500 everywhere; errors as refs."""
-    spec = dict(spec)
-    errors = set(spec.pop("errors"))
+def _operations(template: str, resource: object) -> dict[str, Operation]:
+    """The resource's declarations for the methods it serves, checked both ways.
+    HEAD is GET without the body (RFC 9110 section 9.3.2), not an operation of its own."""
+    responders = falcon.routing.map_http_methods(resource)
+    served = [method for method in responders if method != "HEAD"]
+    declared = {m: responders[m].operation for m in served if hasattr(responders[m], "operation")}
+    declared.update(getattr(resource, "operations", {}))
+    name = type(resource).__name__
+    for method in served:
+        if method not in declared:
+            raise UndocumentedOperation(f"{method} {template} ({name}) is not described")
+    for method in declared:
+        if method not in served:
+            raise UndocumentedOperation(f"{method} {template} ({name}) is described but not served")
+    return {method: declared[method] for method in served}
+
+
+def _finish(operation: Operation, method: str, path_parameters: list[dict], resource: object) -> dict:
+    """The declaration plus what follows from the route and the `auth` dict."""
     token = getattr(resource, "auth", {}).get(method)
-    if not spec.get("operationId") or not spec.get("tags"):
-        raise UndocumentedOperation(f"{method} {path} has no operationId or tag")
-    operation: dict[str, Any] = dict(spec)
-    if path_parameters or spec.get("parameters"):
-        operation["parameters"] = [*path_parameters, *spec.get("parameters", ())]
+    description = operation.description
+    errors = {*operation.errors, 500}
+    security, token_type = operation.security, operation.token_type
     if token is not None:
-        operation["security"] = [{SECURITY_SCHEME: []}]
-        operation["x-token-type"] = token
+        security, token_type = (SECURITY_SCHEME,), token
         needs = f"Needs an {token} token." if token == ACCESS else f"Needs a {token} token."
-        operation["description"] = f"{operation.get('description', '')} {needs}".strip()
+        description = f"{description} {needs}".strip()
         errors |= {401, 422}
-    errors.add(500)
-    responses = {str(status): response for status, response in spec["responses"].items()}
-    for status in sorted(errors):
-        responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
-    operation["responses"] = dict(sorted(responses.items()))
-    return operation
+    spec: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "tags": [operation.tag],
+        "summary": operation.summary,
+    }
+    if description:
+        spec["description"] = description
+    if security:
+        unknown = set(security) - set(SECURITY_SCHEMES)
+        if unknown:
+            raise UndocumentedOperation(f"{operation.operation_id}: no security scheme {sorted(unknown)}")
+        spec["security"] = [{scheme: []} for scheme in security]
+        spec["x-token-type"] = token_type
+    if path_parameters or operation.parameters:
+        spec["parameters"] = [*path_parameters, *operation.parameters]
+    if operation.request_body is not None:
+        spec["requestBody"] = operation.request_body
+    responses = {str(status): {"$ref": f"#/components/responses/{_error_name(status)}"} for status in errors}
+    responses.update((str(status), response) for status, response in operation.responses.items())
+    spec["responses"] = dict(sorted(responses.items()))
+    return spec
 
 
 def _components() -> dict:
-    schemas: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     for model in MODELS:
         schema = model.model_json_schema(ref_template=REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["Error"] = ERROR_SCHEMA
-    schemas["JWKSet"] = JWKS_SCHEMA
-    schemas["OAuthError"] = OAUTH_ERROR_SCHEMA
-    schemas["Problem"] = PROBLEM_SCHEMA
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    components.update((schema["title"], schema) for schema in STATIC_SCHEMAS)
     responses = {}
-    for name, description, *headers in ERRORS.values():
-        response = _ok(description, _ref("Error"), tuple(headers[0]) if headers else ())
-        response["content"][PROBLEM] = {"schema": _ref("Problem")}
-        responses[name] = response
-    responses["OAuthInvalidRequest"] = _ok(
+    for status, description in ERRORS.items():
+        response = ok(description, ref("Error"), ERROR_HEADERS.get(status, ()))
+        response["content"][PROBLEM] = {"schema": ref("Problem")}
+        responses[_error_name(status)] = response
+    responses["OAuthInvalidRequest"] = ok(
         "`invalid_request`: `token` missing, repeated or not a string, or a body neither form nor JSON.",
-        _ref("OAuthError"),
+        ref("OAuthError"),
     )
     return {
-        "schemas": schemas,
+        "schemas": components,
         "responses": responses,
         "headers": HEADERS,
-        "securitySchemes": {
-            SECURITY_SCHEME: {
-                "type": "http",
-                "scheme": "bearer",
-                "bearerFormat": "JWT",
-                "description": "An access token from POST /auth/login, or a refresh token where an operation says so.",
-            },
-            "introspectionKey": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "POST /auth/introspect only: one of FLEET_INTROSPECTION_KEYS.",
-            },
-            "introspectionBasic": {
-                "type": "http",
-                "scheme": "basic",
-                "description": "POST /auth/introspect only: any user name, one of FLEET_INTROSPECTION_KEYS as the password.",
-            },
-        },
+        "securitySchemes": SECURITY_SCHEMES,
     }
 
 
-def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = None) -> dict:
-    """The document for every route `app` serves, plus `extra` paths
-    ({path: {method: operation}}) not registered yet."""
+def build_openapi(routes: Iterable[tuple[str, object]]) -> dict:
+    """The document for the route table `routes` ((URI template, resource)
+    pairs), the same table the app passes to `add_route`."""
     paths: dict[str, dict] = {}
-    for template, resource, methods in served_routes(app):
+    for template, resource in routes:
         path, path_parameters = _path(template)
-        for method in methods:
-            describe = OPERATIONS.get((type(resource), method))
-            if describe is None:
-                raise UndocumentedOperation(f"{method} {path} ({type(resource).__name__}) is not described")
-            operation = _finish(describe(resource), method, path, resource, path_parameters)
-            paths.setdefault(path, {})[method.lower()] = operation
-    for path, operations in (extra or {}).items():
-        for method, operation in operations.items():
-            paths.setdefault(path, {})[method.lower()] = operation
+        for method, operation in _operations(template, resource).items():
+            paths.setdefault(path, {})[method.lower()] = _finish(operation, method, path_parameters, resource)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -919,17 +483,3 @@ def build_openapi(app: falcon.App, extra: dict[str, dict[str, dict]] | None = No
         "paths": paths,
         "components": _components(),
     }
-
-
-class OpenAPI:
-    """Serves the document, built once from the app's routes so far plus its
-    own route; register it last (`app.add_route(PATH, OpenAPI(app))`)."""
-
-    def __init__(self, app: falcon.App) -> None:
-        own = _finish(_named("meta", "openapi", _openapi()), "GET", PATH, self, [])
-        self.document = build_openapi(app, extra={PATH: {"GET": own}})
-        self._data = dumps(self.document)
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = self._data

@@ -1,17 +1,17 @@
-"""Request bodies for ships and users, declared once.
+"""Request and response bodies, declared once.
 
-pydantic (v2, strict mode) validates them and reports every bad field in one
-pass; the same models give the JSON Schema a later OpenAPI document publishes.
-Error texts follow the example's marshmallow wording so its clients can keep
-matching on them.
+pydantic (v2, strict mode) validates the request bodies and reports every bad
+field in one pass; the same models, with the response bodies beside them, are
+the JSON Schemas /openapi.json publishes (fleet_api/openapi.py). Error texts
+follow the example's marshmallow wording so its clients can keep matching on them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from fleet_api.store.base import SHIP_FIELDS, ListQuery
 
@@ -79,6 +79,211 @@ class UserPatch(_Body):
     name: Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=NO_NUL)] | None = None
     password: Annotated[str, StringConstraints(min_length=4, max_length=1024, pattern=NO_NUL)] | None = None
     id: Id | None = None
+
+
+# --- login and token parameters ----------------------------------------------
+class Credentials(BaseModel):
+    """The login body: a missing or empty field is a 400 (`Username or password
+    missing.`), any other value that is not a string a 401 (`Username or
+    password invalid.`)."""
+
+    # Strict, so a number is no name; other members are ignored, as the example
+    # ignores them. resources/auth.py maps a failure to the example's answers.
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class TokenRequest(BaseModel):
+    """RFC 7009 / RFC 7662 parameters, form-encoded or as a JSON object."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    token: str = Field(min_length=1)
+    token_type_hint: str | None = Field(
+        None, description="`access_token` or `refresh_token`; ignored: each token names its own type."
+    )
+
+
+# --- response bodies (documented, not validated: the app builds them) ----------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ShipOut = create_model(
+    "Ship", __base__=ShipIn, __doc__="A ship as the API returns it: every field and its id.", id=(Id, ...)
+)
+UserOut = create_model(
+    "User",
+    __base__=_Out,
+    __doc__="A user as the API returns it; the password never leaves the server.",
+    id=(Id, ...),
+    name=(UserIn.model_fields["name"].annotation, UserIn.model_fields["name"]),
+)
+
+
+class TokenPair(_Out):
+    access_token: str
+    refresh_token: str
+
+
+class AccessToken(_Out):
+    access_token: str
+
+
+class Message(_Out):
+    message: str
+
+
+class HealthStatus(_Out):
+    status: str
+
+
+class Revoked(_Out):
+    """Always this empty object, whether or not the token was valid (RFC 7009 section 2.2)."""
+
+
+class ActiveToken(_Out):
+    """A live token (RFC 7662 section 2.2)."""
+
+    active: Literal[True]
+    sub: str
+    username: str
+    token_type: Literal["access", "refresh"]
+    sid: str = Field(description="The session; absent only for tokens from before sessions.")
+    jti: str
+    iat: int
+    exp: int
+
+
+class InactiveToken(_Out):
+    """Expired, revoked, of an ended session, used up, forged, garbage, or
+    not the caller's: nothing more is said."""
+
+    active: Literal[False]
+
+
+class SessionOut(_Out):
+    """One login of the caller's, with what the server saw of its client."""
+
+    id: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    last_used_at: str = Field(
+        json_schema_extra={"format": "date-time"}, description="Recorded at most once a minute."
+    )
+    user_agent: str | None = Field(description="The login's User-Agent, cut to 256 characters.")
+    ip: str = Field(description="The client address (X-Forwarded-For only from FORWARDED_ALLOW_IPS).")
+    current: bool = Field(description="True for the session of the calling token.")
+
+
+class RevokedCount(_Out):
+    revoked: int = Field(ge=0, description="How many other sessions were ended.")
+
+
+# --- hand-written schemas: bodies errors.py and the key ring build -------------
+# Plain JSON Schema where a model would only restate them: the error shapes
+# have a member that is a string or a map, and JWKS is RFC 7517's.
+OAUTH_ERROR_SCHEMA = {
+    "title": "OAuthError",
+    "description": "An error of /auth/revoke and /auth/introspect, in the OAuth shape (RFC 6749 section 5.2).",
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "enum": ["invalid_request", "invalid_client"]},
+        "error_description": {"type": "string"},
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
+
+ERROR_SCHEMA = {
+    "title": "Error",
+    "description": "Every error: the HTTP reason phrase, and what went wrong when there is more to say; "
+    "the bearer-token check's 401s and 422s are the one member `error`, its message (flask-jwt-extended's shape).",
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "string",
+            "description": "The HTTP reason phrase, e.g. `Bad Request`; for a token error the message, e.g. `Token has expired`.",
+        },
+        "message": {
+            "description": "A sentence, or for a body or query that failed validation every bad field with its messages.",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "string"}},
+                            {
+                                "type": "object",
+                                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                            },
+                        ],
+                    },
+                },
+            ],
+        },
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
+
+# RFC 7517 section 5: the set; each key a public JWK (RFC 8037 OKP, RFC 7518 EC).
+JWKS_SCHEMA = {
+    "title": "JWKSet",
+    "description": "The public keys that verify our tokens; empty under HS256 (secrets are never published).",
+    "type": "object",
+    "properties": {
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kty": {"type": "string", "enum": ["OKP", "EC"]},
+                    "crv": {"type": "string", "enum": ["Ed25519", "P-256"]},
+                    "x": {"type": "string"},
+                    "y": {"type": "string"},
+                    "kid": {
+                        "type": "string",
+                        "description": "The key's RFC 7638 thumbprint, as in the token header.",
+                    },
+                    "alg": {"type": "string", "enum": ["EdDSA", "ES256"]},
+                    "use": {"type": "string", "const": "sig"},
+                },
+                "required": ["kty", "crv", "x", "kid", "alg", "use"],
+            },
+        }
+    },
+    "required": ["keys"],
+    "additionalProperties": False,
+}
+
+# RFC 9457 section 3, as fleet_api.errors builds it for Accept: application/problem+json.
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details, sent instead of Error when the client prefers "
+    "application/problem+json. Every `type` is listed in the README.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request's X-Request-ID."},
+        "errors": {
+            "type": "array",
+            "description": "For validation-failed: one entry per message.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                "required": ["field", "detail"],
+            },
+        },
+        "violated-policies": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type", "title", "status"],
+}
 
 
 # --- list queries ----------------------------------------------------------

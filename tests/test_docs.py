@@ -16,7 +16,7 @@ from support.browser import headless_chromium, missing
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call, login
 from fleet_api.app import create_app
-from fleet_api.docs import assets_directory
+from fleet_api.resources.docs import assets_directory
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import falcon
@@ -22,13 +24,14 @@ from support.bodies import SHIP_2
 from fleet_api import openapi, schemas
 from fleet_api.app import create_app
 from fleet_api.media import MERGE_PATCH
-from fleet_api.openapi import REF, UndocumentedOperation, build_openapi
+from fleet_api.openapi import REF, Operation, UndocumentedOperation, build_openapi, ok
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The ship README's `GET /api/ships/2` answers with.
 README_SHIP = SHIP_2
+SUBPROCESS_TIMEOUT = 60  # seconds, for a Python that imports the app
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -74,7 +77,9 @@ def validator_for(doc: dict, schema: dict) -> jsonschema.Draft202012Validator:
 
 
 def routes_served(app) -> dict[tuple[str, str], object]:
-    """(path, METHOD) -> resource for every responder the app's router holds."""
+    """(path, METHOD) -> resource for every responder the app's router holds:
+    Falcon's own view (the app itself never reads these private attributes,
+    and falcon.inspect names resources' classes, not the instances)."""
     found = {}
 
     def walk(nodes):
@@ -189,15 +194,108 @@ def test_idempotency_key_is_documented_on_the_creates(doc, path, method):
     assert "Idempotency-Key" in deref(doc, operation["responses"]["409"])["description"]
 
 
-def test_undescribed_route_fails_at_app_creation():
-    class Extra:
+THING = Operation("meta", "getThing", "A thing", responses={200: ok("The thing.")})
+
+
+class Undescribed:
+    def on_get(self, req, resp):
+        pass
+
+
+class Unserved:
+    operations = {"GET": THING, "DELETE": THING}
+
+    def on_get(self, req, resp):
+        pass
+
+
+class Unknown:
+    operations = {"GET": Operation("meta", "getThing", "A thing", security=("cookie",), responses={})}
+
+    def on_get(self, req, resp):
+        pass
+
+
+@pytest.mark.parametrize(
+    "resource, template, message",
+    [
+        (Undescribed(), "/extra", r"GET /extra \(Undescribed\) is not described"),
+        (Unserved(), "/extra", r"DELETE /extra \(Unserved\) is described but not served"),
+        (Unknown(), "/extra", r"no security scheme \['cookie'\]"),
+        (Undescribed(), "/extra/{day:dt}", "no schema for the route converter 'dt'"),
+    ],
+    ids=["responder without operation", "operation without responder", "unknown scheme", "unknown converter"],
+)
+def test_a_route_the_document_cannot_describe_fails_at_app_creation(resource, template, message):
+    """create_app builds the document from its route table, so these raise there."""
+    with pytest.raises(UndocumentedOperation, match=message):
+        build_openapi([(template, resource)])
+
+
+def test_an_operation_is_summarized_by_its_docstring():
+    class Thing:
+        @openapi.operation("meta", "getThing", responses={})
+        def on_get(self, req, resp):
+            """Get the thing
+
+            Its description, over
+            two lines.
+            """
+
+    assert Thing.on_get.operation.summary == "Get the thing"
+    assert Thing.on_get.operation.description == "Its description, over two lines."
+    with pytest.raises(UndocumentedOperation, match="on_get has no docstring"):
+
+        @openapi.operation("meta", "getThing", responses={})
         def on_get(self, req, resp):
             pass
 
-    app = falcon.App()
-    app.add_route("/extra", Extra())
-    with pytest.raises(UndocumentedOperation, match="GET /extra"):
-        build_openapi(app)
+
+def test_under_python_oo_the_operation_ids_stand_in_for_the_stripped_docstrings():
+    """-OO strips docstrings; the app must still start and serve its document."""
+    script = (  # plain WSGI: falcon.testing itself needs docstrings
+        "import json, wsgiref.util; from fleet_api.app import create_app; from fleet_api.settings import Settings; "
+        "app = create_app(Settings(secret_key='k' * 48, store_url='memory://', scrypt_n=16, metrics=False)); "
+        "env = {'PATH_INFO': '/openapi.json'}; wsgiref.util.setup_testing_defaults(env); "
+        "doc = json.loads(b''.join(app(env, lambda status, headers: None))); "
+        "print(doc['paths']['/api/ships']['get']['summary'], doc['paths']['/auth/refresh']['post']['summary'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-OO", "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+    # The declared-in-__init__ operations keep their text: it is not a docstring.
+    assert result.stdout.split(" ", 1) == ["listShips", "A new access token for a refresh token\n"]
+
+
+def test_a_route_table_is_all_the_document_needs():
+    """No falcon.App: the operations come from the resources, path ids from the
+    templates' converters, security from the `auth` dicts; HEAD is no operation."""
+
+    class Thing:
+        auth = {"DELETE": "access"}
+        operations = {"GET": THING, "DELETE": Operation("meta", "dropThing", "Drop it", responses={})}
+
+        def on_get(self, req, resp, thing_id, part):
+            pass
+
+        on_head = on_get
+
+        def on_delete(self, req, resp, thing_id, part):
+            pass
+
+    doc = build_openapi([("/things/{thing_id:int(min=1)}/{part}", Thing())])
+    OpenAPIV31SpecValidator(doc).validate()
+    item = doc["paths"]["/things/{thing_id}/{part}"]
+    assert set(item) == {"get", "delete"}
+    assert item["get"]["parameters"] == [
+        {"name": "thing_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        {"name": "part", "in": "path", "required": True, "schema": {"type": "string"}},
+    ]
+    assert "security" not in item["get"] and set(item["get"]["responses"]) == {"200", "500"}
+    assert item["delete"]["security"] == [{"bearerAuth": []}]
+    assert item["delete"]["description"] == "Needs an access token."
+    assert set(item["delete"]["responses"]) == {"401", "422", "500"}
 
 
 # --- one source of truth: the pydantic models ---------------------------------
@@ -210,6 +308,7 @@ def test_undescribed_route_fails_at_app_creation():
         ("/api/users", "post", schemas.UserIn),
         ("/api/users/{user_id}", "put", schemas.UserReplace),
         ("/api/users/{user_id}", "patch", schemas.UserPatch),
+        ("/auth/login", "post", schemas.Credentials),
     ],
 )
 def test_request_bodies_are_the_pydantic_models(doc, path, method, model):
@@ -377,6 +476,34 @@ def test_readme_ship_validates_against_the_response_schema(doc):
         assert README_SHIP in ships
         for ship in ships:
             validator_for(doc, response_schema(doc, "/api/ships/{ship_id}", "get", "200")).validate(ship)
+
+
+@pytest.mark.parametrize(
+    "body, documented, status",
+    [
+        ({"username": "user", "password": "password"}, True, 200),
+        ({"username": "user", "password": "password", "remember": True}, True, 200),
+        ({"username": "nobody", "password": "password"}, True, 401),
+        ({}, False, 400),
+        ({"username": "user"}, False, 400),
+        ({"username": "", "password": "password"}, False, 400),
+        ({"username": "user", "password": 0}, False, 400),
+        ({"username": 1, "password": "password"}, False, 401),
+        ({"username": "user", "password": ["password"]}, False, 401),
+    ],
+    ids=["ok", "extra member", "unknown", "empty", "no password", "empty name", "falsy", "number", "list"],
+)
+def test_login_checks_the_body_the_document_shows(doc, client, body, documented, status):
+    """The document's Credentials is what login checks: a body it accepts is
+    never a 400, and what it refuses gets the example's 400 or 401 wording."""
+    schema = doc["paths"]["/auth/login"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert validator_for(doc, schema).is_valid(body) is documented
+    result = client.simulate_post("/auth/login", json=body)
+    assert result.status_code == status
+    if status == 400:
+        assert result.json == {"error": "Bad Request", "message": "Username or password missing."}
+    elif status == 401:
+        assert result.json == {"error": "Unauthorized", "message": "Username or password invalid."}
 
 
 def test_real_responses_validate(doc, client):

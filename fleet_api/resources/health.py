@@ -6,6 +6,8 @@ import logging
 
 import falcon
 
+from fleet_api.openapi import ok, operation, ref
+from fleet_api.schemas import HealthStatus
 from fleet_api.store import Store
 
 log = logging.getLogger(__name__)
@@ -15,7 +17,14 @@ class Health:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    @operation(
+        "meta",
+        "health",
+        responses={200: ok("The store answers.", ref(HealthStatus), ("Cache-Control",))},
+        errors=(503,),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Health check for load balancers"""
         resp.cache_control = ["no-store"]
         try:
             self._store.ping()

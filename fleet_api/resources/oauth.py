@@ -12,18 +12,32 @@ import base64
 import hmac
 
 import falcon
+import pydantic
 
 from fleet_api.auth import ACCESS, AuthMiddleware, Tokens, bearer_token
 from fleet_api.errors import TOKEN_ERRORS, OAuthError, invalid_request
+from fleet_api.openapi import SECURITY_SCHEME, ok, operation, ref
 from fleet_api.resources import media_type
+from fleet_api.schemas import ActiveToken, InactiveToken, Revoked, TokenRequest
 from fleet_api.sessions import Sessions
 
 FORM = "application/x-www-form-urlencoded"
 INACTIVE = {"active": False}
 
+# RFC 7009 section 2.1 / RFC 7662 section 2.1: form-encoded. A JSON object with
+# the same members is accepted too, but documented once only: a generated
+# client (openapi-python-client) emits broken code for one body in two media types.
+_TOKEN_BODY = {
+    "required": True,
+    "description": "Form-encoded, as the RFCs send it; a JSON object with the same members works too.",
+    "content": {FORM: {"schema": ref(TokenRequest)}},
+}
+_INVALID_REQUEST = {"$ref": "#/components/responses/OAuthInvalidRequest"}
+
 
 def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
-    """(token, token_type_hint) from a form or JSON body, else invalid_request."""
+    """(token, token_type_hint) from a form or JSON body, checked by the model
+    the document shows, else invalid_request."""
     media = media_type(req.content_type)
     if media == FORM:
         try:
@@ -40,15 +54,16 @@ def token_parameters(req: falcon.Request) -> tuple[str, str | None]:
             raise invalid_request("The body must be a JSON object.")
     else:
         raise invalid_request(f"Send the parameters as {FORM} (or {falcon.MEDIA_JSON}).")
-    token, hint = params.get("token"), params.get("token_type_hint")
-    if isinstance(token, list) or isinstance(hint, list):  # RFC 6749 section 3.1: at most once
-        raise invalid_request("A parameter was given more than once.")
-    if not isinstance(token, str) or not token:
-        raise invalid_request("The token parameter is missing.")
-    if hint is not None and not isinstance(hint, str):
-        raise invalid_request("token_type_hint must be a string.")
+    if isinstance(params.get("token"), list) or isinstance(params.get("token_type_hint"), list):
+        raise invalid_request("A parameter was given more than once.")  # RFC 6749 section 3.1: at most once
+    try:
+        checked = TokenRequest.model_validate(params)
+    except pydantic.ValidationError as exc:
+        if any(error["loc"][:1] == ("token",) for error in exc.errors()):
+            raise invalid_request("The token parameter is missing.") from None
+        raise invalid_request("token_type_hint must be a string.") from None
     # RFC 7009 section 2.1: the hint may be ignored; each token names its own type.
-    return token, hint
+    return checked.token, checked.token_type_hint
 
 
 def _no_store(resp: falcon.Response) -> None:
@@ -62,7 +77,22 @@ class Revoke:
         self._tokens = tokens
         self._sessions = sessions
 
+    @operation(
+        "auth",
+        "revokeToken",
+        request_body=_TOKEN_BODY,
+        responses={
+            200: ok("Done, or the token was not valid anyway.", ref(Revoked), ("Cache-Control",)),
+            400: _INVALID_REQUEST,
+        },
+        errors=(413,),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Revoke a token (RFC 7009)
+
+        No other authentication: holding a token is the right to revoke it.
+        A refresh token ends its whole session; an access token is revoked alone.
+        """
         token, _ = token_parameters(req)
         try:
             claims = self._tokens.decode(token)
@@ -116,7 +146,35 @@ class Introspect:
         _, user = self._auth.check(token, ACCESS)
         return user.id
 
+    @operation(
+        "auth",
+        "introspectToken",
+        # No `auth` entry: it checks its caller itself (see _caller).
+        security=(SECURITY_SCHEME, "introspectionKey", "introspectionBasic"),
+        token_type=ACCESS,
+        request_body=_TOKEN_BODY,
+        responses={
+            200: ok(
+                'What the token is, or exactly `{"active": false}`.',
+                {"oneOf": [ref(ActiveToken), ref(InactiveToken)]},
+                ("Cache-Control",),
+            ),
+            400: _INVALID_REQUEST,
+            401: ok(
+                "No, or a bad, token or key.",
+                {"anyOf": [ref("Error"), ref("OAuthError")]},
+                ("WWW-Authenticate",),
+            ),
+        },
+        errors=(413, 422),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Introspect a token (RFC 7662)
+
+        With an access token the caller sees only its own user's tokens; a resource
+        server sends one of FLEET_INTROSPECTION_KEYS as `Authorization: Bearer <key>`
+        or as the password of HTTP Basic.
+        """
         caller = self._caller(req)
         token, _ = token_parameters(req)
         _no_store(resp)

@@ -9,6 +9,7 @@ from fleet_api.cache import VersionedCache
 from fleet_api.conditional import Representation, if_match, send_json
 from fleet_api.errors import bad_request
 from fleet_api.idempotency import Idempotency
+from fleet_api.openapi import creating, deleting, listing, operation, patching, reading, replacing
 from fleet_api.resources import (
     ID_MISMATCH,
     QueryParser,
@@ -18,7 +19,7 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import ShipQuery, ShipReplace, validate
+from fleet_api.schemas import ShipIn, ShipOut, ShipPatch, ShipQuery, ShipReplace, validate
 from fleet_api.store import Store
 
 
@@ -31,7 +32,9 @@ class Ships:
         self._parse = QueryParser(ShipQuery)
         self._idempotency = idempotency
 
+    @operation("ships", "listShips", **listing(ShipOut, ShipQuery, "ships"))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List ships, filtered, searched, sorted and paged"""
         query, wanted = self._parse(req)
 
         def serialize():
@@ -45,7 +48,9 @@ class Ships:
 
     on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
 
+    @operation("ships", "createShip", **creating(ShipIn, ShipOut, "ship", "user"))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Create a ship"""
         body = validate(ShipReplace, read_json(req))
         if body.id is not None:
             raise falcon.HTTPBadRequest()  # the example's db.add_ship refuses an id: bare 400
@@ -70,7 +75,9 @@ class Ship:
         self._store = store
         self._cache = cache
 
+    @operation("ships", "getShip", **reading(ShipOut, "ship"))
     def on_get(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
+        """Get one ship"""
         body = self._cache.get(ship_id, lambda: _representation(self._store.get_ship(ship_id)))
         if body is None:
             raise falcon.HTTPNotFound()
@@ -78,14 +85,25 @@ class Ship:
 
     on_head = on_get
 
+    @operation("ships", "updateShip", **replacing(ShipReplace, ShipOut, "ship"))
     def on_put(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
+        """Replace a ship
+
+        A body `id`, if given, must equal the path id.
+        """
         body = validate(ShipReplace, read_json(req))
         if body.id is not None and body.id != ship_id:
             self._existing(ship_id)  # the example answers 404 before the mismatch
             raise bad_request(ID_MISMATCH)
         self._save(req, resp, ship_id, body, if_match(req))
 
+    @operation("ships", "patchShip", **patching(ShipPatch, ShipOut, "ship"))
     def on_patch(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
+        """Change some fields of a ship (JSON Merge Patch, RFC 7396)
+
+        `null` removes a field, which a required field refuses (400). A body `id`, if given,
+        must equal the path id.
+        """
         patch = read_merge_patch(req)
 
         def save(current: dict, unchanged) -> None:
@@ -97,7 +115,9 @@ class Ship:
 
         patch_with_retries(req, lambda: self._existing(ship_id), save, what="ship")
 
+    @operation("ships", "deleteShip", **deleting("ship"))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
+        """Delete a ship"""
         if not self._store.delete_ship(ship_id, if_match(req)):
             raise falcon.HTTPNotFound()
         resp.status = falcon.HTTP_204

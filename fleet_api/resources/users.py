@@ -11,6 +11,7 @@ from fleet_api.conditional import if_match, send_json
 from fleet_api.errors import bad_request
 from fleet_api.idempotency import Idempotency
 from fleet_api.metrics import Metrics
+from fleet_api.openapi import creating, deleting, listing, operation, patching, reading, replacing
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import (
     ID_MISMATCH,
@@ -20,7 +21,7 @@ from fleet_api.resources import (
     read_json,
     read_merge_patch,
 )
-from fleet_api.schemas import UserPatch, UserQuery, UserReplace, ValidationFailed, validate
+from fleet_api.schemas import UserIn, UserOut, UserPatch, UserQuery, UserReplace, ValidationFailed, validate
 from fleet_api.store import NameTaken, Store
 from fleet_api.store import User as UserRecord
 
@@ -43,7 +44,9 @@ class Users:
         self._idempotency = idempotency
         self._client_address = client_address
 
+    @operation("users", "listUsers", **listing(UserOut, UserQuery, "users"))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List users, filtered, searched, sorted and paged"""
         query, wanted = self._parse(req)
         found = self._store.find_users(wanted)
         add_paging_headers(req, resp, query, found.total)
@@ -51,7 +54,9 @@ class Users:
 
     on_head = on_get  # as Flask answers HEAD for every GET route; Falcon drops the body
 
+    @operation("users", "createUser", **creating(UserIn, UserOut, "user", "client address"))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Create a user"""
         body = validate(UserReplace, read_json(req))
         if body.id is not None:
             # The example: a taken name first, then db.add_user's bare 400 for an id.
@@ -83,12 +88,19 @@ class User:
         self._hasher = hasher
         self._metrics = metrics
 
+    @operation("users", "getUser", **reading(UserOut, "user"))
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
+        """Get one user"""
         send_json(req, resp, self._existing(user_id).public())
 
     on_head = on_get
 
+    @operation("users", "updateUser", **replacing(UserReplace, UserOut, "user (yourself only)", (403,)))
     def on_put(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
+        """Replace a user (yourself only)
+
+        A body `id`, if given, must equal the path id.
+        """
         _require_self(req, user_id)
         body = validate(UserReplace, read_json(req))
         current = self._existing(user_id)
@@ -96,7 +108,13 @@ class User:
             raise bad_request(ID_MISMATCH)
         self._save(req, resp, current, body.name, body.password, if_match(req, _public))
 
+    @operation("users", "patchUser", **patching(UserPatch, UserOut, "user (yourself only)", (403,)))
     def on_patch(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
+        """Change some fields of a user (yourself only) (JSON Merge Patch, RFC 7396)
+
+        `null` removes a field, which a required field refuses (400). A body `id`, if given,
+        must equal the path id.
+        """
         _require_self(req, user_id)
         body = validate(UserPatch, read_merge_patch(req))
         # A merge patch's null removes a member, and both are required.
@@ -115,7 +133,9 @@ class User:
 
         patch_with_retries(req, lambda: self._existing(user_id), save, _public, what="user")
 
+    @operation("users", "deleteUser", **deleting("user (yourself only)", (403,)))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
+        """Delete a user (yourself only)"""
         _require_self(req, user_id)
         if not self._store.delete_user(user_id, if_match(req, _public)):
             raise falcon.HTTPNotFound()

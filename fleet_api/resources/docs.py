@@ -1,4 +1,7 @@
-"""GET /docs: Swagger UI for /openapi.json, its files served by us.
+"""GET /openapi.json, the app's OpenAPI document, and GET /docs, Swagger UI for it.
+
+The document is built once, when the app is created, from the app's route
+table (fleet_api/openapi.py), and served as ready bytes.
 
 The page's scripts and styles come from the pinned `swagger-ui-py` package
 (Swagger UI 5, which renders OpenAPI 3.1), served from where pip installed
@@ -16,6 +19,11 @@ from pathlib import Path
 
 import falcon
 
+from fleet_api import openapi
+from fleet_api.media import dumps
+from fleet_api.openapi import ok, operation, text
+
+OPENAPI_PATH = "/openapi.json"
 PATH = "/docs"
 ASSETS = "/docs/assets"
 
@@ -78,20 +86,35 @@ def content_security_policy(script: str) -> str:
     )
 
 
+class OpenAPI:
+    """The document of `routes` ((URI template, resource) pairs, as the app
+    adds them) and of itself at `path`."""
+
+    def __init__(self, routes: list[tuple[str, object]], path: str = OPENAPI_PATH) -> None:
+        self.document = openapi.build_openapi([*routes, (path, self)])
+        self._data = dumps(self.document)
+
+    @operation("meta", "openapi", responses={200: ok("The OpenAPI 3.1 document.", {"type": "object"})})
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """This document"""
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._data
+
+
 class Docs:
-    """The page, built once; add the assets with `install`."""
+    """The page, built once; its assets are a static route (`ASSETS`, `assets_directory()`)."""
 
     def __init__(self) -> None:
         self._page = _PAGE.format(init=_INIT).encode()
         self._policy = content_security_policy(_INIT)
 
+    @operation("meta", "docs", responses={200: text("The HTML page.", "text/html")})
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Interactive docs for this document (Swagger UI)
+
+        Log in with `login`, paste the access token into Authorize, then try any operation.
+        """
         resp.content_type = falcon.MEDIA_HTML
         resp.set_header("Content-Security-Policy", self._policy)
         resp.set_header("Referrer-Policy", "no-referrer")
         resp.data = self._page
-
-
-def install(app: falcon.App) -> None:
-    app.add_route(PATH, Docs())
-    app.add_static_route(ASSETS, str(assets_directory()))
