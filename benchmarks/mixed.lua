@@ -1,7 +1,7 @@
--- The read/write blend: wrk -s mixed.lua URL -- TOKEN BODY_FILE WRITE_ID SHIP_COUNT
+-- The read/write blend: wrk -s mixed.lua URL -- PUT WRITE_PATH BODY_FILE TOKEN EXPECT SHIP_COUNT
 --   80% GET /api/ships/{random 1..SHIP_COUNT}
 --   10% GET /api/ships
---   10% PUT /api/ships/WRITE_ID with BODY_FILE (an idempotent replace: the
+--   10% PUT WRITE_PATH with BODY_FILE (an idempotent replace: the
 --       stored ship stays the same bytes, so the ceiling's canned answers
 --       stay identical to ours for the whole run)
 -- Each wrk thread seeds its generator with its own fixed number, so every
@@ -9,31 +9,19 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "report.lua")
 
-local counter = 0
-function setup(thread)
-   counter = counter + 1
-   thread:set("id", counter)
-end
-
 local gets, list, put
 local ship_count
 
 function init(args)
-   local token, body_file, write_id = args[1], args[2], args[3]
-   ship_count = tonumber(args[4])
-   local f = assert(io.open(body_file, "rb"))
-   local body = f:read("*a")
-   f:close()
+   local method, path, headers, body = common_args(args)
+   ship_count = tonumber(args[6])
    math.randomseed(1000 + (id or 0))
    gets = {}
    for i = 1, ship_count do
       gets[i] = wrk.format("GET", "/api/ships/" .. i)
    end
    list = wrk.format("GET", "/api/ships")
-   put = wrk.format("PUT", "/api/ships/" .. write_id, {
-      ["Content-Type"] = "application/json",
-      ["Authorization"] = "Bearer " .. token,
-   }, body)
+   put = wrk.format(method, path, headers, body)
 end
 
 function request()

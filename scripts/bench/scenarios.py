@@ -1,0 +1,158 @@
+"""The scenarios: one row each, carrying its wrk script, request and targets.
+
+Every script in benchmarks/ takes the same arguments after wrk's `--`:
+METHOD PATH BODY_FILE TOKEN EXPECT [extra...] (`-` for no body or token,
+EXPECT 0 for "any 2xx"), so a scenario is data, not a branch of code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scripts.bench.run import Target
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+SHIP_COUNT = 15  # the seed's ships 1..15
+# The search scenario: a filter, a range, a two-key sort and a page.
+SEARCH = "/api/ships?affiliation=empire&length_min=8&sort=-length,model&limit=5&offset=0"
+
+# Target kinds (see run.py): the real app on some store, and the ceilings.
+READS = ("ours", "ceiling")
+WRITES = ("ours", "ceiling")
+
+
+@dataclasses.dataclass
+class Context:
+    """What every run shares: the ship the writes replace and the body files."""
+
+    ship: int
+    ship_file: Path  # a full ship (the writes)
+    login_file: Path  # {"username", "password"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    what: str
+    path: str | Callable[[Target, Context], str]
+    script: str = "request.lua"
+    method: str = "GET"
+    body: Callable[[Context], Path] | None = None  # the file holding the body
+    token: str | None = None  # "access" or "refresh": the target's own token
+    targets: tuple[str, ...] = READS  # the target kinds it runs on
+    expect: int = 0  # 0: any 2xx is right; else the one status every answer must have
+    login: bool = False  # BENCH_LOGIN_CONNECTIONS: each request holds a core for one scrypt
+    extra: Callable[[Target, Context], list[str]] | None = None  # the script's own arguments
+
+    def request_path(self, target: Target, ctx: Context) -> str:
+        return self.path(target, ctx) if callable(self.path) else self.path
+
+    def wrk_args(self, target: Target, ctx: Context) -> list[str]:
+        """The script, URL and script arguments for one wrk run on `target`."""
+        body = str(self.body(ctx)) if self.body else "-"
+        token = getattr(target, self.token) if self.token else "-"
+        extra = self.extra(target, ctx) if self.extra else []
+        script = str(BENCH_DIR / self.script)
+        args = [self.method, self.request_path(target, ctx), body, token or "-", str(self.expect), *extra]
+        return ["-s", script, target.url, "--", *args]
+
+    def runs_on(self, target: Target) -> bool:
+        return target.kind in self.targets
+
+
+def _ship_path(_target, ctx: Context) -> str:
+    return f"/api/ships/{ctx.ship}"
+
+
+def _ship_body(ctx: Context) -> Path:
+    return ctx.ship_file
+
+
+def _login_body(ctx: Context) -> Path:
+    return ctx.login_file
+
+
+def _ship_count(_target, _ctx) -> list[str]:
+    return [str(SHIP_COUNT)]
+
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read", "/api/ships"),
+        Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH, SEARCH),
+        Scenario("get_ship", "GET /api/ships/1", "one ship, anonymous read", "/api/ships/1"),
+        Scenario(
+            "update_ship",
+            "PUT /api/ships/N",
+            "replace one ship: Bearer access token, JSON body validated, SQLite write",
+            _ship_path,
+            method="PUT",
+            body=_ship_body,
+            token="access",
+            targets=WRITES,
+        ),
+        Scenario(
+            "login",
+            "POST /auth/login",
+            "username + password: one scrypt verify, two JWTs signed",
+            "/auth/login",
+            method="POST",
+            body=_login_body,
+            login=True,
+        ),
+        Scenario(
+            "refresh",
+            "POST /auth/refresh",
+            "Bearer refresh token: JWT verify, blocklist + user lookups, one JWT signed",
+            "/auth/refresh",
+            method="POST",
+            token="refresh",
+        ),
+        Scenario(
+            "mixed",
+            "mixed 80/10/10",
+            "80% GET one ship (random id), 10% GET list, 10% PUT with a token",
+            _ship_path,
+            script="mixed.lua",
+            method="PUT",
+            body=_ship_body,
+            token="access",
+            extra=_ship_count,
+        ),
+        Scenario(
+            "update_ship_eddsa",
+            "PUT /api/ships/N (EdDSA)",
+            "update_ship with an EdDSA access token",
+            _ship_path,
+            method="PUT",
+            body=_ship_body,
+            token="access",
+            targets=("eddsa", "ceiling"),
+        ),
+        Scenario(
+            "refresh_eddsa",
+            "POST /auth/refresh (EdDSA)",
+            "refresh with an EdDSA refresh token: one Ed25519 signature",
+            "/auth/refresh",
+            method="POST",
+            token="refresh",
+            targets=("eddsa", "ceiling"),
+        ),
+    ]
+}
+
+
+def choose(raw: str | None) -> list[Scenario]:
+    """BENCH_SCENARIOS (comma-separated names; empty or None: all) -> scenarios.
+    ValueError names the unknown ones."""
+    wanted = [s.strip() for s in (raw or ",".join(SCENARIOS)).split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SCENARIOS]
+    if unknown or not wanted:
+        raise ValueError(f"unknown BENCH_SCENARIOS {unknown}; choose from {', '.join(SCENARIOS)}")
+    return [SCENARIOS[s] for s in wanted]
