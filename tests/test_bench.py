@@ -84,3 +84,37 @@ def test_missing_wrk_says_how_to_install(tmp_path):
     result = run_bench(tmp_path, PATH=str(tmp_path))  # no wrk on this PATH
     assert result.returncode == 2
     assert "apt-get install wrk" in result.stderr
+
+
+def worktrees() -> set[str]:
+    out = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "worktree", "list", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")}
+
+
+def test_session_cost_runs_a_baseline_checkout_side_by_side_and_removes_it(tmp_path):
+    # HEAD stands in for the commit before sessions: any clone has it.
+    before = worktrees()
+    result = run_bench(tmp_path, BENCH_SCENARIOS="session_cost", BENCH_BASELINE="HEAD")
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    ratio = re.search(r"\*\*after ÷ before = (\d+\.\d+)\*\*", md)
+    assert ratio and float(ratio.group(1)) > 0, md
+    assert "both answer the same 400 body" in md
+    assert re.search(r"^\| (after|before) \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d., ]+ \|$", md, re.M), (
+        md
+    )  # p99s
+    assert worktrees() == before  # the temporary checkout is gone
+
+
+def test_an_unavailable_baseline_is_reported_and_the_rest_of_the_bench_runs(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCENARIOS="session_cost,get_ship", BENCH_BASELINE="no-such-ref")
+    assert result.returncode == 1
+    assert "session_cost: not measured: baseline 'no-such-ref' unavailable" in result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    assert "**not measured: baseline 'no-such-ref' unavailable" in md
+    assert ("get_ship", "ours") in ratios(md)

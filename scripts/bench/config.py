@@ -9,6 +9,9 @@ from pathlib import Path
 
 from scripts.bench.scenarios import SHIP_COUNT, Scenario, choose
 
+# The commit before the sessions merge (3418605): what session_cost compares with.
+DEFAULT_BASELINE = "3418605^1"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,6 +39,7 @@ class Config:
     profile: bool
     scenarios: list[Scenario]
     reports: Path
+    baseline: str  # session_cost's "before": a git ref or a checkout directory
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -52,6 +56,7 @@ class Config:
             profile=env.get("BENCH_PROFILE", "") not in ("", "0"),
             scenarios=choose(env.get("BENCH_SCENARIOS")),
             reports=Path(env.get("BENCH_REPORTS") or ROOT / "reports"),
+            baseline=env.get("BENCH_BASELINE") or DEFAULT_BASELINE,
         )
 
     def layout(self) -> str:

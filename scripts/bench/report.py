@@ -178,7 +178,8 @@ def chart(rows: list[Row], path: Path) -> None:
     left.set_title("req/s ÷ " + " or ".join(REFERENCES[:2]) + " (median)")
     right.set_yscale("log")
     right.set_title("requests/s (log scale)")
-    right.legend(fontsize="small")
+    if targets:
+        right.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -192,3 +193,30 @@ def markdown(sections: list[tuple[str, str]], config: str, legend: str) -> str:
             md += [f"## {title}", ""]
         md += [body, ""]
     return "\n".join(md)
+
+
+def pair_text(runs: dict[tuple[str, str], list[Run]], scenario: str, after: str, before: str) -> str:
+    """A before/after pair, interleaved round by round: each side's medians
+    with p50 and p99, and the ratio after ÷ before with its per-round range."""
+    a, b = runs.get((scenario, after)), runs.get((scenario, before))
+    if not a or not b:
+        return "(not measured)"
+    paired = [x.rps / y.rps for x, y in zip(a, b, strict=False) if y.rps]
+    a_rps, b_rps = (statistics.median(r.rps for r in side) for side in (a, b))
+    lines = [
+        "| target | req/s | p50 ms | p99 ms | p99 per round ms |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, side, rps in ((after, a, a_rps), (before, b, b_rps)):
+        per_round = ", ".join(fmt(r.p99_ms) for r in side)
+        p50 = statistics.median(r.p50_ms for r in side)
+        p99 = statistics.median(r.p99_ms for r in side)
+        lines.append(f"| {name} | {fmt(rps)} | {fmt(p50)} | {fmt(p99)} | {per_round} |")
+    ratio = a_rps / b_rps if b_rps else 0.0
+    per_round = ", ".join(f"{x:.3f}" for x in paired)
+    lines += [
+        "",
+        f"**{after} ÷ {before} = {ratio:.3f}** (median req/s; per round: {per_round}; "
+        f"range {min(paired, default=0):.3f}–{max(paired, default=0):.3f})",
+    ]
+    return "\n".join(lines)

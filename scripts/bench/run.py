@@ -10,6 +10,13 @@ churn between rounds).
   ceiling  benchmarks/ceiling.py under gunicorn.conf.py: a bare Falcon app
            answering the same routes with the bytes ours sent, no auth,
            store or validation (what our app costs)
+  after    ours under plain gunicorn (the same worker layout, no config
+           file, so no access log) with FLEET_METRICS=off, and
+  before   the code before sessions (BENCH_BASELINE, checked out with
+           `git worktree add --detach` into the bench's temp dir and removed
+           afterwards) under the very same command line, each on its own
+           temp SQLite store: the session_cost pair, which differ only in
+           the app's code
 """
 
 from __future__ import annotations
@@ -19,17 +26,22 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from devtools.gunicorn import GunicornServer
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
 from fleet_api.keys import new_key
+from scripts.bench.config import DEFAULT_BASELINE
 from scripts.bench.measure import BenchError
 from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario
 
 CEILING_APP = "benchmarks.ceiling:get_app()"
 USERNAME, PASSWORD = "user", "password"
-APP_KINDS = ("ours", "eddsa")  # the real app: it needs tokens, and a bad status is a failure
+APP_KINDS = ("ours", "eddsa", "after", "before")
+APP = "fleet_api.app:get_app()"
+GIT_TIMEOUT = 120  # the real app: it needs tokens, and a bad status is a failure
 
 
 @dataclasses.dataclass
@@ -110,6 +122,10 @@ class Bench:
     reports: Path
     server_env: dict[str, str]
     targets: list[Target] = dataclasses.field(default_factory=list)
+    baseline: str = DEFAULT_BASELINE  # a git ref, or a checkout's directory (BENCH_BASELINE)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)  # scenario -> why it was not measured
+    session_bodies: str = ""  # whether after and before answer session_cost alike
+    _worktree: Path | None = None
 
     @property
     def bodies_file(self) -> Path:
@@ -129,15 +145,96 @@ class Bench:
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
 
+    def drop(self, *names: str) -> None:
+        """Stop and forget these targets (a scenario that can't run)."""
+        for target in [t for t in self.targets if t.name in names]:
+            with contextlib.suppress(Exception):
+                target.server.stop()
+            target.server.cleanup()
+            self.targets.remove(target)
+
     def stop(self) -> None:
+        """Stop every server (the targets stay listed, for the report)."""
         for target in reversed(self.targets):
             with contextlib.suppress(Exception):
                 target.server.stop()
             target.server.cleanup()
+        if self._worktree is not None:
+            remove_worktree(self._worktree)
+            self._worktree = None
+
+    def checkout_baseline(self) -> Path:
+        """The baseline's source tree: BENCH_BASELINE as a directory, or that
+        ref checked out into a temporary worktree. BenchError says why not."""
+        given = Path(self.baseline)
+        if given.is_dir():
+            root = given.resolve()
+        else:
+            root = self.work / "baseline"
+            git("worktree", "add", "--detach", str(root), self.baseline)
+            self._worktree = root
+        check_importable(root)
+        return root
 
     @property
     def masters(self) -> list[int]:
         return [t.server.pid for t in self.targets if t.server.process is not None]
+
+
+def git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"git {' '.join(args)}: {exc}") from exc
+    if done.returncode != 0:
+        raise BenchError(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+def remove_worktree(path: Path) -> None:
+    """Only the worktree we added, by its path."""
+    with contextlib.suppress(BenchError):
+        git("worktree", "remove", "--force", str(path))
+
+
+def check_importable(root: Path) -> None:
+    """The baseline's app must import, from its own tree (not ours, which is
+    installed in this venv) with this venv's packages."""
+    probe = "import fleet_api.app, sys; sys.stdout.write(fleet_api.app.__file__)"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=GIT_TIMEOUT
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"the baseline at {root} does not import: {exc}") from exc
+    if done.returncode != 0:
+        raise BenchError(f"the baseline at {root} does not import:\n{done.stderr.strip()[-1500:]}")
+    if not Path(done.stdout).resolve().is_relative_to(root):
+        raise BenchError(f"the baseline's fleet_api resolved to {done.stdout}, not under {root}")
+
+
+def plain_gunicorn() -> list[str]:
+    """gunicorn.conf.py's worker layout as command-line flags, and nothing else."""
+    workers = os.environ.get("WEB_CONCURRENCY", "4")
+    threads = os.environ.get("GUNICORN_THREADS", "4")
+    return ["--workers", workers, "--threads", threads, "--worker-class", "gthread"]
+
+
+def make_session_pair(bench: Bench) -> None:
+    """after and before for session_cost; if the baseline can't be had, a
+    note says why and the rest of the bench goes on."""
+    try:
+        root = bench.checkout_baseline()
+    except BenchError as exc:
+        bench.notes["session_cost"] = f"not measured: baseline {bench.baseline!r} unavailable: {exc}"
+        return
+    # The baseline has no metrics: ours runs without them too (and a baseline
+    # that has them, e.g. HEAD, as well), so only the app's code differs.
+    same = {"conf": None, "args": plain_gunicorn(), "app": APP, "env": {"FLEET_METRICS": "off"}}
+    bench.add("after", "after", **same)
+    bench.add("before", "before", root=root, **same)
 
 
 def make_targets(bench: Bench, scenarios: list[Scenario]) -> None:
@@ -155,6 +252,8 @@ def make_targets(bench: Bench, scenarios: list[Scenario]) -> None:
         bench.add("eddsa", "eddsa", env=env)
     if "ceiling" in kinds:
         bench.add("ceiling", "ceiling", app=CEILING_APP, env={"BENCH_CEILING_BODIES": str(bench.bodies_file)})
+    if "before" in kinds:
+        make_session_pair(bench)
 
 
 def start_targets(bench: Bench, ctx: Context) -> None:
@@ -163,8 +262,12 @@ def start_targets(bench: Bench, ctx: Context) -> None:
     ours.server.start()
     fresh_tokens(ours)
     bench.bodies_file.write_text(json.dumps(canned_bodies(ours, ctx)))
-    for target in bench.targets:
+    for target in list(bench.targets):
         if target is ours or not target.is_app:
+            continue
+        if target.kind in ("after", "before"):
+            if target.kind == "before":
+                start_pair(bench, target)  # after, then before, checked
             continue
         target.server.start()
         fresh_tokens(target)
@@ -175,3 +278,38 @@ def start_targets(bench: Bench, ctx: Context) -> None:
     for target in bench.targets:
         if not target.is_app:
             target.server.start()
+
+
+def session_probe(target: Target) -> tuple[int, bytes]:
+    """What session_cost's request answers on this target."""
+    answer = call("POST", f"{target.url}/api/ships", {}, target.access)
+    return answer.status, answer.body
+
+
+def start_pair(bench: Bench, before: Target) -> None:
+    """Start after and before (already made); both must answer session_cost's
+    request with the same status, or the pair is dropped with a note."""
+    after = bench.target("after")
+    try:
+        after.server.start()
+        fresh_tokens(after)
+        before.server.start()
+        fresh_tokens(before)
+        answers = {t.name: session_probe(t) for t in (after, before)}
+    except (BenchError, RuntimeError) as exc:
+        bench.notes["session_cost"] = f"not measured: the baseline {bench.baseline!r} did not serve: {exc}"
+        bench.drop("after", "before")
+        return
+    statuses = {name: status for name, (status, _) in answers.items()}
+    if set(statuses.values()) != {400}:
+        bench.notes["session_cost"] = (
+            f"not measured: POST /api/ships {{}} answered {statuses}, not 400 on both"
+        )
+        bench.drop("after", "before")
+        return
+    same = answers["after"][1] == answers["before"][1]
+    bench.session_bodies = (
+        "both answer the same 400 body"
+        if same
+        else f"400 bodies differ: {answers['after'][1][:120]!r} vs {answers['before'][1][:120]!r}"
+    )

@@ -32,6 +32,7 @@ class Context:
     ship: int
     ship_file: Path  # a full ship (the writes)
     login_file: Path  # {"username", "password"}
+    empty_file: Path  # {}: a ship with every field missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,10 @@ def _ship_body(ctx: Context) -> Path:
 
 def _login_body(ctx: Context) -> Path:
     return ctx.login_file
+
+
+def _empty_body(ctx: Context) -> Path:
+    return ctx.empty_file
 
 
 def _ship_count(_target, _ctx) -> list[str]:
@@ -143,6 +148,19 @@ SCENARIOS = {
             method="POST",
             token="refresh",
             targets=("eddsa", "ceiling"),
+        ),
+        Scenario(
+            "session_cost",
+            "POST /api/ships {} (sessions: after ÷ before)",
+            "an authenticated request that does the token check and little else (auth, then a 400): "
+            "ours vs the code before sessions, same plain gunicorn, no metrics",
+            "/api/ships",
+            script="expect.lua",
+            method="POST",
+            body=_empty_body,
+            token="access",
+            targets=("after", "before"),
+            expect=400,
         ),
     ]
 }

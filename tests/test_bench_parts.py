@@ -1,0 +1,128 @@
+"""The bench's pieces, without servers: wrk output parsing, the scenario
+table, the report's rows and tables (scripts/bench/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scripts.bench import report
+from scripts.bench.measure import BenchError, Run, parse_wrk
+from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
+
+
+def wrk_output(**fields) -> str:
+    values = {
+        "requests": 3000,
+        "duration_us": 2_000_000,
+        "bytes": 1,
+        "p50_us": 1500,
+        "p90_us": 4000,
+        "p99_us": 12_345,
+        "max_us": 20_000,
+        "connect_errors": 1,
+        "read_errors": 2,
+        "write_errors": 0,
+        "status_errors": 7,
+        "timeouts": 3,
+        "unexpected": 5,
+    } | fields
+    return "Running 2s test @ http://127.0.0.1:1\n  2 threads\nBENCH_JSON " + json.dumps(values) + "\n"
+
+
+def test_wrk_output_becomes_a_run():
+    run = parse_wrk(wrk_output())
+    assert run == Run(requests=3000, rps=1500.0, p50_ms=1.5, p99_ms=12.345, socket_errors=6, status_errors=7)
+
+
+def test_an_expected_status_counts_only_the_other_answers():
+    # session_cost expects 400s: wrk's own count (every answer >= 400) would be all of them.
+    assert parse_wrk(wrk_output(status_errors=3000), expect=400).status_errors == 5
+
+
+def test_wrk_output_without_the_report_line_is_an_error():
+    with pytest.raises(BenchError, match="BENCH_JSON"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+class FakeTarget:
+    def __init__(self, kind="ours", url="http://127.0.0.1:9", ships=15) -> None:
+        self.kind, self.name, self.url, self.ships = kind, kind, url, ships
+        self.access, self.refresh = "ACCESS", "REFRESH"
+
+
+@pytest.fixture
+def ctx(tmp_path) -> Context:
+    return Context(2, tmp_path / "ship.json", tmp_path / "login.json", tmp_path / "empty.json")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS.values()), ids=list(SCENARIOS))
+def test_every_scenario_carries_an_existing_script_and_the_common_arguments(scenario, ctx):
+    target = FakeTarget(scenario.targets[0])
+    args = scenario.wrk_args(target, ctx)
+    assert args[0] == "-s" and Path(args[1]).parent == BENCH_DIR and Path(args[1]).is_file()
+    assert args[2] == target.url and args[3] == "--"
+    method, path, body, token, expect = args[4:9]
+    assert method == scenario.method and path.startswith("/")
+    assert body == ("-" if scenario.body is None else str(scenario.body(ctx)))
+    assert token == {"access": "ACCESS", "refresh": "REFRESH", None: "-"}[scenario.token]
+    assert int(expect) == scenario.expect
+    assert scenario.runs_on(target) and scenario.targets
+
+
+def test_the_session_cost_scenario_compares_after_with_before_on_an_authenticated_400(ctx):
+    scenario = SCENARIOS["session_cost"]
+    assert scenario.targets == ("after", "before")
+    assert (scenario.method, scenario.expect, scenario.token) == ("POST", 400, "access")
+    assert scenario.body(ctx) == ctx.empty_file
+    assert not scenario.runs_on(FakeTarget("ours"))
+
+
+def test_scenarios_are_chosen_by_name_and_unknown_names_are_refused():
+    assert [s.name for s in choose("get_ship, login")] == ["get_ship", "login"]
+    assert [s.name for s in choose(None)] == list(SCENARIOS)
+    with pytest.raises(ValueError, match="nope"):
+        choose("get_ship,nope")
+
+
+def run(rps: float, p99: float = 10.0, status_errors: int = 0) -> Run:
+    return Run(
+        requests=int(rps), rps=rps, p50_ms=1.0, p99_ms=p99, socket_errors=0, status_errors=status_errors
+    )
+
+
+def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
+    runs = {
+        ("get_ship", "ours"): [run(900), run(1000, p99=20), run(1100)],
+        ("get_ship", "ceiling"): [run(2000), run(2000), run(2000)],
+        ("get_ship", "bare"): [run(4000), run(4000), run(4000)],
+    }
+    rows = report.summarize([SCENARIOS["get_ship"]], ["ours", "ceiling", "bare", "pg"], runs)
+    assert [r.target for r in rows] == ["ours", "ceiling", "bare"]  # pg did not run it
+    ours = rows[0]
+    assert (ours.rps, ours.p99) == (1000, 10.0)
+    assert ours.ratios == {"bare": 0.25, "ceiling": 0.5, "ours": 1.0}
+    assert ours.ranges["bare"] == (900 / 4000, 1100 / 4000)
+    table = report.results_table(rows)
+    assert "| get_ship | ours | 1,000 | 1.00 | 10.0 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |" in table
+
+
+def test_a_reference_that_did_not_run_reads_as_a_dash():
+    runs = {("session_cost", "after"): [run(500)], ("session_cost", "before"): [run(1000)]}
+    table = report.results_table(report.summarize([SCENARIOS["session_cost"]], ["after", "before"], runs))
+    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | 0 |" in table
+
+
+def test_the_pair_reports_after_over_before_with_each_round_and_the_p99s():
+    runs = {
+        ("session_cost", "after"): [run(900, p99=30), run(1000, p99=31), run(1200, p99=32)],
+        ("session_cost", "before"): [run(1000, p99=20), run(1000, p99=21), run(1000, p99=22)],
+    }
+    text = report.pair_text(runs, "session_cost", "after", "before")
+    assert "**after ÷ before = 1.000**" in text
+    assert "per round: 0.900, 1.000, 1.200; range 0.900–1.200" in text
+    assert "| after | 1,000 | 1.00 | 31.0 | 30.0, 31.0, 32.0 |" in text
+    assert "| before | 1,000 | 1.00 | 21.0 | 20.0, 21.0, 22.0 |" in text
+    assert report.pair_text({}, "session_cost", "after", "before") == "(not measured)"
