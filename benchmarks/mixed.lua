@@ -1,19 +1,19 @@
 -- The read/write blend: wrk -s mixed.lua URL -- PUT WRITE_PATH BODY_FILE TOKEN EXPECT SHIP_COUNT
 --   80% GET /api/ships/{random 1..SHIP_COUNT}
 --   10% GET /api/ships
---   10% PUT WRITE_PATH with BODY_FILE (an idempotent replace: the
---       stored ship stays the same bytes, so the ceiling's canned answers
---       stay identical to ours for the whole run)
+--   10% PUT WRITE_PATH with BODY_FILE and a new crew each time
+--       (vary.lua), so every write changes the row
 -- Each wrk thread seeds its generator with its own fixed number, so every
 -- run (ours and the ceiling's) sends the same sequence.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "report.lua")
+dofile(here .. "vary.lua")
 
-local gets, list, put
+local gets, list, method, path, headers, template
 local ship_count
 
 function init(args)
-   local method, path, headers, body = common_args(args)
+   method, path, headers, template = common_args(args)
    ship_count = tonumber(args[6])
    math.randomseed(1000 + (id or 0))
    gets = {}
@@ -21,7 +21,6 @@ function init(args)
       gets[i] = wrk.format("GET", "/api/ships/" .. i)
    end
    list = wrk.format("GET", "/api/ships")
-   put = wrk.format(method, path, headers, body)
 end
 
 function request()
@@ -31,5 +30,5 @@ function request()
    elseif r <= 90 then
       return list
    end
-   return put
+   return wrk.format(method, path, headers, next_body(template))
 end

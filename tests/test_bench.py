@@ -1,20 +1,25 @@
 """`make bench` itself, run briefly: the tool works; no speed is asserted.
 
-One round of one second on two scenarios, cheap scrypt, little churn: the
-bench must exit 0, report a positive ratio for each scenario and draw a PNG.
+One round of one second on a few scenarios, cheap scrypt, little churn: the
+bench must exit 0, report a positive ratio for each scenario and target and
+draw a PNG; its PUTs must change the row each time.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from devtools.gunicorn import PROJECT_ROOT
+from tests.support.bodies import STAR_DESTROYER
 
 SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
 
@@ -66,6 +71,9 @@ def test_bench_reports_ratios_and_chart(tmp_path):
     assert {s for s, _ in found} == set(SCENARIOS), md
     assert all(r > 0 for r in found.values()), found
     assert found[("get_ship", "ceiling")] == 1.0
+    targets = {t for s, t in found if s == "update_ship"}
+    assert targets == {"ours", "normal", "ceiling", "bare"}, md  # the write also on synchronous=normal
+    assert re.search(r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| 1\.000 \|", md, re.M), md
     assert ratios(result.stdout) == found  # the same table on stdout
     assert "scrypt N=16, r=8, p=1" in md and "ms per hash" in md
     assert re.search(r"^\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-]\d+ \|$", md, re.M), md  # worker RSS rows
@@ -118,3 +126,55 @@ def test_an_unavailable_baseline_is_reported_and_the_rest_of_the_bench_runs(tmp_
     md = (tmp_path / "bench.md").read_text()
     assert "**not measured: baseline 'no-such-ref' unavailable" in md
     assert ("get_ship", "ours") in ratios(md)
+
+
+def record_requests(script: str, *args: str, seconds: int = 1) -> list[tuple[str, str, dict]]:
+    """Run a bench script with wrk against a server that records each
+    request (method, path, JSON body) and answers 200 {}."""
+    seen: list[tuple[str, str, dict]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen.append((self.command, self.path, json.loads(body) if body else {}))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_PUT = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        script_path = str(PROJECT_ROOT / "benchmarks" / script)
+        result = subprocess.run(
+            ["wrk", "-t", "2", "-c", "2", "-d", f"{seconds}s", "-s", script_path, url, "--", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and "BENCH_JSON" in result.stdout, result.stdout + result.stderr
+    return seen
+
+
+@pytest.mark.parametrize("script, extra", [("put.lua", []), ("mixed.lua", ["15"])])
+def test_the_bench_writes_change_the_ship_on_every_request(tmp_path, script, extra):
+    body = tmp_path / "ship.json"
+    body.write_text(json.dumps({**STAR_DESTROYER, "crew": 5}))
+    seen = record_requests(script, "PUT", "/api/ships/2", str(body), "token", "0", *extra)
+    puts = [b for method, path, b in seen if method == "PUT" and path == "/api/ships/2"]
+    assert len(puts) > 5, seen[:5]
+    crews = [b["crew"] for b in puts]
+    assert len(set(crews)) == len(crews)  # never the same body twice
+    assert all({**b, "crew": 5} == {**STAR_DESTROYER, "crew": 5} for b in puts)  # only the crew moves

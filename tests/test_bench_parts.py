@@ -126,3 +126,29 @@ def test_the_pair_reports_after_over_before_with_each_round_and_the_p99s():
     assert "| after | 1,000 | 1.00 | 31.0 | 30.0, 31.0, 32.0 |" in text
     assert "| before | 1,000 | 1.00 | 21.0 | 20.0, 21.0, 22.0 |" in text
     assert report.pair_text({}, "session_cost", "after", "before") == "(not measured)"
+
+
+def test_the_deep_page_is_the_last_full_page_of_the_targets_store(ctx):
+    page = SCENARIOS["page_deep"]
+    assert page.request_path(FakeTarget(ships=15), ctx) == "/api/ships?limit=50&offset=0"
+    assert page.request_path(FakeTarget(ships=100_000), ctx) == "/api/ships?limit=50&offset=99950"
+
+
+def test_the_ceiling_answers_each_benchmarked_query_with_its_canned_page():
+    import falcon.testing
+
+    from benchmarks.ceiling import create_app
+
+    bodies = {
+        "list": b"[all]",
+        "queries": {"limit=50&offset=0": b"[page]"},
+        "ships": {1: b"{one}"},
+        "put": b"{put}",
+        "login": b"{tokens}",
+        "refresh": b"{token}",
+    }
+    client = falcon.testing.TestClient(create_app(bodies))
+    assert client.simulate_get("/api/ships").content == b"[all]"
+    assert client.simulate_get("/api/ships", query_string="limit=50&offset=0").content == b"[page]"
+    assert client.simulate_get("/api/ships", query_string="limit=5").status_code == 404
+    assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"

@@ -134,9 +134,11 @@ def write_report(
             log(f"  {pct:5.1f}%  {fn}")
     legend = (
         "req/s and latencies are medians of the rounds. ÷ X = median req/s ÷ target X's in the same "
-        "scenario: ceiling = benchmarks/ceiling.py (same bytes, same gunicorn config, no auth/store/"
-        "validation), ours = the real app on the default store. ratio range = the per-round ratios to "
-        "the first reference. Errors = bad statuses + socket errors."
+        "scenario: bare = benchmarks/ceiling.py (a bare Falcon app answering the same bytes, no auth, "
+        "store or validation) under plain gunicorn with the same worker layout and no access log; "
+        "ceiling = the same bare app under our gunicorn.conf.py; ours = the real app on the default "
+        "store (normal: the same with synchronous=normal). ratio range = the per-round ratios to the "
+        "first reference. Errors = bad statuses + socket errors."
     )
     sections = [("", table)]
     if any(s.name == "session_cost" for s in cfg.scenarios):

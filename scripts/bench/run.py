@@ -10,6 +10,10 @@ churn between rounds).
   ceiling  benchmarks/ceiling.py under gunicorn.conf.py: a bare Falcon app
            answering the same routes with the bytes ours sent, no auth,
            store or validation (what our app costs)
+  bare     the same bare app under plain gunicorn: the same worker layout,
+           no config file, so no access log (what our config costs)
+  normal   ours with ?synchronous=normal (no fsync per commit), for the
+           writes: what durability costs
   after    ours under plain gunicorn (the same worker layout, no config
            file, so no access log) with FLEET_METRICS=off, and
   before   the code before sessions (BENCH_BASELINE, checked out with
@@ -35,11 +39,11 @@ from devtools.http import call
 from fleet_api.keys import new_key
 from scripts.bench.config import DEFAULT_BASELINE
 from scripts.bench.measure import BenchError
-from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario
+from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_path
 
 CEILING_APP = "benchmarks.ceiling:get_app()"
 USERNAME, PASSWORD = "user", "password"
-APP_KINDS = ("ours", "eddsa", "after", "before")
+APP_KINDS = ("ours", "eddsa", "normal", "after", "before")
 APP = "fleet_api.app:get_app()"
 GIT_TIMEOUT = 120  # the real app: it needs tokens, and a bad status is a failure
 
@@ -92,7 +96,10 @@ def canned_bodies(ours: Target, ctx: Context) -> dict:
     return {
         "put": expect("PUT", f"{base}/api/ships/{ctx.ship}", ship, ours.access).decode(),
         "list": expect("GET", f"{base}/api/ships").decode(),
-        "queries": {SEARCH.partition("?")[2]: expect("GET", f"{base}{SEARCH}").decode()},
+        "queries": {
+            path.partition("?")[2]: expect("GET", f"{base}{path}").decode()
+            for path in (SEARCH, page_path(SHIP_COUNT))
+        },
         "ships": {str(i): expect("GET", f"{base}/api/ships/{i}").decode() for i in range(1, SHIP_COUNT + 1)},
         "login": expect("POST", f"{base}/auth/login", json.loads(ctx.login_file.read_bytes())).decode(),
         "refresh": expect("POST", f"{base}/auth/refresh", None, ours.refresh).decode(),
@@ -250,8 +257,17 @@ def make_targets(bench: Bench, scenarios: list[Scenario]) -> None:
         new_key(bench.work / "keys", "EdDSA")
         env = {"FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(bench.work / "keys")}
         bench.add("eddsa", "eddsa", env=env)
+    if "normal" in kinds:
+        bench.add(
+            "normal",
+            "normal",
+            env={"FLEET_STORE": f"sqlite:///{bench.work / 'normal.db'}?synchronous=normal"},
+        )
+    canned = {"app": CEILING_APP, "env": {"BENCH_CEILING_BODIES": str(bench.bodies_file)}}
     if "ceiling" in kinds:
-        bench.add("ceiling", "ceiling", app=CEILING_APP, env={"BENCH_CEILING_BODIES": str(bench.bodies_file)})
+        bench.add("ceiling", "ceiling", **canned)
+    if "bare" in kinds:
+        bench.add("bare", "bare", conf=None, args=plain_gunicorn(), **canned)
     if "before" in kinds:
         make_session_pair(bench)
 

@@ -20,9 +20,16 @@ SHIP_COUNT = 15  # the seed's ships 1..15
 # The search scenario: a filter, a range, a two-key sort and a page.
 SEARCH = "/api/ships?affiliation=empire&length_min=8&sort=-length,model&limit=5&offset=0"
 
+PAGE = 50  # page_deep: the last full page of this many ships
+
 # Target kinds (see run.py): the real app on some store, and the ceilings.
-READS = ("ours", "ceiling")
-WRITES = ("ours", "ceiling")
+READS = ("ours", "pg", "ceiling", "bare")
+WRITES = ("ours", "normal", "pg", "ceiling", "bare")  # normal: synchronous=normal, writes only
+
+
+def page_path(ships: int) -> str:
+    """The last full page of the list: deep into it at scale."""
+    return f"/api/ships?limit={PAGE}&offset={max(0, ships - PAGE)}"
 
 
 @dataclasses.dataclass
@@ -70,6 +77,10 @@ def _ship_path(_target, ctx: Context) -> str:
     return f"/api/ships/{ctx.ship}"
 
 
+def _deep_page(target, _ctx) -> str:
+    return page_path(target.ships)
+
+
 def _ship_body(ctx: Context) -> Path:
     return ctx.ship_file
 
@@ -91,12 +102,20 @@ SCENARIOS = {
     for s in [
         Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read", "/api/ships"),
         Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH, SEARCH),
+        Scenario(
+            "page_deep",
+            f"GET /api/ships?limit={PAGE}&offset=N-{PAGE}",
+            f"the last page of {PAGE} of the whole list, anonymous read (at 15 ships: all of them)",
+            _deep_page,
+        ),
         Scenario("get_ship", "GET /api/ships/1", "one ship, anonymous read", "/api/ships/1"),
         Scenario(
             "update_ship",
             "PUT /api/ships/N",
-            "replace one ship: Bearer access token, JSON body validated, SQLite write",
+            "replace one ship with a new crew each time (put.lua: every PUT changes the row): "
+            "Bearer access token, JSON body validated, a durable write",
             _ship_path,
+            script="put.lua",
             method="PUT",
             body=_ship_body,
             token="access",
@@ -122,7 +141,7 @@ SCENARIOS = {
         Scenario(
             "mixed",
             "mixed 80/10/10",
-            "80% GET one ship (random id), 10% GET list, 10% PUT with a token",
+            "80% GET one ship (random id), 10% GET list, 10% PUT with a token and a new crew",
             _ship_path,
             script="mixed.lua",
             method="PUT",
@@ -135,6 +154,7 @@ SCENARIOS = {
             "PUT /api/ships/N (EdDSA)",
             "update_ship with an EdDSA access token",
             _ship_path,
+            script="put.lua",
             method="PUT",
             body=_ship_body,
             token="access",
