@@ -178,3 +178,30 @@ def test_the_bench_writes_change_the_ship_on_every_request(tmp_path, script, ext
     crews = [b["crew"] for b in puts]
     assert len(set(crews)) == len(crews)  # never the same body twice
     assert all({**b, "crew": 5} == {**STAR_DESTROYER, "crew": 5} for b in puts)  # only the crew moves
+
+
+def test_scale_mode_fills_a_twin_store_and_reports_it_beside_the_15_ship_figures(tmp_path):
+    result = run_bench(
+        tmp_path,
+        BENCH_SCALE="200",
+        BENCH_REVOKED="1000",
+        BENCH_SESSIONS="5",
+        BENCH_SCENARIOS="page_deep,mixed",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    assert "- filled ours@200: 200 ships, 1,000 revoked ids, 10 sessions in" in md
+    row = re.search(
+        r"^\| page_deep \| ours \| [\d,.]+ \| [\d.]+ \| ours@200 \| [\d,.]+ \| [\d.]+ \| (\d+\.\d+) \|$",
+        md,
+        re.M,
+    )
+    assert row and float(row.group(1)) > 0, md
+    assert ("page_deep", "ours@200") in ratios(md)
+    assert ("mixed", "ours@200") not in ratios(md)  # the blend of ships 1..15 does not scale
+
+
+def test_a_scale_below_the_seed_is_refused(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCALE="10")
+    assert result.returncode == 2
+    assert "BENCH_SCALE must be above 15" in result.stderr

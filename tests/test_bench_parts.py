@@ -152,3 +152,50 @@ def test_the_ceiling_answers_each_benchmarked_query_with_its_canned_page():
     assert client.simulate_get("/api/ships", query_string="limit=50&offset=0").content == b"[page]"
     assert client.simulate_get("/api/ships", query_string="limit=5").status_code == 404
     assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
+
+
+def check_filled(url: str) -> None:
+    """What the store's own reads see after fill(): every row, and the
+    blocklist and sessions answering as the app asks them."""
+    import sqlite3
+    import time
+
+    from fleet_api.store import ListQuery, open_store
+
+    store = open_store(url)
+    try:
+        assert store.find_ships(ListQuery(limit=1)).total == 200
+        assert store.get_ship(200)["model"] == "Model 000200"
+        assert store.get_ship(1)["model"] == "T-65 X-Wing"  # the seed's ships stay as they are
+        users = store.list_users()
+        assert len(users) == 2  # data.json's
+        sessions = store.list_sessions(users[0].id, time.time())
+        assert len(sessions) == 7
+        user, revoked = store.token_subject(users[0].id, "not-revoked", sessions[0].id, time.time())
+        assert user == users[0] and not revoked
+    finally:
+        store.close()
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        (jti,) = db.execute("SELECT jti FROM revoked_tokens LIMIT 1").fetchone()
+        assert db.execute("SELECT count(*) FROM revoked_tokens").fetchone() == (1000,)
+        db.close()
+        store = open_store(url)
+        try:
+            assert store.is_token_revoked(jti)
+        finally:
+            store.close()
+
+
+def test_fill_bulk_loads_ships_revocations_and_sessions_through_the_stores_schema(tmp_path):
+    from fleet_api.passwords import PasswordHasher
+    from fleet_api.settings import DEFAULT_DATA
+    from scripts.bench.fill import fill
+
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    filled = fill(url, 200, 1000, 7, PasswordHasher(16), DEFAULT_DATA)
+    assert (filled.ships, filled.revoked, filled.sessions) == (200, 1000, 14)
+    assert "200 ships, 1,000 revoked ids, 14 sessions in" in filled.describe()
+    check_filled(url)
+    with pytest.raises(RuntimeError, match="not a new store"):
+        fill(url, 200, 10, 1, PasswordHasher(16), DEFAULT_DATA)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from devtools.processes import worker_pids
+from fleet_api.passwords import PasswordHasher
 from fleet_api.settings import SECRET_ENV, Settings
 from scripts.bench import report
 from scripts.bench.config import Config, machine
@@ -29,7 +30,16 @@ from scripts.bench.measure import (
     start_profilers,
     top_self,
 )
-from scripts.bench.run import Bench, Target, churn, fresh_tokens, make_targets, plain_gunicorn, start_targets
+from scripts.bench.run import (
+    Bench,
+    Scale,
+    Target,
+    churn,
+    fresh_tokens,
+    make_targets,
+    plain_gunicorn,
+    start_targets,
+)
 from scripts.bench.scenarios import SCENARIOS, Context, Scenario
 from tests.support.bodies import STAR_DESTROYER
 
@@ -156,6 +166,13 @@ def write_report(
         )
         log("")
         log("Session cost: " + (note or "\n" + pair))
+    if cfg.scale:
+        scaled = report.scale_table(rows)
+        fills = "\n".join(f"- filled {line}" for line in bench.fills)
+        sections.append((f"Scale: 15 ships and {cfg.scale:,}", scaled + "\n\n" + fills))
+        log("")
+        log(scaled)
+        log(fills)
     sections += [
         ("Login (password hashing)", hashing),
         (
@@ -198,7 +215,9 @@ def main() -> int:
     bench = Bench(work=work, reports=cfg.reports, server_env=server_env, baseline=cfg.baseline)
     started = time.monotonic()
     try:
-        make_targets(bench, cfg.scenarios)
+        hasher = PasswordHasher(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
+        scale = Scale(cfg.scale, cfg.revoked, cfg.sessions, hasher, settings.data_path)
+        make_targets(bench, cfg.scenarios, scale)
         start_targets(bench, ctx)
         for t in bench.targets:
             log(f"{t.name}: gunicorn pid {t.server.pid} on {t.url}")

@@ -40,10 +40,16 @@ class Config:
     scenarios: list[Scenario]
     reports: Path
     baseline: str  # session_cost's "before": a git ref or a checkout directory
+    scale: int  # ships in the twins' stores (0: no twins)
+    revoked: int  # revoked ids in them
+    sessions: int  # sessions per user in them
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
         """ValueError on a bad value: the caller exits 2 with its message."""
+        scale = env_int(env, "BENCH_SCALE", 0)
+        if scale and scale <= SHIP_COUNT:
+            raise ValueError(f"BENCH_SCALE must be above {SHIP_COUNT} (the seed's ships), or 0")
         return cls(
             rounds=max(1, env_int(env, "BENCH_ROUNDS", 3)),
             duration=max(1, env_int(env, "BENCH_DURATION", 5)),
@@ -54,9 +60,12 @@ class Config:
             churn=env_int(env, "BENCH_CHURN", 20),
             ship=max(1, min(SHIP_COUNT, env_int(env, "BENCH_SHIP", 2))),
             profile=env.get("BENCH_PROFILE", "") not in ("", "0"),
-            scenarios=choose(env.get("BENCH_SCENARIOS")),
+            scenarios=choose(env.get("BENCH_SCENARIOS"), scale),
             reports=Path(env.get("BENCH_REPORTS") or ROOT / "reports"),
             baseline=env.get("BENCH_BASELINE") or DEFAULT_BASELINE,
+            scale=scale,
+            revoked=env_int(env, "BENCH_REVOKED", 1_000_000),
+            sessions=env_int(env, "BENCH_SESSIONS", 100),
         )
 
     def layout(self) -> str:

@@ -220,3 +220,22 @@ def pair_text(runs: dict[tuple[str, str], list[Run]], scenario: str, after: str,
         f"range {min(paired, default=0):.3f}–{max(paired, default=0):.3f})",
     ]
     return "\n".join(lines)
+
+
+def scale_table(rows: list[Row]) -> str:
+    """Each scaled twin (`ours@N`) next to its 15-ship target, scenario by scenario."""
+    by = {(r.scenario, r.target): r for r in rows}
+    lines = [
+        "| scenario | target | req/s at 15 | p99 ms at 15 | target at scale | req/s | p99 ms | scale ÷ 15 |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        base_name, at, _ = row.target.partition("@")
+        base = by.get((row.scenario, base_name))
+        if not at or base is None:
+            continue
+        lines.append(
+            f"| {row.scenario} | {base_name} | {fmt(base.rps)} | {fmt(base.p99)} | {row.target} | "
+            f"{fmt(row.rps)} | {fmt(row.p99)} | {row.rps / base.rps if base.rps else 0:.3f} |"
+        )
+    return "\n".join(lines)

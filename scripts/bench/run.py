@@ -14,6 +14,9 @@ churn between rounds).
            no config file, so no access log (what our config costs)
   normal   ours with ?synchronous=normal (no fsync per commit), for the
            writes: what durability costs
+  ours@N   with BENCH_SCALE=N: ours on a store bulk-filled (fill.py) with N
+           ships, BENCH_REVOKED revoked ids and BENCH_SESSIONS sessions per
+           user before it starts, for the scenarios that scale
   after    ours under plain gunicorn (the same worker layout, no config
            file, so no access log) with FLEET_METRICS=off, and
   before   the code before sessions (BENCH_BASELINE, checked out with
@@ -30,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +41,9 @@ from pathlib import Path
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
 from fleet_api.keys import new_key
+from fleet_api.passwords import PasswordHasher
 from scripts.bench.config import DEFAULT_BASELINE
+from scripts.bench.fill import fill
 from scripts.bench.measure import BenchError
 from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_path
 
@@ -54,6 +60,7 @@ class Target:
     kind: str
     server: GunicornServer
     ships: int = SHIP_COUNT
+    store_url: str | None = None
     access: str = ""
     refresh: str = ""
 
@@ -132,6 +139,7 @@ class Bench:
     baseline: str = DEFAULT_BASELINE  # a git ref, or a checkout's directory (BENCH_BASELINE)
     notes: dict[str, str] = dataclasses.field(default_factory=dict)  # scenario -> why it was not measured
     session_bodies: str = ""  # whether after and before answer session_cost alike
+    fills: list[str] = dataclasses.field(default_factory=list)  # what each scaled store got, how fast
     _worktree: Path | None = None
 
     @property
@@ -141,11 +149,11 @@ class Bench:
     def log(self, name: str) -> Path:
         return self.reports / f"bench-{name}.log"
 
-    def add(self, name: str, kind: str, **server) -> Target:
-        server.setdefault("log_path", self.log(name))
+    def add(self, name: str, kind: str, ships: int = SHIP_COUNT, **server) -> Target:
+        server.setdefault("log_path", self.log(re.sub(r"[^A-Za-z0-9]+", "_", name)))
         server.setdefault("ready_path", "/api/ships/1")
         env = {**self.server_env, **server.pop("env", {})}
-        target = Target(name, kind, GunicornServer(env=env, **server))
+        target = Target(name, kind, GunicornServer(env=env, **server), ships, env.get("FLEET_STORE"))
         self.targets.append(target)
         return target
 
@@ -244,7 +252,30 @@ def make_session_pair(bench: Bench) -> None:
     bench.add("before", "before", root=root, **same)
 
 
-def make_targets(bench: Bench, scenarios: list[Scenario]) -> None:
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """BENCH_SCALE's twins: what their stores hold, and how to seed them."""
+
+    ships: int = 0
+    revoked: int = 0
+    sessions: int = 0
+    hasher: PasswordHasher | None = None
+    data: Path | None = None
+
+
+SCALED = ("ours",)  # the kinds that get an @N twin
+
+
+def scaled_twin(bench: Bench, of: Target, scale: Scale) -> Target:
+    """`of`'s twin on a new store filled with scale.ships ships etc. (before it starts)."""
+    name = f"{of.name}@{scale.ships}"
+    url = f"sqlite:///{bench.work / re.sub(r'[^A-Za-z0-9]+', '_', name)}.db"
+    filled = fill(url, scale.ships, scale.revoked, scale.sessions, scale.hasher, scale.data)
+    bench.fills.append(f"{name}: {filled.describe()}")
+    return bench.add(name, of.kind, ships=scale.ships, env={"FLEET_STORE": url})
+
+
+def make_targets(bench: Bench, scenarios: list[Scenario], scale: Scale = Scale()) -> None:
     """The servers the chosen scenarios run on (not started yet)."""
     kinds = {kind for s in scenarios for kind in s.targets} | {"ours"}  # ours: canned bodies, memory
     # FLEET_STORE from the environment is ours' store; every other app gets its own.
@@ -257,6 +288,9 @@ def make_targets(bench: Bench, scenarios: list[Scenario]) -> None:
         new_key(bench.work / "keys", "EdDSA")
         env = {"FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(bench.work / "keys")}
         bench.add("eddsa", "eddsa", env=env)
+    if scale.ships:
+        for twin in [t for t in bench.targets if t.kind in SCALED]:
+            scaled_twin(bench, twin, scale)
     if "normal" in kinds:
         bench.add(
             "normal",

@@ -56,6 +56,7 @@ class Scenario:
     expect: int = 0  # 0: any 2xx is right; else the one status every answer must have
     login: bool = False  # BENCH_LOGIN_CONNECTIONS: each request holds a core for one scrypt
     extra: Callable[[Target, Context], list[str]] | None = None  # the script's own arguments
+    scales: bool = True  # also runs on the BENCH_SCALE twins (ours@N, pg@N)
 
     def request_path(self, target: Target, ctx: Context) -> str:
         return self.path(target, ctx) if callable(self.path) else self.path
@@ -70,7 +71,7 @@ class Scenario:
         return ["-s", script, target.url, "--", *args]
 
     def runs_on(self, target: Target) -> bool:
-        return target.kind in self.targets
+        return target.kind in self.targets and (target.ships == SHIP_COUNT or self.scales)
 
 
 def _ship_path(_target, ctx: Context) -> str:
@@ -100,7 +101,13 @@ def _ship_count(_target, _ctx) -> list[str]:
 SCENARIOS = {
     s.name: s
     for s in [
-        Scenario("list_ships", "GET /api/ships", "the whole fleet (15 ships), anonymous read", "/api/ships"),
+        Scenario(
+            "list_ships",
+            "GET /api/ships",
+            "the whole fleet (15 ships), anonymous read",
+            "/api/ships",
+            scales=False,
+        ),
         Scenario("search", "GET /api/ships?…", "a filtered, sorted, paged search: " + SEARCH, SEARCH),
         Scenario(
             "page_deep",
@@ -148,6 +155,7 @@ SCENARIOS = {
             body=_ship_body,
             token="access",
             extra=_ship_count,
+            scales=False,
         ),
         Scenario(
             "update_ship_eddsa",
@@ -159,6 +167,7 @@ SCENARIOS = {
             body=_ship_body,
             token="access",
             targets=("eddsa", "ceiling"),
+            scales=False,
         ),
         Scenario(
             "refresh_eddsa",
@@ -168,6 +177,7 @@ SCENARIOS = {
             method="POST",
             token="refresh",
             targets=("eddsa", "ceiling"),
+            scales=False,
         ),
         Scenario(
             "session_cost",
@@ -181,15 +191,21 @@ SCENARIOS = {
             token="access",
             targets=("after", "before"),
             expect=400,
+            scales=False,
         ),
     ]
 }
 
 
-def choose(raw: str | None) -> list[Scenario]:
-    """BENCH_SCENARIOS (comma-separated names; empty or None: all) -> scenarios.
-    ValueError names the unknown ones."""
-    wanted = [s.strip() for s in (raw or ",".join(SCENARIOS)).split(",") if s.strip()]
+# What BENCH_SCALE measures unless BENCH_SCENARIOS says otherwise (issue 12).
+SCALE_SCENARIOS = "search,page_deep,get_ship,update_ship,login"
+
+
+def choose(raw: str | None, scale: int = 0) -> list[Scenario]:
+    """BENCH_SCENARIOS (comma-separated names; empty or None: all, or with
+    BENCH_SCALE the scale set) -> scenarios. ValueError names the unknown ones."""
+    default = SCALE_SCENARIOS if scale else ",".join(SCENARIOS)
+    wanted = [s.strip() for s in (raw or default).split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SCENARIOS]
     if unknown or not wanted:
         raise ValueError(f"unknown BENCH_SCENARIOS {unknown}; choose from {', '.join(SCENARIOS)}")
