@@ -205,3 +205,16 @@ def test_a_scale_below_the_seed_is_refused(tmp_path):
     result = run_bench(tmp_path, BENCH_SCALE="10")
     assert result.returncode == 2
     assert "BENCH_SCALE must be above 15" in result.stderr
+
+
+def test_bench_pg_runs_the_scenarios_on_a_throwaway_postgresql_too(tmp_path):
+    result = run_bench(
+        tmp_path, BENCH_PG="1", BENCH_SCALE="200", BENCH_REVOKED="1000", BENCH_SCENARIOS="update_ship"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    found = ratios(md)
+    assert {("update_ship", "pg"), ("update_ship", "pg@200"), ("update_ship", "ours@200")} <= set(found), md
+    assert "- filled pg@200: 200 ships, 1,000 revoked ids, 200 sessions in" in md
+    assert re.search(r"^\| update_ship \| pg \| [\d,.]+ \| [\d.]+ \| pg@200 \|", md, re.M), md
+    assert re.search(r"^pg: gunicorn pid \d+", result.stdout, re.M)

@@ -11,6 +11,7 @@ import pytest
 from scripts.bench import report
 from scripts.bench.measure import BenchError, Run, parse_wrk
 from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
+from tests.support.bodies import STAR_DESTROYER
 
 
 def wrk_output(**fields) -> str:
@@ -173,6 +174,7 @@ def check_filled(url: str) -> None:
         assert len(sessions) == 7
         user, revoked = store.token_subject(users[0].id, "not-revoked", sessions[0].id, time.time())
         assert user == users[0] and not revoked
+        assert store.create_ship(dict(STAR_DESTROYER))["id"] == 201  # ids go on after the filled ones
     finally:
         store.close()
     if url.startswith("sqlite"):
@@ -180,11 +182,17 @@ def check_filled(url: str) -> None:
         (jti,) = db.execute("SELECT jti FROM revoked_tokens LIMIT 1").fetchone()
         assert db.execute("SELECT count(*) FROM revoked_tokens").fetchone() == (1000,)
         db.close()
-        store = open_store(url)
-        try:
-            assert store.is_token_revoked(jti)
-        finally:
-            store.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            (jti,) = conn.execute("SELECT jti FROM revoked_tokens LIMIT 1").fetchone()
+            assert conn.execute("SELECT count(*) FROM revoked_tokens").fetchone() == (1000,)
+    store = open_store(url)
+    try:
+        assert store.is_token_revoked(jti)
+    finally:
+        store.close()
 
 
 def test_fill_bulk_loads_ships_revocations_and_sessions_through_the_stores_schema(tmp_path):
@@ -199,3 +207,15 @@ def test_fill_bulk_loads_ships_revocations_and_sessions_through_the_stores_schem
     check_filled(url)
     with pytest.raises(RuntimeError, match="not a new store"):
         fill(url, 200, 10, 1, PasswordHasher(16), DEFAULT_DATA)
+
+
+def test_fill_bulk_loads_a_postgresql_store_with_copy():
+    from devtools.postgres import running_postgres
+    from fleet_api.passwords import PasswordHasher
+    from fleet_api.settings import DEFAULT_DATA
+    from scripts.bench.fill import fill
+
+    with running_postgres() as dsn:
+        filled = fill(dsn, 200, 1000, 7, PasswordHasher(16), DEFAULT_DATA)
+        assert (filled.ships, filled.revoked, filled.sessions) == (200, 1000, 14)
+        check_filled(dsn)

@@ -3,6 +3,7 @@ report (tables, chart, bench.md), each in its own module."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.postgres import running_postgres
 from devtools.processes import worker_pids
 from fleet_api.passwords import PasswordHasher
 from fleet_api.settings import SECRET_ENV, Settings
@@ -31,6 +33,7 @@ from scripts.bench.measure import (
     top_self,
 )
 from scripts.bench.run import (
+    PG_SETTINGS,
     Bench,
     Scale,
     Target,
@@ -214,7 +217,10 @@ def main() -> int:
     ctx.login_file.write_bytes(json.dumps({"username": "user", "password": "password"}).encode())
     bench = Bench(work=work, reports=cfg.reports, server_env=server_env, baseline=cfg.baseline)
     started = time.monotonic()
+    stack = contextlib.ExitStack()
     try:
+        if cfg.pg:
+            bench.pg = stack.enter_context(running_postgres(PG_SETTINGS))
         hasher = PasswordHasher(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
         scale = Scale(cfg.scale, cfg.revoked, cfg.sessions, hasher, settings.data_path)
         make_targets(bench, cfg.scenarios, scale)
@@ -226,11 +232,12 @@ def main() -> int:
             f"{len(bench.targets)} targets, {cfg.connections} connections, {cfg.threads} wrk threads; {machine()}"
         )
         results, profiles = measure(cfg, bench, ctx)
-    except (BenchError, RuntimeError) as exc:
+    except (BenchError, RuntimeError) as exc:  # PostgresUnavailable is a RuntimeError
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
         bench.stop()
+        stack.close()  # PostgreSQL, after the servers that use it
         shutil.rmtree(work, ignore_errors=True)
 
     write_report(cfg, bench, results, profiles, settings, ms, time.monotonic() - started)

@@ -43,6 +43,7 @@ class Config:
     scale: int  # ships in the twins' stores (0: no twins)
     revoked: int  # revoked ids in them
     sessions: int  # sessions per user in them
+    pg: bool  # also on PostgreSQL
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -66,6 +67,7 @@ class Config:
             scale=scale,
             revoked=env_int(env, "BENCH_REVOKED", 1_000_000),
             sessions=env_int(env, "BENCH_SESSIONS", 100),
+            pg=env.get("BENCH_PG", "") not in ("", "0"),
         )
 
     def layout(self) -> str:

@@ -17,6 +17,9 @@ churn between rounds).
   ours@N   with BENCH_SCALE=N: ours on a store bulk-filled (fill.py) with N
            ships, BENCH_REVOKED revoked ids and BENCH_SESSIONS sessions per
            user before it starts, for the scenarios that scale
+  pg       with BENCH_PG=1: ours on a throwaway PostgreSQL the bench starts
+           (devtools.postgres, fsync and synchronous_commit on) and stops by
+           PID; with BENCH_SCALE also pg@N
   after    ours under plain gunicorn (the same worker layout, no config
            file, so no access log) with FLEET_METRICS=off, and
   before   the code before sessions (BENCH_BASELINE, checked out with
@@ -49,7 +52,9 @@ from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_
 
 CEILING_APP = "benchmarks.ceiling:get_app()"
 USERNAME, PASSWORD = "user", "password"
-APP_KINDS = ("ours", "eddsa", "normal", "after", "before")
+APP_KINDS = ("ours", "eddsa", "normal", "pg", "after", "before")
+# PostgreSQL for the bench keeps its durability, unlike the tests' throwaway settings.
+PG_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 APP = "fleet_api.app:get_app()"
 GIT_TIMEOUT = 120  # the real app: it needs tokens, and a bad status is a failure
 
@@ -140,6 +145,7 @@ class Bench:
     notes: dict[str, str] = dataclasses.field(default_factory=dict)  # scenario -> why it was not measured
     session_bodies: str = ""  # whether after and before answer session_cost alike
     fills: list[str] = dataclasses.field(default_factory=list)  # what each scaled store got, how fast
+    pg: str | None = None  # the DSN of the bench's PostgreSQL (BENCH_PG=1)
     _worktree: Path | None = None
 
     @property
@@ -263,13 +269,23 @@ class Scale:
     data: Path | None = None
 
 
-SCALED = ("ours",)  # the kinds that get an @N twin
+SCALED = ("ours", "pg")  # the kinds that get an @N twin
+
+
+def new_database(dsn: str, name: str) -> str:
+    """A new database beside `dsn`'s on the same server; its DSN."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # our own constant name
+    return dsn.rsplit("/", 1)[0] + "/" + name
 
 
 def scaled_twin(bench: Bench, of: Target, scale: Scale) -> Target:
     """`of`'s twin on a new store filled with scale.ships ships etc. (before it starts)."""
     name = f"{of.name}@{scale.ships}"
-    url = f"sqlite:///{bench.work / re.sub(r'[^A-Za-z0-9]+', '_', name)}.db"
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name)
+    url = new_database(bench.pg, slug) if of.kind == "pg" else f"sqlite:///{bench.work / slug}.db"
     filled = fill(url, scale.ships, scale.revoked, scale.sessions, scale.hasher, scale.data)
     bench.fills.append(f"{name}: {filled.describe()}")
     return bench.add(name, of.kind, ships=scale.ships, env={"FLEET_STORE": url})
@@ -288,6 +304,8 @@ def make_targets(bench: Bench, scenarios: list[Scenario], scale: Scale = Scale()
         new_key(bench.work / "keys", "EdDSA")
         env = {"FLEET_JWT_ALGORITHM": "EdDSA", "FLEET_SIGNING_KEYS": str(bench.work / "keys")}
         bench.add("eddsa", "eddsa", env=env)
+    if bench.pg and "pg" in kinds:
+        bench.add("pg", "pg", env={"FLEET_STORE": bench.pg})
     if scale.ships:
         for twin in [t for t in bench.targets if t.kind in SCALED]:
             scaled_twin(bench, twin, scale)
