@@ -3,10 +3,10 @@ and ~100 sessions per user, before any server starts.
 
 The store object is made once through the app's own code, which creates its
 schema (and whatever indexes it has by then), and seeds it with data.json's
-users and ships plus the generated ones in one `Store.seed` call (one
-executemany in one transaction). The revocations and sessions, far more
-rows, then go in behind the store's back in one transaction each: SQLite
-with executemany over generators, PostgreSQL with COPY. Revocations expire a
+users and ships (on SQLite plus the generated ones) in one `Store.seed` call.
+The rest then goes in behind the store's back in one transaction each:
+SQLite with executemany over generators, PostgreSQL with COPY (the generated
+ships too, then its id sequence is moved past them). Revocations expire a
 day from now and sessions in 30 days, so no sweep removes them during the
 bench. The seed's ships 1..15 stay as they are; the new ones take 16..N.
 """
@@ -121,9 +121,13 @@ def fill(
     started = time.monotonic()
     now = time.time()
     extra = ships(SEED_SHIPS + 1, ship_count, random.Random(seed))
+    sqlite = url.startswith("sqlite")
     store = open_store(url)
     try:
-        wrapper = _WithShips(store, extra)
+        # PostgreSQL's ships trigger fires per statement: 100,000 INSERTs would
+        # each update the one counters row (and leave a dead version of it);
+        # one COPY updates it once. SQLite's fires per row either way, cheaply.
+        wrapper = _WithShips(store, extra if sqlite else [])
         if not seed_store(wrapper, data, hasher):
             raise RuntimeError(f"{url} is not a new store: the bench fills only its own")
         user_ids = [u.id for u in wrapper.users]
@@ -131,10 +135,10 @@ def fill(
         store.close()
     revocations = ((jti, int(now) + DAY) for jti in jtis(revoked))
     rows = (session_values(s) for s in sessions(user_ids, per_user, now))
-    if url.startswith("sqlite"):
+    if sqlite:
         _fill_sqlite(url, revocations, rows)
     else:
-        _fill_postgres(url, revocations, rows)
+        _fill_postgres(url, extra, revocations, rows)
     return Filled(ship_count, revoked, per_user * len(user_ids), time.monotonic() - started)
 
 
@@ -156,11 +160,18 @@ def _fill_sqlite(url: str, revocations, session_rows) -> None:
         db.close()
 
 
-def _fill_postgres(url: str, revocations, session_rows) -> None:
+def _fill_postgres(url: str, extra: list[dict], revocations, session_rows) -> None:
     import psycopg
+
+    from fleet_api.store.base import SHIP_FIELDS
+    from fleet_api.store.postgres import ADVANCE_SEQUENCE
 
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY ships (id, {', '.join(SHIP_FIELDS)}) FROM STDIN") as copy:
+                for ship in extra:
+                    copy.write_row([ship["id"], *(ship[name] for name in SHIP_FIELDS)])
+            cur.execute(ADVANCE_SEQUENCE.format(table="ships"))  # new ships go on after N
             with cur.copy("COPY revoked_tokens (jti, expires_at) FROM STDIN") as copy:
                 for row in revocations:
                     copy.write_row(row)

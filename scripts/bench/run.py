@@ -286,7 +286,9 @@ def scaled_twin(bench: Bench, of: Target, scale: Scale) -> Target:
     name = f"{of.name}@{scale.ships}"
     slug = re.sub(r"[^A-Za-z0-9]+", "_", name)
     url = new_database(bench.pg, slug) if of.kind == "pg" else f"sqlite:///{bench.work / slug}.db"
+    print(f"filling {name} ...", flush=True)
     filled = fill(url, scale.ships, scale.revoked, scale.sessions, scale.hasher, scale.data)
+    print(f"filled {name}: {filled.describe()}", flush=True)
     bench.fills.append(f"{name}: {filled.describe()}")
     return bench.add(name, of.kind, ships=scale.ships, env={"FLEET_STORE": url})
 
