@@ -219,3 +219,31 @@ def test_fill_bulk_loads_a_postgresql_store_with_copy():
         filled = fill(dsn, 200, 1000, 7, PasswordHasher(16), DEFAULT_DATA)
         assert (filled.ships, filled.revoked, filled.sessions) == (200, 1000, 14)
         check_filled(dsn)
+
+
+@pytest.mark.parametrize(
+    "chosen, names",
+    [
+        ("get_ship", ["ours", "ceiling", "bare"]),
+        ("update_ship", ["ours", "normal", "ceiling", "bare"]),
+        ("refresh_eddsa", ["ours", "eddsa", "ceiling"]),
+    ],
+)
+def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeypatch, chosen, names):
+    from scripts.bench.run import Bench, make_targets
+
+    monkeypatch.delenv("FLEET_STORE", raising=False)
+    bench = Bench(work=tmp_path, reports=tmp_path, server_env={})
+    try:
+        make_targets(bench, choose(chosen))
+        assert [t.name for t in bench.targets] == names
+        ours = bench.target("ours").server.command()
+        assert "-c" in ours and "--workers" not in ours  # the shipped gunicorn.conf.py
+        if "bare" in names:
+            bare = bench.target("bare").server.command()
+            assert "-c" not in bare and bare[-1] == "benchmarks.ceiling:get_app()"  # plain gunicorn
+            assert bare[bare.index("--worker-class") + 1] == "gthread"
+        if "normal" in names:
+            assert bench.target("normal").store_url.endswith("?synchronous=normal")
+    finally:
+        bench.stop()

@@ -52,11 +52,12 @@ from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_
 
 CEILING_APP = "benchmarks.ceiling:get_app()"
 USERNAME, PASSWORD = "user", "password"
+# The real app: it needs tokens, and a bad status from it is a failure.
 APP_KINDS = ("ours", "eddsa", "normal", "pg", "after", "before")
 # PostgreSQL for the bench keeps its durability, unlike the tests' throwaway settings.
 PG_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 APP = "fleet_api.app:get_app()"
-GIT_TIMEOUT = 120  # the real app: it needs tokens, and a bad status is a failure
+GIT_TIMEOUT = 120  # seconds for a git or import check of the baseline
 
 
 @dataclasses.dataclass
@@ -308,7 +309,7 @@ def make_targets(bench: Bench, scenarios: list[Scenario], scale: Scale = Scale()
         bench.add("eddsa", "eddsa", env=env)
     if bench.pg and "pg" in kinds:
         bench.add("pg", "pg", env={"FLEET_STORE": bench.pg})
-    if scale.ships:
+    if scale.ships and any(s.scales for s in scenarios):
         for twin in [t for t in bench.targets if t.kind in SCALED]:
             scaled_twin(bench, twin, scale)
     if "normal" in kinds:
