@@ -2,7 +2,7 @@
 
 Served by gunicorn with the project's own gunicorn.conf.py (same workers,
 threads, worker class), it answers the benchmarked routes with the very bytes
-the real Fleet API sent for them (fetched once by scripts/bench.py, handed
+the real Fleet API sent for them (fetched once by scripts/bench, handed
 over as a JSON file named by BENCH_CEILING_BODIES), with the same status and
 Content-Type, but with no authentication, store, validation or serialisation.
 What is left is HTTP parsing, gunicorn and Falcon routing: the cost floor any
@@ -29,7 +29,7 @@ def _load(path: str) -> dict:
     # Stored as text so the file stays readable; sent back as the same bytes.
     return {
         "list": raw["list"].encode(),
-        "search": raw["search"].encode(),
+        "queries": {query: body.encode() for query, body in raw["queries"].items()},
         "ships": {int(k): v.encode() for k, v in raw["ships"].items()},
         "put": raw["put"].encode(),
         "login": raw["login"].encode(),
@@ -47,11 +47,16 @@ def _send(resp: falcon.Response, data: bytes, no_store: bool = False) -> None:
 class Ships:
     def __init__(self, bodies: dict) -> None:
         self._list = bodies["list"]
-        self._search = bodies["search"]
+        self._queries = bodies["queries"]
 
     def on_get(self, req, resp) -> None:
-        # The one query the bench sends gets the page ours answered it with.
-        _send(resp, self._search if req.query_string else self._list)
+        # Each query the bench sends gets the page ours answered it with.
+        if not req.query_string:
+            return _send(resp, self._list)
+        data = self._queries.get(req.query_string)
+        if data is None:
+            raise falcon.HTTPNotFound()
+        _send(resp, data)
 
 
 class Ship:

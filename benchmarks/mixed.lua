@@ -1,39 +1,26 @@
--- The read/write blend: wrk -s mixed.lua URL -- TOKEN BODY_FILE WRITE_ID SHIP_COUNT
+-- The read/write blend: wrk -s mixed.lua URL -- PUT WRITE_PATH BODY_FILE TOKEN EXPECT SHIP_COUNT
 --   80% GET /api/ships/{random 1..SHIP_COUNT}
 --   10% GET /api/ships
---   10% PUT /api/ships/WRITE_ID with BODY_FILE (an idempotent replace: the
---       stored ship stays the same bytes, so the ceiling's canned answers
---       stay identical to ours for the whole run)
+--   10% PUT WRITE_PATH with BODY_FILE and a new crew each time
+--       (vary.lua), so every write changes the row
 -- Each wrk thread seeds its generator with its own fixed number, so every
 -- run (ours and the ceiling's) sends the same sequence.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "report.lua")
+dofile(here .. "vary.lua")
 
-local counter = 0
-function setup(thread)
-   counter = counter + 1
-   thread:set("id", counter)
-end
-
-local gets, list, put
+local gets, list, method, path, headers, template
 local ship_count
 
 function init(args)
-   local token, body_file, write_id = args[1], args[2], args[3]
-   ship_count = tonumber(args[4])
-   local f = assert(io.open(body_file, "rb"))
-   local body = f:read("*a")
-   f:close()
+   method, path, headers, template = common_args(args)
+   ship_count = tonumber(args[6])
    math.randomseed(1000 + (id or 0))
    gets = {}
    for i = 1, ship_count do
       gets[i] = wrk.format("GET", "/api/ships/" .. i)
    end
    list = wrk.format("GET", "/api/ships")
-   put = wrk.format("PUT", "/api/ships/" .. write_id, {
-      ["Content-Type"] = "application/json",
-      ["Authorization"] = "Bearer " .. token,
-   }, body)
 end
 
 function request()
@@ -43,5 +30,5 @@ function request()
    elseif r <= 90 then
       return list
    end
-   return put
+   return wrk.format(method, path, headers, next_body(template))
 end

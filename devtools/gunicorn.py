@@ -37,6 +37,8 @@ class GunicornServer:
         log_path: Path | None = None,
         ready_path: str = "/api/users",
         startup_timeout: float = 30.0,
+        conf: Path | None = GUNICORN_CONF,
+        root: Path = PROJECT_ROOT,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,6 +49,10 @@ class GunicornServer:
         self.log_path = log_path
         self.ready_path = ready_path
         self.startup_timeout = startup_timeout
+        # conf=None: plain gunicorn, none of our config (the bench's bare
+        # ceiling); root: the checkout it runs from (the bench's baseline).
+        self.conf = conf
+        self.root = root
         self.process: subprocess.Popen | None = None
         self._log = None
         # Unless told otherwise, each server gets its own fresh SQLite store,
@@ -70,8 +76,7 @@ class GunicornServer:
             sys.executable,
             "-m",
             "gunicorn",
-            "-c",
-            str(GUNICORN_CONF),
+            *(["-c", str(self.conf)] if self.conf else []),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--no-control-socket",
@@ -102,7 +107,7 @@ class GunicornServer:
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self.process = spawn(
             self.command(),
-            cwd=PROJECT_ROOT,
+            cwd=self.root,
             env=env,
             stdout=self._log,
             stderr=self._log,

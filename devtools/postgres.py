@@ -80,8 +80,9 @@ def find_bin_dir() -> Path:
 class _Cluster:
     """One data directory and the commands that act on it."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, settings: dict[str, str] | None = None) -> None:
         self.bin_dir = bin_dir
+        self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.as_root = os.geteuid() == 0
         self.root = Path(tempfile.mkdtemp(prefix="fleet-pg-"))
         self.data = self.root / "data"
@@ -161,7 +162,7 @@ class _Cluster:
                 "-c",
                 f"unix_socket_directories={self.root}",
             ]
-            for key, value in FAST_SETTINGS.items():
+            for key, value in self.settings.items():
                 options += ["-c", f"{key}={value}"]
             with open(self.log, "ab") as log:
                 self.process = spawn(
@@ -210,10 +211,11 @@ class _Cluster:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
+def running_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
     """Yield the DSN of a fresh `fleet` database; stop the server and delete
-    its files afterwards, whatever happened."""
-    cluster = _Cluster(find_bin_dir())
+    its files afterwards, whatever happened. `settings` override
+    FAST_SETTINGS (the bench turns fsync back on)."""
+    cluster = _Cluster(find_bin_dir(), settings)
     try:
         cluster.initdb()
         cluster.start()

@@ -1,20 +1,25 @@
 """`make bench` itself, run briefly: the tool works; no speed is asserted.
 
-One round of one second on two scenarios, cheap scrypt, little churn: the
-bench must exit 0, report a positive ratio for each scenario and draw a PNG.
+One round of one second on a few scenarios, cheap scrypt, little churn: the
+bench must exit 0, report a positive ratio for each scenario and target and
+draw a PNG; its PUTs must change the row each time.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from devtools.gunicorn import PROJECT_ROOT
+from tests.support.bodies import STAR_DESTROYER
 
 SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
 
@@ -45,13 +50,13 @@ def run_bench(tmp_path, **extra) -> subprocess.CompletedProcess:
     )
 
 
-def ratios(markdown: str) -> dict[str, float]:
-    """scenario -> ratio, from the rows of the results table."""
+def ratios(markdown: str) -> dict[tuple[str, str], float]:
+    """(scenario, target) -> req/s ÷ the ceiling's, from the rows of the results table."""
     found = {}
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 11 and re.fullmatch(r"\d+\.\d+", cells[4]):
-            found[cells[0]] = float(cells[4])
+        if len(cells) == 10 and re.fullmatch(r"\d+\.\d+", cells[6]):
+            found[(cells[0], cells[1])] = float(cells[6])
     return found
 
 
@@ -61,8 +66,14 @@ def test_bench_reports_ratios_and_chart(tmp_path):
 
     md = (tmp_path / "bench.md").read_text()
     found = ratios(md)
-    assert set(found) == set(SCENARIOS), md
+    apps = {"update_ship_eddsa": "eddsa"}
+    assert {(s, apps.get(s, "ours")) for s in SCENARIOS} <= set(found), md
+    assert {s for s, _ in found} == set(SCENARIOS), md
     assert all(r > 0 for r in found.values()), found
+    assert found[("get_ship", "ceiling")] == 1.0
+    targets = {t for s, t in found if s == "update_ship"}
+    assert targets == {"ours", "normal", "ceiling", "bare"}, md  # the write also on synchronous=normal
+    assert re.search(r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| 1\.000 \|", md, re.M), md
     assert ratios(result.stdout) == found  # the same table on stdout
     assert "scrypt N=16, r=8, p=1" in md and "ms per hash" in md
     assert re.search(r"^\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-]\d+ \|$", md, re.M), md  # worker RSS rows
@@ -81,3 +92,129 @@ def test_missing_wrk_says_how_to_install(tmp_path):
     result = run_bench(tmp_path, PATH=str(tmp_path))  # no wrk on this PATH
     assert result.returncode == 2
     assert "apt-get install wrk" in result.stderr
+
+
+def worktrees() -> set[str]:
+    out = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "worktree", "list", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")}
+
+
+def test_session_cost_runs_a_baseline_checkout_side_by_side_and_removes_it(tmp_path):
+    # HEAD stands in for the commit before sessions: any clone has it.
+    before = worktrees()
+    result = run_bench(tmp_path, BENCH_SCENARIOS="session_cost", BENCH_BASELINE="HEAD")
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    ratio = re.search(r"\*\*after ÷ before = (\d+\.\d+)\*\*", md)
+    assert ratio and float(ratio.group(1)) > 0, md
+    assert "both answer the same 400 body" in md
+    assert re.search(r"^\| (after|before) \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d., ]+ \|$", md, re.M), (
+        md
+    )  # p99s
+    assert worktrees() == before  # the temporary checkout is gone
+
+
+def test_an_unavailable_baseline_is_reported_and_the_rest_of_the_bench_runs(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCENARIOS="session_cost,get_ship", BENCH_BASELINE="no-such-ref")
+    assert result.returncode == 1
+    assert "session_cost: not measured: baseline 'no-such-ref' unavailable" in result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    assert "**not measured: baseline 'no-such-ref' unavailable" in md
+    assert ("get_ship", "ours") in ratios(md)
+
+
+def record_requests(script: str, *args: str, seconds: int = 1) -> list[tuple[str, str, dict]]:
+    """Run a bench script with wrk against a server that records each
+    request (method, path, JSON body) and answers 200 {}."""
+    seen: list[tuple[str, str, dict]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen.append((self.command, self.path, json.loads(body) if body else {}))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_PUT = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        script_path = str(PROJECT_ROOT / "benchmarks" / script)
+        result = subprocess.run(
+            ["wrk", "-t", "2", "-c", "2", "-d", f"{seconds}s", "-s", script_path, url, "--", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and "BENCH_JSON" in result.stdout, result.stdout + result.stderr
+    return seen
+
+
+@pytest.mark.parametrize("script, extra", [("put.lua", []), ("mixed.lua", ["15"])])
+def test_the_bench_writes_change_the_ship_on_every_request(tmp_path, script, extra):
+    body = tmp_path / "ship.json"
+    body.write_text(json.dumps({**STAR_DESTROYER, "crew": 5}))
+    seen = record_requests(script, "PUT", "/api/ships/2", str(body), "token", "0", *extra)
+    puts = [b for method, path, b in seen if method == "PUT" and path == "/api/ships/2"]
+    assert len(puts) > 5, seen[:5]
+    crews = [b["crew"] for b in puts]
+    assert len(set(crews)) == len(crews)  # never the same body twice
+    assert all({**b, "crew": 5} == {**STAR_DESTROYER, "crew": 5} for b in puts)  # only the crew moves
+
+
+def test_scale_mode_fills_a_twin_store_and_reports_it_beside_the_15_ship_figures(tmp_path):
+    result = run_bench(
+        tmp_path,
+        BENCH_SCALE="200",
+        BENCH_REVOKED="1000",
+        BENCH_SESSIONS="5",
+        BENCH_SCENARIOS="page_deep,mixed",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    assert "- filled ours@200: 200 ships, 1,000 revoked ids, 10 sessions in" in md
+    row = re.search(
+        r"^\| page_deep \| ours \| [\d,.]+ \| [\d.]+ \| ours@200 \| [\d,.]+ \| [\d.]+ \| (\d+\.\d+) \|$",
+        md,
+        re.M,
+    )
+    assert row and float(row.group(1)) > 0, md
+    assert ("page_deep", "ours@200") in ratios(md)
+    assert ("mixed", "ours@200") not in ratios(md)  # the blend of ships 1..15 does not scale
+
+
+def test_a_scale_below_the_seed_is_refused(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCALE="10")
+    assert result.returncode == 2
+    assert "BENCH_SCALE must be above 15" in result.stderr
+
+
+def test_bench_pg_runs_the_scenarios_on_a_throwaway_postgresql_too(tmp_path):
+    result = run_bench(
+        tmp_path, BENCH_PG="1", BENCH_SCALE="200", BENCH_REVOKED="1000", BENCH_SCENARIOS="update_ship"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    found = ratios(md)
+    assert {("update_ship", "pg"), ("update_ship", "pg@200"), ("update_ship", "ours@200")} <= set(found), md
+    assert "- filled pg@200: 200 ships, 1,000 revoked ids, 200 sessions in" in md
+    assert re.search(r"^\| update_ship \| pg \| [\d,.]+ \| [\d.]+ \| pg@200 \|", md, re.M), md
+    assert re.search(r"^pg: gunicorn pid \d+", result.stdout, re.M)

@@ -1,0 +1,89 @@
+"""The bench's settings, from the environment (see scripts/bench/__init__.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from scripts.bench.scenarios import SHIP_COUNT, Scenario, choose
+
+# The commit before the sessions merge (3418605): what session_cost compares with.
+DEFAULT_BASELINE = "3418605^1"
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_int(env, name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    rounds: int
+    duration: int
+    connections: int
+    threads: int
+    login_connections: int
+    warmup: int
+    churn: int
+    ship: int
+    profile: bool
+    scenarios: list[Scenario]
+    reports: Path
+    baseline: str  # session_cost's "before": a git ref or a checkout directory
+    scale: int  # ships in the twins' stores (0: no twins)
+    revoked: int  # revoked ids in them
+    sessions: int  # sessions per user in them
+    pg: bool  # also on PostgreSQL
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Config:
+        """ValueError on a bad value: the caller exits 2 with its message."""
+        scale = env_int(env, "BENCH_SCALE", 0)
+        if scale and scale <= SHIP_COUNT:
+            raise ValueError(f"BENCH_SCALE must be above {SHIP_COUNT} (the seed's ships), or 0")
+        return cls(
+            rounds=max(1, env_int(env, "BENCH_ROUNDS", 3)),
+            duration=max(1, env_int(env, "BENCH_DURATION", 5)),
+            connections=max(1, env_int(env, "BENCH_CONNECTIONS", 32)),
+            threads=max(1, env_int(env, "BENCH_THREADS", 2)),
+            login_connections=max(1, env_int(env, "BENCH_LOGIN_CONNECTIONS", 4)),
+            warmup=env_int(env, "BENCH_WARMUP", 1),
+            churn=env_int(env, "BENCH_CHURN", 20),
+            ship=max(1, min(SHIP_COUNT, env_int(env, "BENCH_SHIP", 2))),
+            profile=env.get("BENCH_PROFILE", "") not in ("", "0"),
+            scenarios=choose(env.get("BENCH_SCENARIOS"), scale),
+            reports=Path(env.get("BENCH_REPORTS") or ROOT / "reports"),
+            baseline=env.get("BENCH_BASELINE") or DEFAULT_BASELINE,
+            scale=scale,
+            revoked=env_int(env, "BENCH_REVOKED", 1_000_000),
+            sessions=env_int(env, "BENCH_SESSIONS", 100),
+            pg=env.get("BENCH_PG", "") not in ("", "0"),
+        )
+
+    def layout(self) -> str:
+        return (
+            f"{os.environ.get('WEB_CONCURRENCY', '4')} workers x "
+            f"{os.environ.get('GUNICORN_THREADS', '4')} gthreads"
+        )
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu or 'unknown CPU'}), Python {sys.version.split()[0]}"

@@ -1,0 +1,237 @@
+"""Measure: wrk runs and their parsing, CPU and RSS from /proc, scrypt's cost,
+py-spy profiles, and the round loop that interleaves the targets.
+
+Every wrk script in benchmarks/ loads report.lua, whose done() prints one
+`BENCH_JSON {...}` line; parse_wrk() turns it into a Run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from devtools.processes import spawn, stop_process, worker_pids
+
+WRK_TIMEOUT = "10s"  # logins queue behind scrypt: don't count them as socket timeouts
+WRK_GRACE = 30  # seconds on top of the run before wrk is killed
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class Run:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    status_errors: int  # answers >= 400 (wrk's count), or not the expected status
+
+
+def parse_wrk(out: str, expect: int = 0) -> Run:
+    """The Run in wrk's output (report.lua's BENCH_JSON line).
+
+    With `expect` (a scenario whose every answer must be that status, e.g. a
+    400), the status errors are the answers of any other status, counted by
+    expect.lua; otherwise wrk's own count of answers >= 400.
+    """
+    match = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)
+    if not match:
+        raise BenchError(f"no BENCH_JSON line in wrk's output:\n{out[-2000:]}")
+    r = json.loads(match.group(1))
+    seconds = r["duration_us"] / 1e6
+    return Run(
+        requests=r["requests"],
+        rps=r["requests"] / seconds if seconds else 0.0,
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        socket_errors=r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
+        status_errors=r["unexpected"] if expect else r["status_errors"],
+    )
+
+
+def run_wrk(args: list[str], duration: int, connections: int, threads: int, expect: int = 0) -> Run:
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        *args,
+    ]
+    # spawn: wrk dies with us, whatever stops the bench.
+    process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = process.communicate(timeout=duration + WRK_GRACE)
+    except subprocess.TimeoutExpired:
+        stop_process(process, ((signal.SIGKILL, 10.0),))
+        raise BenchError(f"wrk overran {duration + WRK_GRACE}s: {' '.join(cmd)}") from None
+    if process.returncode != 0:
+        raise BenchError(f"wrk failed ({process.returncode}): {' '.join(cmd)}\n{out[-2000:]}")
+    return parse_wrk(out, expect)
+
+
+# --- CPU and memory, from /proc ---------------------------------------------------
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def settle(masters: list[int], timeout: float = 15.0) -> None:
+    """Wait (bounded) until the servers' workers are idle.
+
+    wrk stops sending at the end of a run, but requests already queued (logins
+    waiting on scrypt) keep the CPU busy: without this the next run, on any
+    server, would be measured on a busy machine.
+    """
+    pids = [pid for master in masters for pid in sorted(worker_pids(master))]
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + timeout
+    before = cpu_ticks(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = cpu_ticks(pids)
+        if now - before <= 0.02 * hz:  # under 10% of one core over 200 ms
+            return
+        before = now
+
+
+def sample_rss(master: int) -> dict[int, int]:
+    return {pid: kib for pid in worker_pids(master) if (kib := rss_kib(pid)) is not None}
+
+
+# --- password hashing -----------------------------------------------------------
+
+
+def hash_cost(n: int, r: int, p: int, count: int = 5) -> float:
+    """Median milliseconds for one scrypt hash with the server's parameters."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        hashlib.scrypt(
+            b"password", salt=os.urandom(16), n=n, r=r, p=p, maxmem=256 * n * r + 1024 * 1024, dklen=32
+        )
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+# --- profiling (optional) ---------------------------------------------------------
+
+
+def py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def start_profilers(pids: list[int], seconds: int, prefix: Path) -> list[tuple[subprocess.Popen, Path]]:
+    """py-spy every worker for `seconds` (wall clock, collapsed stacks per function)."""
+    spies = []
+    for pid in pids:
+        raw = prefix.with_name(f"{prefix.name}_{pid}.folded")
+        cmd = [py_spy(), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
+        cmd += ["--format", "raw", "--function", "--output", str(raw)]
+        spies.append((spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw))
+    return spies
+
+
+def top_self(raws: list[Path], n: int = 10) -> tuple[list[tuple[str, float]], float]:
+    """Top `n` leaf functions of the threads busy with a request, and the app's share.
+
+    Only stacks under gunicorn's ThreadWorker.handle count: idle pool threads
+    and the main thread's poll loop are left out, whatever py-spy thinks of them.
+    """
+    self_time: Counter = Counter()
+    in_app = 0
+    for raw in raws:
+        if not raw.exists():
+            continue
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if "ThreadWorker.handle (" not in stack or not count.isdigit():
+                continue
+            self_time[stack.split(";")[-1]] += int(count)
+            if "App.__call__ (" in stack:
+                in_app += int(count)
+    total = sum(self_time.values()) or 1
+    return [(name, 100 * c / total) for name, c in self_time.most_common(n)], 100 * in_app / total
+
+
+# --- the rounds -------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Results:
+    runs: dict[tuple[str, str], list[Run]] = dataclasses.field(default_factory=dict)  # (scenario, target)
+    memory: list[dict[int, int]] = dataclasses.field(default_factory=list)  # ours' workers, per round
+    failed: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, scenario: str, target: str, run: Run) -> None:
+        self.runs.setdefault((scenario, target), []).append(run)
+
+
+def interleave(
+    rounds: int,
+    cells: list[tuple[str, str, Callable[[], Run], bool]],
+    *,
+    before_round: Callable[[int], None],
+    after_round: Callable[[int], None],
+    after_run: Callable[[], None],
+    log: Callable[[str], None],
+) -> Results:
+    """Run every cell once per round, in order (scenario by scenario, its
+    targets A, B, A, B ...), so each pair of figures comes from the same
+    moment of the machine. A cell is (scenario, target, run it, whether a
+    bad status fails the bench). The hooks: `before_round` (fresh tokens),
+    `after_round` (churn, memory), `after_run` (let the servers settle)."""
+    results = Results()
+    for round_no in range(1, rounds + 1):
+        before_round(round_no)
+        for scenario, target, run_cell, strict in cells:
+            run = run_cell()
+            after_run()
+            results.add(scenario, target, run)
+            log(
+                f"  round {round_no} {scenario:<14} {target:<14} {run.rps:>10,.1f} req/s  "
+                f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:8.2f} ms"
+                + (f"  bad status {run.status_errors}" if run.status_errors else "")
+                + (f"  socket errors {run.socket_errors}" if run.socket_errors else "")
+            )
+            if run.requests == 0 or (strict and run.status_errors):
+                results.failed.append(f"round {round_no} {scenario} {target}")
+        after_round(round_no)
+    return results

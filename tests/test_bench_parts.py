@@ -1,0 +1,249 @@
+"""The bench's pieces, without servers: wrk output parsing, the scenario
+table, the report's rows and tables (scripts/bench/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scripts.bench import report
+from scripts.bench.measure import BenchError, Run, parse_wrk
+from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
+from tests.support.bodies import STAR_DESTROYER
+
+
+def wrk_output(**fields) -> str:
+    values = {
+        "requests": 3000,
+        "duration_us": 2_000_000,
+        "bytes": 1,
+        "p50_us": 1500,
+        "p90_us": 4000,
+        "p99_us": 12_345,
+        "max_us": 20_000,
+        "connect_errors": 1,
+        "read_errors": 2,
+        "write_errors": 0,
+        "status_errors": 7,
+        "timeouts": 3,
+        "unexpected": 5,
+    } | fields
+    return "Running 2s test @ http://127.0.0.1:1\n  2 threads\nBENCH_JSON " + json.dumps(values) + "\n"
+
+
+def test_wrk_output_becomes_a_run():
+    run = parse_wrk(wrk_output())
+    assert run == Run(requests=3000, rps=1500.0, p50_ms=1.5, p99_ms=12.345, socket_errors=6, status_errors=7)
+
+
+def test_an_expected_status_counts_only_the_other_answers():
+    # session_cost expects 400s: wrk's own count (every answer >= 400) would be all of them.
+    assert parse_wrk(wrk_output(status_errors=3000), expect=400).status_errors == 5
+
+
+def test_wrk_output_without_the_report_line_is_an_error():
+    with pytest.raises(BenchError, match="BENCH_JSON"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+class FakeTarget:
+    def __init__(self, kind="ours", url="http://127.0.0.1:9", ships=15) -> None:
+        self.kind, self.name, self.url, self.ships = kind, kind, url, ships
+        self.access, self.refresh = "ACCESS", "REFRESH"
+
+
+@pytest.fixture
+def ctx(tmp_path) -> Context:
+    return Context(2, tmp_path / "ship.json", tmp_path / "login.json", tmp_path / "empty.json")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS.values()), ids=list(SCENARIOS))
+def test_every_scenario_carries_an_existing_script_and_the_common_arguments(scenario, ctx):
+    target = FakeTarget(scenario.targets[0])
+    args = scenario.wrk_args(target, ctx)
+    assert args[0] == "-s" and Path(args[1]).parent == BENCH_DIR and Path(args[1]).is_file()
+    assert args[2] == target.url and args[3] == "--"
+    method, path, body, token, expect = args[4:9]
+    assert method == scenario.method and path.startswith("/")
+    assert body == ("-" if scenario.body is None else str(scenario.body(ctx)))
+    assert token == {"access": "ACCESS", "refresh": "REFRESH", None: "-"}[scenario.token]
+    assert int(expect) == scenario.expect
+    assert scenario.runs_on(target) and scenario.targets
+
+
+def test_the_session_cost_scenario_compares_after_with_before_on_an_authenticated_400(ctx):
+    scenario = SCENARIOS["session_cost"]
+    assert scenario.targets == ("after", "before")
+    assert (scenario.method, scenario.expect, scenario.token) == ("POST", 400, "access")
+    assert scenario.body(ctx) == ctx.empty_file
+    assert not scenario.runs_on(FakeTarget("ours"))
+
+
+def test_scenarios_are_chosen_by_name_and_unknown_names_are_refused():
+    assert [s.name for s in choose("get_ship, login")] == ["get_ship", "login"]
+    assert [s.name for s in choose(None)] == list(SCENARIOS)
+    with pytest.raises(ValueError, match="nope"):
+        choose("get_ship,nope")
+
+
+def run(rps: float, p99: float = 10.0, status_errors: int = 0) -> Run:
+    return Run(
+        requests=int(rps), rps=rps, p50_ms=1.0, p99_ms=p99, socket_errors=0, status_errors=status_errors
+    )
+
+
+def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
+    runs = {
+        ("get_ship", "ours"): [run(900), run(1000, p99=20), run(1100)],
+        ("get_ship", "ceiling"): [run(2000), run(2000), run(2000)],
+        ("get_ship", "bare"): [run(4000), run(4000), run(4000)],
+    }
+    rows = report.summarize([SCENARIOS["get_ship"]], ["ours", "ceiling", "bare", "pg"], runs)
+    assert [r.target for r in rows] == ["ours", "ceiling", "bare"]  # pg did not run it
+    ours = rows[0]
+    assert (ours.rps, ours.p99) == (1000, 10.0)
+    assert ours.ratios == {"bare": 0.25, "ceiling": 0.5, "ours": 1.0}
+    assert ours.ranges["bare"] == (900 / 4000, 1100 / 4000)
+    table = report.results_table(rows)
+    assert "| get_ship | ours | 1,000 | 1.00 | 10.0 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |" in table
+
+
+def test_a_reference_that_did_not_run_reads_as_a_dash():
+    runs = {("session_cost", "after"): [run(500)], ("session_cost", "before"): [run(1000)]}
+    table = report.results_table(report.summarize([SCENARIOS["session_cost"]], ["after", "before"], runs))
+    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | 0 |" in table
+
+
+def test_the_pair_reports_after_over_before_with_each_round_and_the_p99s():
+    runs = {
+        ("session_cost", "after"): [run(900, p99=30), run(1000, p99=31), run(1200, p99=32)],
+        ("session_cost", "before"): [run(1000, p99=20), run(1000, p99=21), run(1000, p99=22)],
+    }
+    text = report.pair_text(runs, "session_cost", "after", "before")
+    assert "**after ÷ before = 1.000**" in text
+    assert "per round: 0.900, 1.000, 1.200; range 0.900–1.200" in text
+    assert "| after | 1,000 | 1.00 | 31.0 | 30.0, 31.0, 32.0 |" in text
+    assert "| before | 1,000 | 1.00 | 21.0 | 20.0, 21.0, 22.0 |" in text
+    assert report.pair_text({}, "session_cost", "after", "before") == "(not measured)"
+
+
+def test_the_deep_page_is_the_last_full_page_of_the_targets_store(ctx):
+    page = SCENARIOS["page_deep"]
+    assert page.request_path(FakeTarget(ships=15), ctx) == "/api/ships?limit=50&offset=0"
+    assert page.request_path(FakeTarget(ships=100_000), ctx) == "/api/ships?limit=50&offset=99950"
+
+
+def test_the_ceiling_answers_each_benchmarked_query_with_its_canned_page():
+    import falcon.testing
+
+    from benchmarks.ceiling import create_app
+
+    bodies = {
+        "list": b"[all]",
+        "queries": {"limit=50&offset=0": b"[page]"},
+        "ships": {1: b"{one}"},
+        "put": b"{put}",
+        "login": b"{tokens}",
+        "refresh": b"{token}",
+    }
+    client = falcon.testing.TestClient(create_app(bodies))
+    assert client.simulate_get("/api/ships").content == b"[all]"
+    assert client.simulate_get("/api/ships", query_string="limit=50&offset=0").content == b"[page]"
+    assert client.simulate_get("/api/ships", query_string="limit=5").status_code == 404
+    assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
+
+
+def check_filled(url: str) -> None:
+    """What the store's own reads see after fill(): every row, and the
+    blocklist and sessions answering as the app asks them."""
+    import sqlite3
+    import time
+
+    from fleet_api.store import ListQuery, open_store
+
+    store = open_store(url)
+    try:
+        assert store.find_ships(ListQuery(limit=1)).total == 200
+        assert store.get_ship(200)["model"] == "Model 000200"
+        assert store.get_ship(1)["model"] == "T-65 X-Wing"  # the seed's ships stay as they are
+        users = store.list_users()
+        assert len(users) == 2  # data.json's
+        sessions = store.list_sessions(users[0].id, time.time())
+        assert len(sessions) == 7
+        user, revoked = store.token_subject(users[0].id, "not-revoked", sessions[0].id, time.time())
+        assert user == users[0] and not revoked
+        assert store.create_ship(dict(STAR_DESTROYER))["id"] == 201  # ids go on after the filled ones
+    finally:
+        store.close()
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        (jti,) = db.execute("SELECT jti FROM revoked_tokens LIMIT 1").fetchone()
+        assert db.execute("SELECT count(*) FROM revoked_tokens").fetchone() == (1000,)
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            (jti,) = conn.execute("SELECT jti FROM revoked_tokens LIMIT 1").fetchone()
+            assert conn.execute("SELECT count(*) FROM revoked_tokens").fetchone() == (1000,)
+    store = open_store(url)
+    try:
+        assert store.is_token_revoked(jti)
+    finally:
+        store.close()
+
+
+def test_fill_bulk_loads_ships_revocations_and_sessions_through_the_stores_schema(tmp_path):
+    from fleet_api.passwords import PasswordHasher
+    from fleet_api.settings import DEFAULT_DATA
+    from scripts.bench.fill import fill
+
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    filled = fill(url, 200, 1000, 7, PasswordHasher(16), DEFAULT_DATA)
+    assert (filled.ships, filled.revoked, filled.sessions) == (200, 1000, 14)
+    assert "200 ships, 1,000 revoked ids, 14 sessions in" in filled.describe()
+    check_filled(url)
+    with pytest.raises(RuntimeError, match="not a new store"):
+        fill(url, 200, 10, 1, PasswordHasher(16), DEFAULT_DATA)
+
+
+def test_fill_bulk_loads_a_postgresql_store_with_copy():
+    from devtools.postgres import running_postgres
+    from fleet_api.passwords import PasswordHasher
+    from fleet_api.settings import DEFAULT_DATA
+    from scripts.bench.fill import fill
+
+    with running_postgres() as dsn:
+        filled = fill(dsn, 200, 1000, 7, PasswordHasher(16), DEFAULT_DATA)
+        assert (filled.ships, filled.revoked, filled.sessions) == (200, 1000, 14)
+        check_filled(dsn)
+
+
+@pytest.mark.parametrize(
+    "chosen, names",
+    [
+        ("get_ship", ["ours", "ceiling", "bare"]),
+        ("update_ship", ["ours", "normal", "ceiling", "bare"]),
+        ("refresh_eddsa", ["ours", "eddsa", "ceiling"]),
+    ],
+)
+def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeypatch, chosen, names):
+    from scripts.bench.run import Bench, make_targets
+
+    monkeypatch.delenv("FLEET_STORE", raising=False)
+    bench = Bench(work=tmp_path, reports=tmp_path, server_env={})
+    try:
+        make_targets(bench, choose(chosen))
+        assert [t.name for t in bench.targets] == names
+        ours = bench.target("ours").server.command()
+        assert "-c" in ours and "--workers" not in ours  # the shipped gunicorn.conf.py
+        if "bare" in names:
+            bare = bench.target("bare").server.command()
+            assert "-c" not in bare and bare[-1] == "benchmarks.ceiling:get_app()"  # plain gunicorn
+            assert bare[bare.index("--worker-class") + 1] == "gthread"
+        if "normal" in names:
+            assert bench.target("normal").store_url.endswith("?synchronous=normal")
+    finally:
+        bench.stop()
