@@ -38,12 +38,12 @@ def create_app(
     config: Settings | None = None, store: Store | None = None, clock: Callable[[], float] = time.time
 ) -> falcon.App:
     """Build one app with its own store and blocklist; nothing is module-level.
-    `clock` (epoch seconds) is what tokens, sessions and idempotency take as now.
+    `clock` (epoch seconds) is what tokens, sessions, idempotency and the store take as now.
     A bad signing key raises here (KeyFileError), before the app serves anything."""
     config = config or Settings.from_env()
     keys = load_keyring(config)
     hasher = PasswordHasher(config.scrypt_n, config.scrypt_r, config.scrypt_p)
-    store = store or open_store(config.store_url)
+    store = store or open_store(config.store_url, clock)
     seed_store(store, config.data_path, hasher)
     tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
     metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()

@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 from fleet_api.store.base import (
     SHIP_TEXT_FIELDS,
@@ -35,7 +36,8 @@ PURGE_INTERVAL = 60  # seconds between sweeps of expired revocations
 
 
 class MemoryStore(Store):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # epoch seconds, for what no caller dates
         self._lock = threading.Lock()
         self._users: dict[int, User] = {}
         self._ships: dict[int, Ship] = {}
@@ -165,7 +167,7 @@ class MemoryStore(Store):
     def revoke_token(self, jti: str, expires_at: int) -> None:
         with self._lock:
             self._revoked[jti] = expires_at
-            now = int(time.time())
+            now = int(self._clock())
             if now - self._last_purge >= PURGE_INTERVAL:
                 self._purge(now)
 

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -199,8 +199,9 @@ def _valid_id(value: int) -> bool:
 class PostgresStore(Store):
     """`PostgresStore("postgresql://user@host/db")`: the pool opens on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self._url = url
+        self._clock = clock  # epoch seconds, for what no caller dates
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
@@ -455,7 +456,7 @@ class PostgresStore(Store):
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%s, %s) ON CONFLICT (jti) DO NOTHING",
                 (jti, expires_at),
             )
-            now = int(time.time())
+            now = int(self._clock())
             if now - self._last_purge < PURGE_INTERVAL:
                 return
             self._last_purge = now
@@ -691,7 +692,7 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone():
                 return False
-            conn.execute("INSERT INTO meta (key, value) VALUES ('seeded', %s)", (str(int(time.time())),))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('seeded', %s)", (str(int(self._clock())),))
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO users ({USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",

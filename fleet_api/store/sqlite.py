@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -163,17 +164,15 @@ def parse_url(url: str) -> tuple[Path, str]:
 
 
 class SQLiteStore(Store):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.path, self._synchronous = parse_url(url)
+        self._clock = clock  # epoch seconds, for what no caller dates
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
-        with self._write() as db:
-            for statement in (SCHEMA + IDEMPOTENCY_SCHEMA + SESSIONS_SCHEMA).split(";\n"):
-                if statement.strip():
-                    db.execute(statement)
+        self._write(_create_schema)
 
     # --- connections -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -196,32 +195,25 @@ class SQLiteStore(Store):
                 self._lock_fds.append(self._local.lock_fd)
         return db
 
-    @contextlib.contextmanager
-    def _write(self):
+    def _write(self, job, *args):
+        """Run `job(db, *args)` in one write transaction and return its result.
+
+        A job is a function of the connection (it fetches what it needs before
+        returning), so several jobs can share one transaction; if it raises,
+        its effects are rolled back and the exception propagates unchanged.
+        """
         db = self._db()
         lock_fd = self._local.lock_fd
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                result = job(db, *args)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-
-    def _write_one(self, sql: str, params=()) -> list[tuple]:
-        """A single statement is its own transaction (autocommit), so the
-        write lock is held for one call into SQLite instead of three with
-        Python in between: a writer descheduled while holding it stalls
-        every other writer on the host, so the shorter the better."""
-        db = self._db()
-        lock_fd = self._local.lock_fd
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        try:
-            return db.execute(sql, params).fetchall()  # all rows: the statement ends, the commit happens
+            return result
         finally:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
@@ -259,11 +251,7 @@ class SQLiteStore(Store):
 
     def create_user(self, name: str, password_hash: str) -> User:
         try:
-            with self._write() as db:
-                row = db.execute(
-                    _INSERT_USER,
-                    (name, password_hash),
-                ).fetchone()
+            row = self._write(lambda db: db.execute(_INSERT_USER, (name, password_hash)).fetchone())
         except sqlite3.IntegrityError:
             raise NameTaken(name) from None
         return User(*row)
@@ -278,42 +266,47 @@ class SQLiteStore(Store):
         kept_sid=None,
         kept_until=None,
     ):
+        def job(db):
+            if precondition is not None and not _guard(db, "users", user_id, precondition):
+                return None
+            if password_hash is None:
+                cursor = db.execute(
+                    f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
+                    (name, user_id),
+                )
+            else:
+                cursor = db.execute(
+                    "UPDATE users SET name = ?, password_hash = ?, "
+                    "token_version = token_version + 1, kept_jti = ? "
+                    f"WHERE id = ? RETURNING {_USER_COLUMNS}",
+                    (name, password_hash, kept_jti, user_id),
+                )
+            row = cursor.fetchone()
+            if row is not None and password_hash is not None:
+                _end_sessions(db, user_id, kept_sid)
+                if kept_sid is not None and kept_until is not None:
+                    db.execute(
+                        "UPDATE sessions SET expires_at = min(expires_at, ?) WHERE id = ? AND user_id = ?",
+                        (kept_until, kept_sid, user_id),
+                    )
+            return row
+
         try:
-            with self._write() as db:
-                if precondition is not None and not _guard(db, "users", user_id, precondition):
-                    return None
-                if password_hash is None:
-                    cursor = db.execute(
-                        f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
-                        (name, user_id),
-                    )
-                else:
-                    cursor = db.execute(
-                        "UPDATE users SET name = ?, password_hash = ?, "
-                        "token_version = token_version + 1, kept_jti = ? "
-                        f"WHERE id = ? RETURNING {_USER_COLUMNS}",
-                        (name, password_hash, kept_jti, user_id),
-                    )
-                row = cursor.fetchone()
-                if row is not None and password_hash is not None:
-                    _end_sessions(db, user_id, kept_sid)
-                    if kept_sid is not None and kept_until is not None:
-                        db.execute(
-                            "UPDATE sessions SET expires_at = min(expires_at, ?) WHERE id = ? AND user_id = ?",
-                            (kept_until, kept_sid, user_id),
-                        )
+            row = self._write(job)
         except sqlite3.IntegrityError:
             raise NameTaken(name) from None
         return User(*row) if row else None
 
     def delete_user(self, user_id: int, precondition=None) -> bool:
-        with self._write() as db:
+        def job(db):
             if precondition is not None and not _guard(db, "users", user_id, precondition):
                 return False
             if db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
                 return False
             _end_sessions(db, user_id, None)
             return True
+
+        return self._write(job)
 
     # --- ships -------------------------------------------------------------
     def find_ships(self, query: ListQuery) -> Page:
@@ -325,31 +318,37 @@ class SQLiteStore(Store):
         return _ship(rows[0]) if rows else None
 
     def create_ship(self, fields: Ship) -> Ship:
-        rows = self._write_one(
-            _INSERT_SHIP,
-            _ship_values(fields),
-        )
+        rows = self._write(lambda db: db.execute(_INSERT_SHIP, _ship_values(fields)).fetchall())
         return _ship(rows[0])
 
     def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
         sql = f"UPDATE ships SET {_SHIP_ASSIGNMENTS} WHERE id = ? RETURNING {_SHIP_COLUMNS}"
         params = (*_ship_values(fields), ship_id)
-        if precondition is None:
-            rows = self._write_one(sql, params)
-        else:
-            with self._write() as db:
-                if not _guard(db, "ships", ship_id, precondition):
-                    return None
-                rows = db.execute(sql, params).fetchall()
+
+        def job(db):
+            if precondition is not None and not _guard(db, "ships", ship_id, precondition):
+                return []
+            return db.execute(sql, params).fetchall()
+
+        rows = self._write(job)
         return _ship(rows[0]) if rows else None
 
     def delete_ship(self, ship_id: int, precondition=None) -> bool:
         if precondition is None:
-            return bool(self._write_one("DELETE FROM ships WHERE id = ? RETURNING id", (ship_id,)))
-        with self._write() as db:
+            return bool(
+                self._write(
+                    lambda db: db.execute(
+                        "DELETE FROM ships WHERE id = ? RETURNING id", (ship_id,)
+                    ).fetchall()
+                )
+            )
+
+        def job(db):
             if not _guard(db, "ships", ship_id, precondition):
                 return False
             return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
+
+        return self._write(job)
 
     def ships_version(self) -> int:
         # Bumped by triggers inside each ship write's own transaction.
@@ -359,12 +358,14 @@ class SQLiteStore(Store):
     def revoke_token(self, jti: str, expires_at: int) -> None:
         # The purge rides along with each revocation: one indexed range delete,
         # so the table never holds much more than the tokens still alive.
-        with self._write() as db:
+        def job(db):
             db.execute(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (jti, expires_at),
             )
-            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(time.time()),))
+            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(self._clock()),))
+
+        self._write(job)
 
     def is_token_revoked(self, jti: str) -> bool:
         return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
@@ -382,19 +383,22 @@ class SQLiteStore(Store):
         return user, self._session_verdict(user, bool(row[0]), sid, row[1], now)
 
     def purge_expired_tokens(self, now: int) -> int:
-        with self._write() as db:
-            return db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
+        return self._write(
+            lambda db: db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
+        )
 
     # --- sessions ----------------------------------------------------------
     def create_session(self, session: SessionRecord) -> None:
         # Expired sessions are swept with each login, as revocations are with
         # each logout: one indexed range delete keeps the table bounded.
-        with self._write() as db:
+        def job(db):
             db.execute(
                 f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) VALUES ({', '.join('?' * sql.SESSION_COLUMN_COUNT)})",
                 sql.session_values(session),
             )
             db.execute("DELETE FROM sessions WHERE expires_at <= ?", (session.created_at,))
+
+        self._write(job)
 
     def get_session(self, sid: str) -> SessionRecord | None:
         rows = self._query(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,))
@@ -409,18 +413,23 @@ class SQLiteStore(Store):
         return [sql.session_record(row) for row in rows]
 
     def touch_session(self, sid: str, now: float) -> None:
-        self._write_one(
-            "UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now)
+        self._write(
+            lambda db: db.execute(
+                "UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now)
+            ).fetchall()
         )
 
     def end_session(self, sid: str, user_id: int) -> bool:
         return bool(
-            self._write_one("DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id))
+            self._write(
+                lambda db: db.execute(
+                    "DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id)
+                ).fetchall()
+            )
         )
 
     def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
-        with self._write() as db:
-            return _end_sessions(db, user_id, keep_sid)
+        return self._write(_end_sessions, user_id, keep_sid)
 
     def rotate_refresh(self, sid, jti, successor: TokenId | None, now, grace):
         if successor is None:
@@ -428,9 +437,10 @@ class SQLiteStore(Store):
             session = self.get_session(sid)
             if session is not None and session.refresh.jti == jti and session.expires_at > now:
                 return rotation_step(session, jti, None, now, grace)[:2]
+
         # BEGIN IMMEDIATE: the row is read and written under the write lock,
         # so of racing workers exactly one sees the live token.
-        with self._write() as db:
+        def job(db):
             row = db.execute(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
             before = sql.session_record(row) if row else None
             outcome, token, after = rotation_step(before, jti, successor, now, grace)
@@ -438,21 +448,26 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
             elif after != before:
                 db.execute(_SESSION_UPDATE, _session_update_params(after))
-        return outcome, token
+            return outcome, token
+
+        return self._write(job)
 
     def purge_expired_sessions(self, now: float) -> int:
-        with self._write() as db:
-            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+        return self._write(
+            lambda db: db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+        )
 
     # --- failed-login counters ---------------------------------------------
     def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
-        with self._write() as db:
+        def job(db):
             db.execute("DELETE FROM login_failures WHERE window_end <= ?", (now,))
             return db.execute(
                 "INSERT INTO login_failures (key, count, window_end) VALUES (?, 1, ?) "
                 "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count, window_end",
                 (key, now + window),
             ).fetchone()
+
+        return self._write(job)
 
     def failures(self, key: str, now: int) -> tuple[int, int]:
         rows = self._query(
@@ -461,12 +476,11 @@ class SQLiteStore(Store):
         return tuple(rows[0]) if rows else (0, now)
 
     def clear_failures(self, key: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+        self._write(lambda db: db.execute("DELETE FROM login_failures WHERE key = ?", (key,)))
 
     # --- idempotency keys -------------------------------------------------
     def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
-        with self._write() as db:
+        def job(db):
             # The sweep rides along, like revocations': one indexed range delete.
             db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
             row = db.execute(
@@ -487,8 +501,10 @@ class SQLiteStore(Store):
             )
             return None
 
+        return self._write(job)
+
     def create_ship_once(self, fields, claim, answer):
-        with self._write() as db:
+        def job(db):
             _claimed(db, claim)
             row = db.execute(
                 _INSERT_SHIP,
@@ -496,27 +512,34 @@ class SQLiteStore(Store):
             ).fetchone()
             return _answered(db, claim, answer(_ship(row)))
 
+        return self._write(job)
+
     def create_user_once(self, name, password_hash, claim, answer):
+        def job(db):
+            _claimed(db, claim)
+            row = db.execute(
+                _INSERT_USER,
+                (name, password_hash),
+            ).fetchone()
+            return _answered(db, claim, answer(User(*row)))
+
         try:
-            with self._write() as db:
-                _claimed(db, claim)
-                row = db.execute(
-                    _INSERT_USER,
-                    (name, password_hash),
-                ).fetchone()
-                return _answered(db, claim, answer(User(*row)))
+            return self._write(job)
         except sqlite3.IntegrityError:
             raise NameTaken(name) from None
 
     def release_idempotency(self, claim) -> None:
-        self._write_one(
-            "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
-            (claim.scope, claim.key, claim.token),
+        self._write(
+            lambda db: db.execute(
+                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
+                (claim.scope, claim.key, claim.token),
+            )
         )
 
     def purge_expired_idempotency(self, now: int) -> int:
-        with self._write() as db:
-            return db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
+        return self._write(
+            lambda db: db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
+        )
 
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:
@@ -526,7 +549,7 @@ class SQLiteStore(Store):
         return not self._query("SELECT 1 FROM meta WHERE key = 'seeded'")
 
     def seed(self, users, ships) -> bool:
-        with self._write() as db:
+        def job(db):
             if db.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone():
                 return False
             db.executemany(
@@ -537,8 +560,10 @@ class SQLiteStore(Store):
                 f"INSERT INTO ships ({_SHIP_COLUMNS}) VALUES ({', '.join('?' * (len(SHIP_FIELDS) + 1))})",
                 [(s["id"], *_ship_values(s)) for s in ships],
             )
-            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(time.time())),))
-        return True
+            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(self._clock())),))
+            return True
+
+        return self._write(job)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -562,6 +587,12 @@ def _ship(row: tuple) -> Ship:
     ship = dict(zip(("id",) + SHIP_FIELDS, row, strict=True))
     ship["roles"] = orjson.loads(ship["roles"])
     return ship_record(ship["id"], ship)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in (SCHEMA + IDEMPOTENCY_SCHEMA + SESSIONS_SCHEMA).split(";\n"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _claimed(db: sqlite3.Connection, claim) -> None:
