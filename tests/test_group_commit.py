@@ -12,11 +12,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
+from support.bodies import STAR_DESTROYER
 from support.groups import WAIT, Recording, add_user, connect, make_db, make_group, read, set_crew
 
+from fleet_api.store import NameTaken, PreconditionFailed, open_store
 from fleet_api.store.groupcommit import GroupCommit
 from fleet_api.store.sharedversion import SharedVersion
 
@@ -284,3 +288,97 @@ def test_processes_commit_their_groups_in_turn_and_lose_nothing(path):
     version = SharedVersion(f"{path}.version")
     assert version.read() == seeded + 3 * 4 * 30
     version.close()
+
+
+# --- through the SQLite store: every write is a job of the group commit -------
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    store.seed([], [{"id": i, **STAR_DESTROYER} for i in (1, 2, 3)])
+    yield store
+    store.close()
+
+
+def test_the_stores_writes_share_groups_and_each_gets_its_own_answer(store):
+    store.create_user("taken", "hash")
+
+    def half_then_fail(db):
+        db.execute("INSERT INTO users (name, password_hash) VALUES ('ghost', 'h')")
+        raise RuntimeError("boom")
+
+    calls = {
+        "put": lambda: store.update_ship(1, {**STAR_DESTROYER, "crew": 1}),
+        "if_match_fails": lambda: store.update_ship(2, {**STAR_DESTROYER, "crew": 2}, lambda current: False),
+        "if_match_holds": lambda: store.update_ship(3, {**STAR_DESTROYER, "crew": 3}, lambda current: True),
+        "name_taken": lambda: store.create_user("taken", "hash"),
+        "new_user": lambda: store.create_user("fresh", "hash"),
+        "error": lambda: store._write(half_then_fail),
+        "missing": lambda: store.update_ship(99, {**STAR_DESTROYER, "crew": 4}),
+        "delete": lambda: store.delete_ship(2, lambda current: current["crew"] == STAR_DESTROYER["crew"]),
+    }
+    queued = Queued(store._group, calls)
+    assert queued.run() == 2  # the holder's group, then one for all eight
+    r = queued.results
+    assert r["put"][0] and r["put"][1]["crew"] == 1
+    assert not r["if_match_fails"][0] and isinstance(r["if_match_fails"][1], PreconditionFailed)
+    assert r["if_match_holds"][0] and r["if_match_holds"][1]["crew"] == 3
+    assert not r["name_taken"][0] and isinstance(r["name_taken"][1], NameTaken)
+    assert r["new_user"][0] and r["new_user"][1].name == "fresh"
+    assert not r["error"][0] and str(r["error"][1]) == "boom"
+    assert r["missing"] == (True, None)
+    assert r["delete"] == (True, True)  # after the failed If-Match on ship 2: it saw the ship unchanged
+    crews = dict(read(store.path, "SELECT id, crew FROM ships"))
+    assert crews == {1: 1, 3: 3}
+    assert {name for (name,) in read(store.path, "SELECT name FROM users")} == {"taken", "fresh"}
+    assert store.ships_version() == read(store.path, "SELECT value FROM counters WHERE name = 'ships'")[0][0]
+
+
+def test_the_stores_writer_connection_commits_with_the_urls_durability(tmp_path):
+    full = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    normal = open_store(f"sqlite:///{tmp_path / 'b.db'}?synchronous=normal")
+    try:
+        assert full._group._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: fsync in COMMIT
+        assert normal._group._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert full._group._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        full.close()
+        normal.close()
+
+
+def test_the_store_used_after_close_writes_again(store):
+    store.close()
+    assert store.update_ship(1, {**STAR_DESTROYER, "crew": 5})["crew"] == 5
+    assert store.ships_version() == read(store.path, "SELECT value FROM counters WHERE name = 'ships'")[0][0]
+
+
+WRITE_IN_A_CHILD = """
+import sys
+from fleet_api.store import open_store
+store = open_store(sys.argv[1])
+for crew in range(int(sys.argv[2])):
+    store.update_ship(1, {**eval(sys.argv[3]), "crew": crew})
+store.close()
+"""
+
+
+def test_worker_processes_writing_at_once_through_their_stores_lose_nothing(store):
+    """Like gunicorn's workers: separate processes (none forked with the
+    database open), each with its own group commit, on one file."""
+    before = store.ships_version()
+    url = f"sqlite:///{store.path}"
+    children = [
+        subprocess.Popen([sys.executable, "-c", WRITE_IN_A_CHILD, url, "40", repr(STAR_DESTROYER)])
+        for _ in range(3)
+    ]
+    try:
+        assert [child.wait(120) for child in children] == [0, 0, 0]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(WAIT)
+    assert store.ships_version() == before + 120  # seen here without a query
+    assert read(store.path, "SELECT value FROM counters WHERE name = 'ships'") == [(before + 120,)]
+    assert read(store.path, "PRAGMA integrity_check") == [("ok",)]

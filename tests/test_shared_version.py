@@ -9,12 +9,19 @@ None (read the store, cache nothing).
 from __future__ import annotations
 
 import multiprocessing
+import secrets
 import sqlite3
+import subprocess
+import sys
 
+import falcon.testing
 import pytest
-from support.groups import WAIT, Recording, add_user, connect, make_db, make_group, set_crew
+from support.groups import WAIT, Recording, add_user, connect, make_db, make_group, read, set_crew
 
+from fleet_api.app import create_app
 from fleet_api.cache import VersionedCache
+from fleet_api.settings import Settings
+from fleet_api.store import open_store
 from fleet_api.store.sharedversion import SharedVersion
 
 
@@ -139,3 +146,82 @@ def test_a_database_that_changed_behind_the_file_is_published_by_the_next_commit
         assert group._version.read() == 6
     finally:
         group.close()
+
+
+# --- the SQLite store and the app's cache ------------------------------------
+
+
+@pytest.fixture
+def app_store(tmp_path):
+    """An app (one worker's) on a SQLite file, and its store."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    store = open_store(url)
+    settings = Settings(secret_key=secrets.token_urlsafe(48), store_url=url, scrypt_n=16)
+    client = falcon.testing.TestClient(create_app(settings, store=store))
+    yield client, store
+    store.close()
+
+
+def statements(store) -> list[str]:
+    """Every statement this thread's connections run from now on (reader and writer)."""
+    seen: list[str] = []
+    store._db().set_trace_callback(seen.append)
+    store._group._db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_reading_the_ships_version_runs_no_sql(app_store):
+    client, store = app_store
+    version = store.ships_version()
+    assert version == read(store.path, "SELECT value FROM counters WHERE name = 'ships'")[0][0]
+    client.simulate_get("/api/ships/2")  # now cached
+    seen = statements(store)
+    for _ in range(50):
+        assert store.ships_version() == version
+        assert client.simulate_get("/api/ships/2").status_code == 200
+    assert seen == []
+
+
+WRITE_IN_ANOTHER_PROCESS = """
+import sys
+from fleet_api.store import open_store
+store = open_store(sys.argv[1])
+ship = store.get_ship(2)
+del ship["id"]
+store.update_ship(2, {**ship, "crew": int(sys.argv[2])})
+store.close()
+"""
+
+
+def test_a_write_in_another_process_is_seen_by_the_next_cached_read(app_store):
+    client, store = app_store
+    before = client.simulate_get("/api/ships/2").json
+    listed = client.simulate_get("/api/ships").json
+    assert client.simulate_get("/api/ships/2").json == before  # cached now
+    other = subprocess.run(
+        [sys.executable, "-c", WRITE_IN_ANOTHER_PROCESS, f"sqlite:///{store.path}", str(before["crew"] + 1)],
+        timeout=60,
+        check=True,
+    )
+    assert other.returncode == 0
+    assert client.simulate_get("/api/ships/2").json == {**before, "crew": before["crew"] + 1}
+    assert client.simulate_get("/api/ships").json != listed
+
+
+def test_while_a_commit_is_in_flight_reads_come_from_the_store_and_nothing_is_kept(app_store):
+    client, store = app_store
+    client.simulate_get("/api/ships/2")
+    other = SharedVersion(f"{store.path}.version")  # another process, about to COMMIT
+    counter = store.ships_version()
+    assert other.begin(counter + 1)
+    with sqlite3.connect(store.path) as db:  # its commit becomes visible before it publishes
+        db.execute("UPDATE ships SET crew = 4242 WHERE id = 2")
+    seen = statements(store)
+    assert store.ships_version() is None
+    assert client.simulate_get("/api/ships/2").json["crew"] == 4242
+    assert client.simulate_get("/api/ships/2").json["crew"] == 4242
+    assert sum("FROM ships WHERE id" in sql for sql in seen) == 2  # both from the store
+    other.end(counter + 1)
+    other.close()
+    assert store.ships_version() == counter + 1
+    assert client.simulate_get("/api/ships/2").json["crew"] == 4242

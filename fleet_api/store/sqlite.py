@@ -8,12 +8,17 @@ lock upgrade, and each public method is one transaction.
 Writers first queue on an flock of `<db>.lock`: SQLite's own busy handler
 polls with sleeps of up to 100 ms, so under contention a writer could sleep
 long after the lock came free; the kernel wakes an flock waiter at once.
+
+Writes go through a group commit (groupcommit.py): the concurrent writes of
+one process share one transaction and one fsync, each in its own savepoint,
+and each caller returns after that COMMIT. Around a COMMIT that moves the
+ships counter the group moves a word in shared memory (sharedversion.py),
+which is what `ships_version()` reads: no SQL per cached read.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import threading
@@ -44,6 +49,8 @@ from fleet_api.store.base import (
     rotation_step,
     ship_record,
 )
+from fleet_api.store.groupcommit import GroupCommit
+from fleet_api.store.sharedversion import SharedVersion
 
 BUSY_TIMEOUT_MS = 30_000
 # FULL: a commit is on disk before we answer. NORMAL (an explicit choice in
@@ -172,19 +179,17 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
-        self._write(_create_schema)
+        self._group: GroupCommit | None = None
+        self._group_pid: int | None = None
+        self._version = SharedVersion(f"{self.path}.version")
+        self._write(_create_schema)  # its commit also publishes the counter of this database
 
     # --- connections -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         """One connection per thread, made anew in a forked child."""
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db = self._connect()
             self._local.db, self._local.pid = db, os.getpid()
             with self._connections_lock:
                 self._connections.append(db)
@@ -195,27 +200,36 @@ class SQLiteStore(Store):
                 self._lock_fds.append(self._local.lock_fd)
         return db
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return db
+
     def _write(self, job, *args):
         """Run `job(db, *args)` in one write transaction and return its result.
 
         A job is a function of the connection (it fetches what it needs before
         returning), so several jobs can share one transaction; if it raises,
         its effects are rolled back and the exception propagates unchanged.
+        It runs in this process's next group commit, possibly in another
+        thread (the leader's), and returns after that group's COMMIT, so
+        after its fsync with `synchronous=FULL`.
         """
-        db = self._db()
-        lock_fd = self._local.lock_fd
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = job(db, *args)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        group = self._group
+        if group is None or self._group_pid != os.getpid():
+            with self._connections_lock:
+                if self._group is None or self._group_pid != os.getpid():
+                    # A forked child makes its own: its own writer connection and flock.
+                    self._group = GroupCommit(
+                        self._connect, f"{self.path}.lock", self._version, _ships_counter
+                    )
+                    self._group_pid = os.getpid()
+                group = self._group
+        return group.run((lambda db: job(db, *args)) if args else job)
 
     def _query(self, sql: str, params=()) -> list[tuple]:
         return self._db().execute(sql, params).fetchall()
@@ -350,9 +364,11 @@ class SQLiteStore(Store):
 
         return self._write(job)
 
-    def ships_version(self) -> int:
-        # Bumped by triggers inside each ship write's own transaction.
-        return self._query("SELECT value FROM counters WHERE name = 'ships'")[0][0]
+    def ships_version(self) -> int | None:
+        # The counter the triggers bump inside each ship write, as the group
+        # commit publishes it in shared memory around the COMMIT; None while
+        # one is in flight (see sharedversion.py).
+        return self._version.read()
 
     # --- token blocklist ---------------------------------------------------
     def revoke_token(self, jti: str, expires_at: int) -> None:
@@ -566,8 +582,13 @@ class SQLiteStore(Store):
         return self._write(job)
 
     def close(self) -> None:
+        # The version stays mapped (no descriptor; freed with the store), so a
+        # store used again after close() reads it as before.
         with self._connections_lock:
             connections, self._connections = self._connections, []
+            group, self._group = self._group, None
+        if group is not None and self._group_pid == os.getpid():
+            group.close()
         for db in connections:
             db.close()
         for fd in self._lock_fds:
@@ -587,6 +608,10 @@ def _ship(row: tuple) -> Ship:
     ship = dict(zip(("id",) + SHIP_FIELDS, row, strict=True))
     ship["roles"] = orjson.loads(ship["roles"])
     return ship_record(ship["id"], ship)
+
+
+def _ships_counter(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT value FROM counters WHERE name = 'ships'").fetchone()[0]
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
