@@ -3,7 +3,8 @@
 WAL lets readers run while one writer commits; `synchronous=FULL` makes a
 commit durable before we answer. Every write takes the write lock up front
 (`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
-lock upgrade, and each public method is one transaction.
+lock upgrade, and each public method is one transaction (or, when writes
+of several threads meet, one savepoint of their shared transaction).
 
 Writers first queue on an flock of `<db>.lock`: SQLite's own busy handler
 polls with sleeps of up to 100 ms, so under contention a writer could sleep
@@ -18,7 +19,6 @@ which is what `ships_version()` reads: no SQL per cached read.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -177,7 +177,6 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
         self._group: GroupCommit | None = None
         self._group_pid: int | None = None
@@ -193,11 +192,6 @@ class SQLiteStore(Store):
             self._local.db, self._local.pid = db, os.getpid()
             with self._connections_lock:
                 self._connections.append(db)
-            # flock belongs to an open file description: one per thread, so
-            # threads of one process queue on it like processes do.
-            self._local.lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            with self._connections_lock:
-                self._lock_fds.append(self._local.lock_fd)
         return db
 
     def _connect(self) -> sqlite3.Connection:
@@ -591,10 +585,6 @@ class SQLiteStore(Store):
             group.close()
         for db in connections:
             db.close()
-        for fd in self._lock_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._lock_fds = []
         self._local = threading.local()
 
 
