@@ -243,10 +243,18 @@ def test_the_purge_command_removes_only_what_has_expired(seeded, store_url):
     seeded.create_session(session("b" * 22, exp=int(NOW) + 3600))
     seeded.revoke_token("old", int(NOW) + 10)
     seeded.revoke_token("new", int(NOW) + 3600)
+    seeded.count_failure("ended", 10, int(NOW))
+    seeded.count_failure("running", 3600, int(NOW))
 
-    assert purge(seeded, NOW + 60) == {"revoked tokens": 1, "sessions": 1, "idempotency keys": 0}
+    assert purge(seeded, NOW + 60) == {
+        "revoked tokens": 1,
+        "sessions": 1,
+        "idempotency keys": 0,
+        "login failures": 1,
+    }
     assert seeded.get_session("a" * 22) is None and seeded.get_session("b" * 22) is not None
     assert not seeded.is_token_revoked("old") and seeded.is_token_revoked("new")
+    assert seeded.failures("running", int(NOW) + 60)[0] == 1
 
 
 def test_the_purge_command_reads_the_servers_settings(tmp_path):
@@ -264,5 +272,6 @@ def test_the_purge_command_reads_the_servers_settings(tmp_path):
         "revoked tokens: 0 expired removed",
         "sessions: 0 expired removed",
         "idempotency keys: 0 expired removed",
+        "login failures: 0 expired removed",
     ]
     assert "random key" not in result.stderr

@@ -11,6 +11,8 @@ import abc
 import dataclasses
 import enum
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +96,17 @@ class Rotation(enum.Enum):
 
 SESSION_TOUCH_INTERVAL = 60  # seconds: last_used_at is written at most this often
 
+# The purge policy, one for every backend: a write of a kind that expires
+# (revoking a token, starting a session, counting a failed login, reserving
+# an idempotency key) then sweeps that kind's expired rows, the first time in
+# this store and then at most once per SWEEP_INTERVAL of the write's own time;
+# the sweep runs after the write, never fails it, and is logged if it fails.
+# Expired rows left between sweeps are harmless: every read checks expiry
+# (a revoked token that has expired fails its own exp check).
+# `python -m fleet_api.purge` sweeps every kind at once, on demand.
+SWEEP_INTERVAL = 60  # seconds
+EXPIRING = ("revoked tokens", "sessions", "idempotency keys", "login failures")
+
 
 class PreconditionFailed(Exception):
     """The record changed since the client last saw it (If-Match)."""
@@ -157,7 +170,15 @@ class Page:
 
 
 class Store(abc.ABC):
-    """Users, ships and revoked token ids, shared by everything in one app."""
+    """Users, ships and revoked token ids, shared by everything in one app.
+
+    `clock` (epoch seconds) is the time a store reads where no caller passes one.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._swept: dict[str, float] = {}  # kind -> the time this store last swept it
+        self._sweep_lock = threading.Lock()
 
     # --- users -------------------------------------------------------------
     def list_users(self) -> list[User]:
@@ -168,7 +189,8 @@ class Store(abc.ABC):
         """Users matching `query` (text search over USER_TEXT_FIELDS)."""
 
     @abc.abstractmethod
-    def get_user(self, user_id: int) -> User | None: ...
+    def get_user(self, user_id: int) -> User | None:
+        """The user, or None: every authenticated request asks (see token_subject)."""
 
     @abc.abstractmethod
     def get_user_by_name(self, name: str) -> User | None: ...
@@ -268,9 +290,9 @@ class Store(abc.ABC):
                 log.warning("could not record the last use of a session", exc_info=True)
         return revoked
 
-    @abc.abstractmethod
     def purge_expired_tokens(self, now: int) -> int:
         """Forget revocations whose tokens have expired; return how many."""
+        return self._purge("revoked tokens", now)
 
     # --- sessions (one per login; see fleet_api/sessions.py) ---------------
     @abc.abstractmethod
@@ -317,9 +339,9 @@ class Store(abc.ABC):
         - no live session -> (ENDED, None).
         """
 
-    @abc.abstractmethod
     def purge_expired_sessions(self, now: float) -> int:
         """Forget sessions that expired by `now`; return how many."""
+        return self._purge("sessions", now)
 
     # --- failed-login counters (brute-force throttling) ---------------------
     @abc.abstractmethod
@@ -334,6 +356,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def clear_failures(self, key: str) -> None: ...
+
+    def purge_expired_failures(self, now: int) -> int:
+        """Forget failed-login windows that ended by `now`; return how many."""
+        return self._purge("login failures", now)
 
     # --- idempotency keys -------------------------------------------------
     # A create with a key is two steps: reserve the key (atomically, before
@@ -370,9 +396,41 @@ class Store(abc.ABC):
     def release_idempotency(self, claim: IdempotencyClaim) -> None:
         """Drop an unanswered reservation of ours (the create failed)."""
 
-    @abc.abstractmethod
     def purge_expired_idempotency(self, now: int) -> int:
         """Forget records whose `expires_at` has passed; return how many."""
+        return self._purge("idempotency keys", now)
+
+    # --- expiry: the purge policy (SWEEP_INTERVAL) ---------------------------
+    def purge_expired(self, now: float) -> dict[str, int]:
+        """Every kind of expired row, now: rows removed, by kind (in EXPIRING order)."""
+        return {
+            "revoked tokens": self.purge_expired_tokens(int(now)),
+            "sessions": self.purge_expired_sessions(now),
+            "idempotency keys": self.purge_expired_idempotency(int(now)),
+            "login failures": self.purge_expired_failures(int(now)),
+        }
+
+    @abc.abstractmethod
+    def _delete_expired(self, kind: str, now: float) -> int:
+        """Delete the rows of `kind` (one of EXPIRING) expired by `now`; return how many."""
+
+    def _purge(self, kind: str, now: float) -> int:
+        with self._sweep_lock:
+            self._swept[kind] = now  # a purge is a sweep: the next is due an interval later
+        return self._delete_expired(kind, now)
+
+    def _sweep(self, kind: str, now: float) -> None:
+        """After a write of `kind`: sweep its expired rows if the policy says
+        one is due (none yet, an interval passed, or the clock went back)."""
+        with self._sweep_lock:
+            last = self._swept.get(kind)
+            if last is not None and 0 <= now - last < SWEEP_INTERVAL:
+                return
+            self._swept[kind] = now
+        try:
+            self._delete_expired(kind, now)
+        except Exception:  # housekeeping: the write it follows has succeeded
+            log.warning("sweep of expired %s failed", kind, exc_info=True)
 
     # --- lifecycle ---------------------------------------------------------
     @abc.abstractmethod

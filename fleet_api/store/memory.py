@@ -32,17 +32,14 @@ from fleet_api.store.base import (
     ship_record,
 )
 
-PURGE_INTERVAL = 60  # seconds between sweeps of expired revocations
-
 
 class MemoryStore(Store):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock  # epoch seconds, for what no caller dates
+        super().__init__(clock)
         self._lock = threading.Lock()
         self._users: dict[int, User] = {}
         self._ships: dict[int, Ship] = {}
         self._revoked: dict[str, int] = {}
-        self._last_purge = 0
         self._seeded = False
         self._failures: dict[str, tuple[int, int]] = {}
         # Ids are never reused, so a deleted user's old token can't name a new one.
@@ -50,9 +47,7 @@ class MemoryStore(Store):
         self._ship_ids = itertools.count(1)
         self._ships_version = 0
         self._idempotency: dict[tuple[str, str], dict] = {}
-        self._last_idempotency_purge = 0
         self._sessions: dict[str, SessionRecord] = {}
-        self._last_session_purge = 0.0
 
     # --- users -------------------------------------------------------------
     def find_users(self, query: ListQuery) -> Page:
@@ -79,16 +74,8 @@ class MemoryStore(Store):
             self._users[user.id] = user
             return user
 
-    def update_user(
-        self,
-        user_id,
-        name,
-        password_hash=None,
-        kept_jti=None,
-        precondition=None,
-        kept_sid=None,
-        kept_until=None,
-    ):
+    def update_user(self, user_id, name, password_hash=None, kept_jti=None,
+                    precondition=None, kept_sid=None, kept_until=None):  # fmt: skip
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -167,30 +154,16 @@ class MemoryStore(Store):
     def revoke_token(self, jti: str, expires_at: int) -> None:
         with self._lock:
             self._revoked[jti] = expires_at
-            now = int(self._clock())
-            if now - self._last_purge >= PURGE_INTERVAL:
-                self._purge(now)
+        self._sweep("revoked tokens", int(self._clock()))
 
     def is_token_revoked(self, jti: str) -> bool:
         return jti in self._revoked
-
-    def purge_expired_tokens(self, now: int) -> int:
-        with self._lock:
-            return self._purge(now)
-
-    def _purge(self, now: int) -> int:
-        self._last_purge = now
-        expired = [jti for jti, exp in self._revoked.items() if exp < now]
-        for jti in expired:
-            del self._revoked[jti]
-        return len(expired)
 
     # --- sessions ----------------------------------------------------------
     def create_session(self, session: SessionRecord) -> None:
         with self._lock:
             self._sessions[session.id] = session
-            if session.created_at - self._last_session_purge >= PURGE_INTERVAL:
-                self._purge_sessions(session.created_at)
+        self._sweep("sessions", session.created_at)
 
     def get_session(self, sid: str) -> SessionRecord | None:
         return self._sessions.get(sid)
@@ -233,26 +206,15 @@ class MemoryStore(Store):
                 self._sessions[sid] = after
             return outcome, token
 
-    def purge_expired_sessions(self, now: float) -> int:
-        with self._lock:
-            return self._purge_sessions(now)
-
-    def _purge_sessions(self, now: float) -> int:
-        self._last_session_purge = now
-        expired = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
-        for sid in expired:
-            del self._sessions[sid]
-        return len(expired)
-
     # --- failed-login counters ---------------------------------------------
     def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
         with self._lock:
             count, end = self._failures.get(key, (0, 0))
-            if end <= now:
-                self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
+            if end <= now:  # the window has ended: a new one starts
                 count, end = 0, now + window
             self._failures[key] = (count + 1, end)
-            return count + 1, end
+        self._sweep("login failures", now)
+        return count + 1, end
 
     def failures(self, key: str, now: int) -> tuple[int, int]:
         count, end = self._failures.get(key, (0, now))
@@ -264,20 +226,21 @@ class MemoryStore(Store):
 
     # --- idempotency keys -------------------------------------------------
     def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
-        with self._lock:
-            if now - self._last_idempotency_purge >= PURGE_INTERVAL:
-                self._purge_idempotency(now)
-            held = self._idempotency.get((claim.scope, claim.key))
-            if held and held["expires_at"] > now and (held["answer"] or held["lease_until"] > now):
-                return IdempotencyRecord(held["fingerprint"], held["answer"])
-            self._idempotency[(claim.scope, claim.key)] = {
-                "token": claim.token,
-                "fingerprint": fingerprint,
-                "answer": None,
-                "lease_until": lease_until,
-                "expires_at": expires_at,
-            }
-            return None
+        try:
+            with self._lock:
+                held = self._idempotency.get((claim.scope, claim.key))
+                if held and held["expires_at"] > now and (held["answer"] or held["lease_until"] > now):
+                    return IdempotencyRecord(held["fingerprint"], held["answer"])
+                self._idempotency[(claim.scope, claim.key)] = {
+                    "token": claim.token,
+                    "fingerprint": fingerprint,
+                    "answer": None,
+                    "lease_until": lease_until,
+                    "expires_at": expires_at,
+                }
+                return None
+        finally:
+            self._sweep("idempotency keys", now)
 
     def _held(self, claim) -> dict:
         held = self._idempotency.get((claim.scope, claim.key))
@@ -312,16 +275,19 @@ class MemoryStore(Store):
             if held and held["token"] == claim.token and not held["answer"]:
                 del self._idempotency[(claim.scope, claim.key)]
 
-    def purge_expired_idempotency(self, now: int) -> int:
+    # --- expiry ------------------------------------------------------------
+    def _delete_expired(self, kind: str, now: float) -> int:
+        table, expired = {
+            "revoked tokens": (self._revoked, lambda exp: exp < now),
+            "sessions": (self._sessions, lambda s: s.expires_at <= now),
+            "login failures": (self._failures, lambda counted: counted[1] <= now),
+            "idempotency keys": (self._idempotency, lambda held: held["expires_at"] <= now),
+        }[kind]
         with self._lock:
-            return self._purge_idempotency(now)
-
-    def _purge_idempotency(self, now: int) -> int:
-        self._last_idempotency_purge = now
-        expired = [k for k, held in self._idempotency.items() if held["expires_at"] <= now]
-        for k in expired:
-            del self._idempotency[k]
-        return len(expired)
+            gone = [key for key, value in table.items() if expired(value)]
+            for key in gone:
+                del table[key]
+        return len(gone)
 
     # --- lifecycle ---------------------------------------------------------
     def ping(self) -> None:

@@ -4,7 +4,9 @@ WAL lets readers run while one writer commits; `synchronous=FULL` makes a
 commit durable before we answer. Every write takes the write lock up front
 (`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
 lock upgrade, and each public method is one transaction (or, when writes
-of several threads meet, one savepoint of their shared transaction).
+of several threads meet, one savepoint of their shared transaction). The SQL
+itself is shared with PostgreSQL (fleet_api/store/sql.py); this module holds
+the connections, the write path and the ships counter.
 
 Writers first queue on an flock of `<db>.lock`: SQLite's own busy handler
 polls with sleeps of up to 100 ms, so under contention a writer could sleep
@@ -19,6 +21,7 @@ which is what `ships_version()` reads: no SQL per cached read.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -27,28 +30,8 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from fleet_api.store import sql
-from fleet_api.store.base import (
-    SHIP_FIELDS,
-    SHIP_TEXT_FIELDS,
-    USER_TEXT_FIELDS,
-    IdempotencyLost,
-    IdempotencyRecord,
-    IdempotentAnswer,
-    ListQuery,
-    NameTaken,
-    Page,
-    SessionRecord,
-    Ship,
-    Store,
-    TokenId,
-    User,
-    require,
-    rotation_step,
-    ship_record,
-)
+from fleet_api.store.base import ListQuery
 from fleet_api.store.groupcommit import GroupCommit
 from fleet_api.store.sharedversion import SharedVersion
 
@@ -57,34 +40,9 @@ BUSY_TIMEOUT_MS = 30_000
 # the URL): it survives a crash of the process, not of the machine.
 SYNCHRONOUS_MODES = ("full", "normal")
 
+# The ships counter (ships_version), bumped by triggers inside each ship
+# write's own transaction; the tables themselves are sql.schema's.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    token_version INTEGER NOT NULL DEFAULT 0,
-    kept_jti TEXT
-);
-CREATE TABLE IF NOT EXISTS ships (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    affiliation TEXT NOT NULL,
-    category TEXT NOT NULL,
-    crew INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    manufacturer TEXT NOT NULL,
-    model TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    ship_class TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revoked_tokens (
-    jti TEXT PRIMARY KEY,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -96,64 +54,17 @@ CREATE TRIGGER IF NOT EXISTS ships_updated AFTER UPDATE ON ships
     BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
 CREATE TRIGGER IF NOT EXISTS ships_deleted AFTER DELETE ON ships
     BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
-CREATE TABLE IF NOT EXISTS login_failures (
-    key TEXT PRIMARY KEY,
-    count INTEGER NOT NULL,
-    window_end INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS login_failures_expiry ON login_failures (window_end);
 """
 
-# Idempotency keys (draft-ietf-httpapi-idempotency-key-header): a reservation
-# (status NULL) until the create's own transaction stores the answer.
-IDEMPOTENCY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    token TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    lease_until INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    status INTEGER,
-    location TEXT,
-    body BLOB,
-    PRIMARY KEY (scope, key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
-"""
+SQLITE = sql.Dialect()
 
-# Sessions (fleet_api/sessions.py): one row per login, deleted when it ends.
-# WITHOUT ROWID: the row lives in the primary key's B-tree, so the per-request
-# check by id is a single index lookup.
-SESSIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    last_used_at REAL NOT NULL,
-    expires_at INTEGER NOT NULL,
-    user_agent TEXT,
-    ip TEXT NOT NULL,
-    refresh_jti TEXT NOT NULL,
-    refresh_iat INTEGER NOT NULL,
-    refresh_exp INTEGER NOT NULL,
-    previous_jti TEXT,
-    rotated_at REAL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, created_at);
-CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
-"""
-
-_SESSION_UPDATE, _session_update_params = sql.session_update(sql.SQLITE)
-
-_USER_COLUMNS = "id, name, password_hash, token_version, kept_jti"
-_SHIP_COLUMNS = ", ".join(("id",) + SHIP_FIELDS)
-_INSERT_SHIP = (
-    f"INSERT INTO ships ({', '.join(SHIP_FIELDS)}) VALUES ({', '.join('?' * len(SHIP_FIELDS))})"
-    f" RETURNING {_SHIP_COLUMNS}"
-)
-_INSERT_USER = f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {_USER_COLUMNS}"
-_SHIP_ASSIGNMENTS = ", ".join(f"{name} = ?" for name in SHIP_FIELDS)
+# The table's B-tree holds whole rows, so skipping a deep page's offset over it
+# reads every row before the page. ships_ids holds the ids alone, many times
+# narrower: _page skips the offset over it, then fetches the page's rows by id
+# (tests/test_query_plans.py shows both plans). A PUT never changes an id, so
+# it costs no write there.
+INDEXES = ("CREATE INDEX IF NOT EXISTS ships_ids ON ships (id)",)
+DEFERRED_OFFSET = 200  # from this offset on, a page is found through its ids first
 
 
 def parse_url(url: str) -> tuple[Path, str]:
@@ -170,10 +81,12 @@ def parse_url(url: str) -> tuple[Path, str]:
     return Path(location[len(prefix) :]), synchronous
 
 
-class SQLiteStore(Store):
+class SQLiteStore(sql.SQLStore):
+    dialect = SQLITE
+
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self.path, self._synchronous = parse_url(url)
-        self._clock = clock  # epoch seconds, for what no caller dates
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -225,18 +138,25 @@ class SQLiteStore(Store):
                 group = self._group
         return group.run((lambda db: job(db, *args)) if args else job)
 
-    def _query(self, sql: str, params=()) -> list[tuple]:
-        return self._db().execute(sql, params).fetchall()
+    def _query(self, statement: str, params=()) -> list[tuple]:
+        return self._db().execute(statement, params).fetchall()
 
-    # --- users -------------------------------------------------------------
-    def _find(self, table: str, columns: str, query: ListQuery, text_fields) -> tuple[list, int]:
-        where, params = sql.where(query, text_fields, sql.SQLITE)
-        tail, tail_params = sql.order_and_page(query, sql.SQLITE, text_fields)
+    def _page(self, table: str, columns: str, query: ListQuery, text_fields) -> tuple[list, int]:
+        where, params = sql.where(query, text_fields, SQLITE)
+        tail, tail_params = sql.order_and_page(query, SQLITE, text_fields)
+        statement = f"SELECT {columns} FROM {table}{where}{tail}"
+        if query.offset >= DEFERRED_OFFSET:
+            order, _ = sql.order_and_page(
+                dataclasses.replace(query, limit=None, offset=0), SQLITE, text_fields
+            )
+            statement = (
+                f"SELECT {columns} FROM {table} WHERE id IN (SELECT id FROM {table}{where}{tail}){order}"
+            )
         db = self._db()
         # One read transaction, so the page and its total agree.
         db.execute("BEGIN")
         try:
-            rows = db.execute(f"SELECT {columns} FROM {table}{where}{tail}", params + tail_params).fetchall()
+            rows = db.execute(statement, params + tail_params).fetchall()
             if query.limit is None and not query.offset:
                 total = len(rows)
             else:
@@ -245,336 +165,14 @@ class SQLiteStore(Store):
             db.execute("COMMIT")
         return rows, total
 
-    def find_users(self, query: ListQuery) -> Page:
-        rows, total = self._find("users", _USER_COLUMNS, query, USER_TEXT_FIELDS)
-        return Page([User(*row) for row in rows], total)
-
-    def get_user(self, user_id: int) -> User | None:
-        rows = self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
-        return User(*rows[0]) if rows else None
-
-    def get_user_by_name(self, name: str) -> User | None:
-        rows = self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
-        return User(*rows[0]) if rows else None
-
-    def create_user(self, name: str, password_hash: str) -> User:
-        try:
-            row = self._write(lambda db: db.execute(_INSERT_USER, (name, password_hash)).fetchone())
-        except sqlite3.IntegrityError:
-            raise NameTaken(name) from None
-        return User(*row)
-
-    def update_user(
-        self,
-        user_id,
-        name,
-        password_hash=None,
-        kept_jti=None,
-        precondition=None,
-        kept_sid=None,
-        kept_until=None,
-    ):
-        def job(db):
-            if precondition is not None and not _guard(db, "users", user_id, precondition):
-                return None
-            if password_hash is None:
-                cursor = db.execute(
-                    f"UPDATE users SET name = ? WHERE id = ? RETURNING {_USER_COLUMNS}",
-                    (name, user_id),
-                )
-            else:
-                cursor = db.execute(
-                    "UPDATE users SET name = ?, password_hash = ?, "
-                    "token_version = token_version + 1, kept_jti = ? "
-                    f"WHERE id = ? RETURNING {_USER_COLUMNS}",
-                    (name, password_hash, kept_jti, user_id),
-                )
-            row = cursor.fetchone()
-            if row is not None and password_hash is not None:
-                _end_sessions(db, user_id, kept_sid)
-                if kept_sid is not None and kept_until is not None:
-                    db.execute(
-                        "UPDATE sessions SET expires_at = min(expires_at, ?) WHERE id = ? AND user_id = ?",
-                        (kept_until, kept_sid, user_id),
-                    )
-            return row
-
-        try:
-            row = self._write(job)
-        except sqlite3.IntegrityError:
-            raise NameTaken(name) from None
-        return User(*row) if row else None
-
-    def delete_user(self, user_id: int, precondition=None) -> bool:
-        def job(db):
-            if precondition is not None and not _guard(db, "users", user_id, precondition):
-                return False
-            if db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
-                return False
-            _end_sessions(db, user_id, None)
-            return True
-
-        return self._write(job)
-
-    # --- ships -------------------------------------------------------------
-    def find_ships(self, query: ListQuery) -> Page:
-        rows, total = self._find("ships", _SHIP_COLUMNS, query, SHIP_TEXT_FIELDS)
-        return Page([_ship(row) for row in rows], total)
-
-    def get_ship(self, ship_id: int) -> Ship | None:
-        rows = self._query(f"SELECT {_SHIP_COLUMNS} FROM ships WHERE id = ?", (ship_id,))
-        return _ship(rows[0]) if rows else None
-
-    def create_ship(self, fields: Ship) -> Ship:
-        rows = self._write(lambda db: db.execute(_INSERT_SHIP, _ship_values(fields)).fetchall())
-        return _ship(rows[0])
-
-    def update_ship(self, ship_id: int, fields: Ship, precondition=None) -> Ship | None:
-        sql = f"UPDATE ships SET {_SHIP_ASSIGNMENTS} WHERE id = ? RETURNING {_SHIP_COLUMNS}"
-        params = (*_ship_values(fields), ship_id)
-
-        def job(db):
-            if precondition is not None and not _guard(db, "ships", ship_id, precondition):
-                return []
-            return db.execute(sql, params).fetchall()
-
-        rows = self._write(job)
-        return _ship(rows[0]) if rows else None
-
-    def delete_ship(self, ship_id: int, precondition=None) -> bool:
-        if precondition is None:
-            return bool(
-                self._write(
-                    lambda db: db.execute(
-                        "DELETE FROM ships WHERE id = ? RETURNING id", (ship_id,)
-                    ).fetchall()
-                )
-            )
-
-        def job(db):
-            if not _guard(db, "ships", ship_id, precondition):
-                return False
-            return db.execute("DELETE FROM ships WHERE id = ?", (ship_id,)).rowcount > 0
-
-        return self._write(job)
-
+    # --- ships counter ---------------------------------------------------
     def ships_version(self) -> int | None:
         # The counter the triggers bump inside each ship write, as the group
         # commit publishes it in shared memory around the COMMIT; None while
         # one is in flight (see sharedversion.py).
         return self._version.read()
 
-    # --- token blocklist ---------------------------------------------------
-    def revoke_token(self, jti: str, expires_at: int) -> None:
-        # The purge rides along with each revocation: one indexed range delete,
-        # so the table never holds much more than the tokens still alive.
-        def job(db):
-            db.execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (jti, expires_at),
-            )
-            db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(self._clock()),))
-
-        self._write(job)
-
-    def is_token_revoked(self, jti: str) -> bool:
-        return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
-
-    def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
-        # The session's last use comes back from the same statement (NULL
-        # when the session has ended or expired): a primary-key lookup more.
-        row = self._query(
-            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?),"
-            " (SELECT last_used_at FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?),"
-            f" {_USER_COLUMNS} FROM (SELECT 1) LEFT JOIN users ON users.id = ?",
-            (jti, sid, user_id, now, user_id),
-        )[0]
-        user = User(*row[2:]) if row[2] is not None else None
-        return user, self._session_verdict(user, bool(row[0]), sid, row[1], now)
-
-    def purge_expired_tokens(self, now: int) -> int:
-        return self._write(
-            lambda db: db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now,)).rowcount
-        )
-
-    # --- sessions ----------------------------------------------------------
-    def create_session(self, session: SessionRecord) -> None:
-        # Expired sessions are swept with each login, as revocations are with
-        # each logout: one indexed range delete keeps the table bounded.
-        def job(db):
-            db.execute(
-                f"INSERT INTO sessions ({sql.SESSION_COLUMNS}) VALUES ({', '.join('?' * sql.SESSION_COLUMN_COUNT)})",
-                sql.session_values(session),
-            )
-            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (session.created_at,))
-
-        self._write(job)
-
-    def get_session(self, sid: str) -> SessionRecord | None:
-        rows = self._query(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,))
-        return sql.session_record(rows[0]) if rows else None
-
-    def list_sessions(self, user_id: int, now: float) -> list[SessionRecord]:
-        rows = self._query(
-            f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?"
-            " ORDER BY created_at DESC, id",
-            (user_id, now),
-        )
-        return [sql.session_record(row) for row in rows]
-
-    def touch_session(self, sid: str, now: float) -> None:
-        self._write(
-            lambda db: db.execute(
-                "UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?", (now, sid, now)
-            ).fetchall()
-        )
-
-    def end_session(self, sid: str, user_id: int) -> bool:
-        return bool(
-            self._write(
-                lambda db: db.execute(
-                    "DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING id", (sid, user_id)
-                ).fetchall()
-            )
-        )
-
-    def end_other_sessions(self, user_id: int, keep_sid: str | None) -> int:
-        return self._write(_end_sessions, user_id, keep_sid)
-
-    def rotate_refresh(self, sid, jti, successor: TokenId | None, now, grace):
-        if successor is None:
-            # Rotation off: the live token is the common case and needs no write.
-            session = self.get_session(sid)
-            if session is not None and session.refresh.jti == jti and session.expires_at > now:
-                return rotation_step(session, jti, None, now, grace)[:2]
-
-        # BEGIN IMMEDIATE: the row is read and written under the write lock,
-        # so of racing workers exactly one sees the live token.
-        def job(db):
-            row = db.execute(f"SELECT {sql.SESSION_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
-            before = sql.session_record(row) if row else None
-            outcome, token, after = rotation_step(before, jti, successor, now, grace)
-            if after is None:
-                db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
-            elif after != before:
-                db.execute(_SESSION_UPDATE, _session_update_params(after))
-            return outcome, token
-
-        return self._write(job)
-
-    def purge_expired_sessions(self, now: float) -> int:
-        return self._write(
-            lambda db: db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
-        )
-
-    # --- failed-login counters ---------------------------------------------
-    def count_failure(self, key: str, window: int, now: int) -> tuple[int, int]:
-        def job(db):
-            db.execute("DELETE FROM login_failures WHERE window_end <= ?", (now,))
-            return db.execute(
-                "INSERT INTO login_failures (key, count, window_end) VALUES (?, 1, ?) "
-                "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count, window_end",
-                (key, now + window),
-            ).fetchone()
-
-        return self._write(job)
-
-    def failures(self, key: str, now: int) -> tuple[int, int]:
-        rows = self._query(
-            "SELECT count, window_end FROM login_failures WHERE key = ? AND window_end > ?", (key, now)
-        )
-        return tuple(rows[0]) if rows else (0, now)
-
-    def clear_failures(self, key: str) -> None:
-        self._write(lambda db: db.execute("DELETE FROM login_failures WHERE key = ?", (key,)))
-
-    # --- idempotency keys -------------------------------------------------
-    def reserve_idempotency(self, claim, fingerprint, now, lease_until, expires_at):
-        def job(db):
-            # The sweep rides along, like revocations': one indexed range delete.
-            db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
-            row = db.execute(
-                "SELECT fingerprint, status, location, body, lease_until FROM idempotency_keys"
-                " WHERE scope = ? AND key = ?",
-                (claim.scope, claim.key),
-            ).fetchone()
-            if row and (row[1] is not None or row[4] > now):
-                answer = IdempotentAnswer(row[1], row[2], bytes(row[3])) if row[1] is not None else None
-                return IdempotencyRecord(row[0], answer)
-            db.execute(
-                "INSERT INTO idempotency_keys (scope, key, token, fingerprint, lease_until, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET"
-                " token = excluded.token, fingerprint = excluded.fingerprint, status = NULL,"
-                " location = NULL, body = NULL, lease_until = excluded.lease_until,"
-                " expires_at = excluded.expires_at",
-                (claim.scope, claim.key, claim.token, fingerprint, lease_until, expires_at),
-            )
-            return None
-
-        return self._write(job)
-
-    def create_ship_once(self, fields, claim, answer):
-        def job(db):
-            _claimed(db, claim)
-            row = db.execute(
-                _INSERT_SHIP,
-                _ship_values(fields),
-            ).fetchone()
-            return _answered(db, claim, answer(_ship(row)))
-
-        return self._write(job)
-
-    def create_user_once(self, name, password_hash, claim, answer):
-        def job(db):
-            _claimed(db, claim)
-            row = db.execute(
-                _INSERT_USER,
-                (name, password_hash),
-            ).fetchone()
-            return _answered(db, claim, answer(User(*row)))
-
-        try:
-            return self._write(job)
-        except sqlite3.IntegrityError:
-            raise NameTaken(name) from None
-
-    def release_idempotency(self, claim) -> None:
-        self._write(
-            lambda db: db.execute(
-                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
-                (claim.scope, claim.key, claim.token),
-            )
-        )
-
-    def purge_expired_idempotency(self, now: int) -> int:
-        return self._write(
-            lambda db: db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
-        )
-
     # --- lifecycle ---------------------------------------------------------
-    def ping(self) -> None:
-        self._query("SELECT 1")
-
-    def is_empty(self) -> bool:
-        return not self._query("SELECT 1 FROM meta WHERE key = 'seeded'")
-
-    def seed(self, users, ships) -> bool:
-        def job(db):
-            if db.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone():
-                return False
-            db.executemany(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                [(u.id, u.name, u.password_hash, u.token_version, u.kept_jti) for u in users],
-            )
-            db.executemany(
-                f"INSERT INTO ships ({_SHIP_COLUMNS}) VALUES ({', '.join('?' * (len(SHIP_FIELDS) + 1))})",
-                [(s["id"], *_ship_values(s)) for s in ships],
-            )
-            db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (str(int(self._clock())),))
-            return True
-
-        return self._write(job)
-
     def close(self) -> None:
         # The version stays mapped (no descriptor; freed with the store), so a
         # store used again after close() reads it as before.
@@ -588,56 +186,15 @@ class SQLiteStore(Store):
         self._local = threading.local()
 
 
-def _ship_values(fields: Ship) -> tuple:
-    return tuple(
-        orjson.dumps(fields[name]).decode() if name == "roles" else fields[name] for name in SHIP_FIELDS
-    )
-
-
-def _ship(row: tuple) -> Ship:
-    ship = dict(zip(("id",) + SHIP_FIELDS, row, strict=True))
-    ship["roles"] = orjson.loads(ship["roles"])
-    return ship_record(ship["id"], ship)
-
-
 def _ships_counter(db: sqlite3.Connection) -> int:
     return db.execute("SELECT value FROM counters WHERE name = 'ships'").fetchone()[0]
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
-    for statement in (SCHEMA + IDEMPOTENCY_SCHEMA + SESSIONS_SCHEMA).split(";\n"):
+    for statement in sql.schema(SQLITE):
+        db.execute(statement)
+    for statement in SCHEMA.split(";\n"):
         if statement.strip():
             db.execute(statement)
-
-
-def _claimed(db: sqlite3.Connection, claim) -> None:
-    """Inside the create's transaction: the reservation is still ours and unanswered."""
-    if not db.execute(
-        "SELECT 1 FROM idempotency_keys WHERE scope = ? AND key = ? AND token = ? AND status IS NULL",
-        (claim.scope, claim.key, claim.token),
-    ).fetchone():
-        raise IdempotencyLost(claim.key)
-
-
-def _answered(db: sqlite3.Connection, claim, result: IdempotentAnswer) -> IdempotentAnswer:
-    db.execute(
-        "UPDATE idempotency_keys SET status = ?, location = ?, body = ? WHERE scope = ? AND key = ?",
-        (result.status, result.location, result.body, claim.scope, claim.key),
-    )
-    return result
-
-
-def _end_sessions(db: sqlite3.Connection, user_id: int, keep_sid: str | None) -> int:
-    """Inside a write transaction: end the user's sessions but `keep_sid`."""
-    return db.execute("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", (user_id, keep_sid)).rowcount
-
-
-def _guard(db: sqlite3.Connection, table: str, row_id: int, precondition) -> bool:
-    """Inside a write transaction: False when the row is gone, PreconditionFailed
-    when `precondition` rejects the row as the API shows it, else True."""
-    columns, record = (_USER_COLUMNS, lambda row: User(*row)) if table == "users" else (_SHIP_COLUMNS, _ship)
-    row = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
-    if row is None:
-        return False
-    require(precondition, record(row))
-    return True
+    for statement in INDEXES:
+        db.execute(statement)
