@@ -151,6 +151,14 @@ def test_sqlite_skips_a_deep_offset_over_ids_alone(sqlite_store):
     )  # the 50 rows
 
 
+def test_sqlite_counts_a_search_from_its_index_alone(sqlite_store):
+    """X-Total-Count reads every match: from the index, not from the rows."""
+    store, path = sqlite_store
+    plans = sqlite_plans(store, path, "GET /api/ships?affiliation=empire&length_min=100&limit=50")
+    count = next(plan for statement, plan in plans.items() if "count(*)" in statement)
+    assert count == ["SEARCH ships USING COVERING INDEX ships_affiliation (affiliation=?)"], count
+
+
 @pytest.mark.parametrize(
     "query",
     [

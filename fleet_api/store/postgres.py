@@ -58,6 +58,7 @@ $do$;
 POSTGRES = sql.Dialect(
     name="postgres",
     collate=' COLLATE "C"',
+    fold='lower({} COLLATE "C")',
     find="strpos",
     least="LEAST",
     is_not="IS DISTINCT FROM",
