@@ -2,8 +2,10 @@
 
 The key is the store's `ships_version()`, which every committed ship write
 moves, on every worker and host; so a write anywhere is seen by the next read
-everywhere, and between writes a read costs one tiny query instead of a
-fetch, a serialization and a hash.
+everywhere, and between writes a read costs one check of the version (a
+load from shared memory on SQLite, a tiny query on PostgreSQL) instead of a
+fetch, a serialization and a hash. A version of None (a commit in flight)
+means: build from the store and keep nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ MAX_ENTRIES = 256  # distinct lists/items kept per version and per worker
 
 
 class VersionedCache:
-    def __init__(self, version: Callable[[], int]) -> None:
+    def __init__(self, version: Callable[[], int | None]) -> None:
         self._version = version
         self._lock = threading.Lock()
         self._seen = None
@@ -29,6 +31,8 @@ class VersionedCache:
         sees the new version and rebuilds, never serves something older.
         """
         version = self._version()
+        if version is None:  # a write may be becoming visible right now: the store's answer, not kept
+            return build()
         with self._lock:
             if version != self._seen:
                 self._seen, self._entries = version, {}

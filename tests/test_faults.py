@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
+import json
 import os
 import secrets
 import signal
@@ -58,6 +60,24 @@ def sqlite_url(path: Path) -> str:
 
 def by_id(acks) -> dict[int, dict]:
     return {ack.id: ack.body for ack in acks}
+
+
+def wait_until_accepted(port: int) -> None:
+    """Until no connection waits in the listen queue of 127.0.0.1:`port`
+    (a listening socket's rx_queue in /proc/net/tcp is its accept backlog):
+    a connection the kernel completed but no worker accepted yet is not in
+    flight, and is reset when the server closes its socket."""
+    local = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        backlog = [
+            int(f[4].split(":")[1], 16) for f in map(str.split, lines) if f[1] == local and f[3] == "0A"
+        ]
+        if backlog and backlog[0] == 0:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"connections still waiting to be accepted on port {port}")
 
 
 def new_server(log_dir: Path, name: str, env: dict[str, str], **kwargs) -> GunicornServer:
@@ -178,24 +198,32 @@ def sigterm_in_flight(tmp_path_factory):
         wait_for_workers(server.pid, WORKERS, WAIT)
         results, errors = [], []
         barrier = threading.Barrier(logins + 1)
+        sent = threading.Semaphore(0)
+        body = json.dumps({"username": "user", "password": "password"})
 
         def log_in():
             barrier.wait(WAIT)
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=GRACEFUL_TIMEOUT)
             try:
-                response = call(
-                    "POST",
-                    f"{server.url}/auth/login",
-                    {"username": "user", "password": "password"},
-                    timeout=GRACEFUL_TIMEOUT,
-                )
-                results.append((response.status, response.json, time.monotonic()))
+                connection.request("POST", "/auth/login", body, {"Content-Type": "application/json"})
+                sent.release()  # the whole request is on its way: in flight from here on
+                response = connection.getresponse()
+                results.append((response.status, json.loads(response.read()), time.monotonic()))
             except OSError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                connection.close()
 
         clients = [threading.Thread(target=log_in, daemon=True) for _ in range(logins)]
         for client in clients:
             client.start()
         barrier.wait(WAIT)
+        # SIGTERM once every request has been sent (a loaded machine can
+        # delay a client thread past any fixed pause; a connection with no
+        # request yet is not in flight, and a stopping worker rightly drops it).
+        for _ in range(logins):
+            assert sent.acquire(timeout=WAIT)
+        wait_until_accepted(server.port)
         time.sleep(0.1)
         server.process.send_signal(signal.SIGTERM)
         term_at = time.monotonic()

@@ -110,11 +110,15 @@ def sqlite_store(tmp_path_factory):
 def sqlite_plans(store, path, request: str) -> dict[str, list[str]]:
     """Each statement the request ran (values inlined by SQLite's trace) -> its plan."""
     ran: list[str] = []
-    store._db().set_trace_callback(ran.append)
+    # Reads run on this thread's connection, writes on the group commit's.
+    connections = (store._db(), store._group._db)
+    for db in connections:
+        db.set_trace_callback(ran.append)
     try:
         REQUESTS[request](store)
     finally:
-        store._db().set_trace_callback(None)
+        for db in connections:
+            db.set_trace_callback(None)
     statements = [s for s in ran if s.split()[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE")]
     assert statements, ran
     with sqlite3.connect(path) as db:

@@ -3,20 +3,25 @@
 WAL lets readers run while one writer commits; `synchronous=FULL` makes a
 commit durable before we answer. Every write takes the write lock up front
 (`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
-lock upgrade, and each public method is one transaction. The SQL itself is
-shared with PostgreSQL (fleet_api/store/sql.py); this module holds the
-connections, the write lock and the ships counter.
+lock upgrade, and each public method is one transaction (or, when writes
+of several threads meet, one savepoint of their shared transaction). The SQL
+itself is shared with PostgreSQL (fleet_api/store/sql.py); this module holds
+the connections, the write path and the ships counter.
 
 Writers first queue on an flock of `<db>.lock`: SQLite's own busy handler
 polls with sleeps of up to 100 ms, so under contention a writer could sleep
 long after the lock came free; the kernel wakes an flock waiter at once.
+
+Writes go through a group commit (groupcommit.py): the concurrent writes of
+one process share one transaction and one fsync, each in its own savepoint,
+and each caller returns after that COMMIT. Around a COMMIT that moves the
+ships counter the group moves a word in shared memory (sharedversion.py),
+which is what `ships_version()` reads: no SQL per cached read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import sqlite3
 import threading
@@ -27,6 +32,8 @@ from pathlib import Path
 
 from fleet_api.store import sql
 from fleet_api.store.base import ListQuery
+from fleet_api.store.groupcommit import GroupCommit
+from fleet_api.store.sharedversion import SharedVersion
 
 BUSY_TIMEOUT_MS = 30_000
 # FULL: a commit is on disk before we answer. NORMAL (an explicit choice in
@@ -83,29 +90,30 @@ class SQLiteStore(sql.SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._lock_fds: list[int] = []
         self._connections_lock = threading.Lock()
-        self._write(_create_schema)
+        self._group: GroupCommit | None = None
+        self._group_pid: int | None = None
+        self._version = SharedVersion(f"{self.path}.version")
+        self._write(_create_schema)  # its commit also publishes the counter of this database
 
     # --- connections -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         """One connection per thread, made anew in a forked child."""
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db = self._connect()
             self._local.db, self._local.pid = db, os.getpid()
             with self._connections_lock:
                 self._connections.append(db)
-            # flock belongs to an open file description: one per thread, so
-            # threads of one process queue on it like processes do.
-            self._local.lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            with self._connections_lock:
-                self._lock_fds.append(self._local.lock_fd)
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self._synchronous}")
         return db
 
     def _write(self, job, *args):
@@ -114,21 +122,21 @@ class SQLiteStore(sql.SQLStore):
         A job is a function of the connection (it fetches what it needs before
         returning), so several jobs can share one transaction; if it raises,
         its effects are rolled back and the exception propagates unchanged.
+        It runs in this process's next group commit, possibly in another
+        thread (the leader's), and returns after that group's COMMIT, so
+        after its fsync with `synchronous=FULL`.
         """
-        db = self._db()
-        lock_fd = self._local.lock_fd
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = job(db, *args)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        group = self._group
+        if group is None or self._group_pid != os.getpid():
+            with self._connections_lock:
+                if self._group is None or self._group_pid != os.getpid():
+                    # A forked child makes its own: its own writer connection and flock.
+                    self._group = GroupCommit(
+                        self._connect, f"{self.path}.lock", self._version, _ships_counter
+                    )
+                    self._group_pid = os.getpid()
+                group = self._group
+        return group.run((lambda db: job(db, *args)) if args else job)
 
     def _query(self, statement: str, params=()) -> list[tuple]:
         return self._db().execute(statement, params).fetchall()
@@ -158,21 +166,28 @@ class SQLiteStore(sql.SQLStore):
         return rows, total
 
     # --- ships counter ---------------------------------------------------
-    def ships_version(self) -> int:
-        # Bumped by triggers inside each ship write's own transaction.
-        return self._query("SELECT value FROM counters WHERE name = 'ships'")[0][0]
+    def ships_version(self) -> int | None:
+        # The counter the triggers bump inside each ship write, as the group
+        # commit publishes it in shared memory around the COMMIT; None while
+        # one is in flight (see sharedversion.py).
+        return self._version.read()
 
     # --- lifecycle ---------------------------------------------------------
     def close(self) -> None:
+        # The version stays mapped (no descriptor; freed with the store), so a
+        # store used again after close() reads it as before.
         with self._connections_lock:
             connections, self._connections = self._connections, []
+            group, self._group = self._group, None
+        if group is not None and self._group_pid == os.getpid():
+            group.close()
         for db in connections:
             db.close()
-        for fd in self._lock_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._lock_fds = []
         self._local = threading.local()
+
+
+def _ships_counter(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT value FROM counters WHERE name = 'ships'").fetchone()[0]
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

@@ -1,0 +1,66 @@
+"""The ships version in shared memory: every worker of a host reads it
+without a query.
+
+`<db>.version` is one page that every process of the host maps. Its first
+word is the database's ships counter (`counters.ships`, moved by triggers
+inside every ship write) shifted left by one, with the low bit set while a
+commit that changes it is in flight (seqlock style): a reader that sees the
+bit gets None and caches nothing; one that sees it clear gets the counter as
+of the last commit, so the same number the SQL query used to give. The word
+is written only under the host-wide write lock: the bit right before COMMIT,
+the new counter right after.
+
+A writer killed between the two steps leaves the bit set: readers read the
+database until the next commit clears it (every commit compares the
+transaction's counter with the word, and a store that opens does too).
+
+A read is one aligned 8-byte load (native `Q` through a memoryview: a single
+load instruction, never torn): no syscall, no SQL, and the GIL is kept,
+which matters more than the CPU under load.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+SIZE = mmap.PAGESIZE
+_IN_FLIGHT = 1
+
+
+class SharedVersion:
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # A new file grown to a page reads as zeros; processes racing here
+            # truncate to the same size, which changes nothing.
+            if os.fstat(fd).st_size < SIZE:
+                os.ftruncate(fd, SIZE)
+            self._map = mmap.mmap(fd, SIZE)
+        finally:
+            os.close(fd)  # the mapping keeps the file
+        self._words = memoryview(self._map).cast("Q")
+
+    def read(self) -> int | None:
+        """The ships counter, or None while a commit may be moving it."""
+        word = self._words[0]
+        return None if word & _IN_FLIGHT else word >> 1
+
+    # --- writers: with the host-wide write lock held ------------------------
+    def begin(self, counter: int) -> bool:
+        """Right before COMMIT, with the transaction's counter: True (and
+        readers get None from now on) when the word must move; then call
+        `end` with what is committed."""
+        if self._words[0] == counter << 1:
+            return False
+        self._words[0] |= _IN_FLIGHT
+        return True
+
+    def end(self, counter: int) -> None:
+        """Right after COMMIT (or its failure) with the counter now on disk."""
+        self._words[0] = counter << 1
+
+    def close(self) -> None:
+        if not self._map.closed:
+            self._words.release()
+            self._map.close()
