@@ -249,9 +249,10 @@ class Store(abc.ABC):
     def delete_ship(self, ship_id: int, precondition: Precondition | None = None) -> bool: ...
 
     @abc.abstractmethod
-    def ships_version(self) -> int:
+    def ships_version(self) -> int | None:
         """A number that changes with every committed ship write, on every
-        worker and host: readers cache what they serialized until it moves."""
+        worker and host: readers cache what they serialized until it moves.
+        None while a ship write is being committed: cache nothing then."""
 
     # --- token blocklist ---------------------------------------------------
     @abc.abstractmethod

@@ -60,6 +60,7 @@ POSTGRES = sql.Dialect(
     collate=' COLLATE "C"',
     fold='lower({} COLLATE "C")',
     find="strpos",
+    ranged="{}",
     least="LEAST",
     is_not="IS DISTINCT FROM",
     for_update=" FOR UPDATE",
