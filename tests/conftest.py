@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 
 import falcon.testing
 import pytest
+from support.clock import FakeClock
 
 from devtools.gunicorn import GunicornServer
 from devtools.postgres import empty_database, running_postgres
@@ -118,6 +120,24 @@ def app(settings, store):
 @pytest.fixture
 def client(app) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Now, standing still until the test moves it (a module may start it elsewhere)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(settings, store, clock):
+    """`make_client(**changes)`: a client of an app on this test's store and
+    fake clock, with `changes` to the settings; several share the store."""
+
+    def make(**changes) -> falcon.testing.TestClient:
+        config = dataclasses.replace(settings, **changes)
+        return falcon.testing.TestClient(create_app(config, store=store, clock=clock))
+
+    return make
 
 
 class Session:
