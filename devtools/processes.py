@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -83,6 +86,16 @@ def spawn(
         )
         .result()
     )
+
+
+def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """Call `probe()` until its answer is true, for at most `timeout` seconds
+    (and at least once); return its last answer, true or not. How tests wait
+    for a state (a log line, a worker, a count) instead of sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while not (answer := probe()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return answer
 
 
 def wait_ready(

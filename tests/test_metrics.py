@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
+from devtools.processes import wait_for_workers
 from fleet_api.app import create_app
 from fleet_api.metrics import Metrics, MetricsMiddleware
 from fleet_api.settings import Settings, SettingsError
@@ -264,13 +264,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         assert served[victim] > 0
 
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            live = server.worker_pids()
-            if victim not in live and len(live) == 4:
-                break
-            time.sleep(0.1)
-        assert victim not in live and len(live) == 4, live
+        wait_for_workers(server.pid, 4, 30, without={victim})  # replaced
 
         # the dead worker's counts are still there, once
         assert total(scrape_http(server.url), "http_requests_total", route=SHIP_ROUTE) == first
