@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import server_env
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
@@ -36,10 +37,6 @@ ACCESS_FIELDS = {
     "remote",
     "user_id",
 }
-
-
-def server_env(**extra) -> dict[str, str]:
-    return {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", **extra}
 
 
 def traffic(base: str, fence: bool = False) -> tuple[list[str], list[str]]:

@@ -24,7 +24,7 @@ import falcon.testing
 import jwt
 import pytest
 import requests
-from conftest import BACKENDS, TEST_SCRYPT_N
+from conftest import BACKENDS, TEST_SCRYPT_N, server_env
 from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
 
 from devtools.gunicorn import GunicornServer
@@ -100,10 +100,9 @@ class HttpApi:
 
 @pytest.fixture(scope="module")
 def server():
-    key = secrets.token_urlsafe(48)
-    env = {"FLEET_SECRET_KEY": key, "FLEET_SCRYPT_N": str(TEST_SCRYPT_N)}
+    env = server_env()
     with GunicornServer(workers=4, env=env) as server, requests.Session() as http:
-        yield HttpApi(server.url, key, http)
+        yield HttpApi(server.url, env["FLEET_SECRET_KEY"], http)
 
 
 @pytest.fixture(params=TARGETS)

@@ -5,10 +5,10 @@ throttle's shared counters: they count down on every worker alike."""
 from __future__ import annotations
 
 import re
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import server_env
 from support.clock import FakeClock
 
 from devtools.gunicorn import GunicornServer
@@ -126,12 +126,7 @@ def test_the_quota_counts_down_across_four_real_workers():
     """Concurrent failures on several workers: every answer reports its own
     failure's place in the shared count, each remaining value exactly once."""
     limit, burst, bursts = 400, 8, 20
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "FLEET_LOGIN_USER_LIMIT": str(limit),
-        "FLEET_LOGIN_IP_LIMIT": str(limit),
-    }
+    env = server_env(FLEET_LOGIN_USER_LIMIT=str(limit), FLEET_LOGIN_IP_LIMIT=str(limit))
     results = []
     with GunicornServer(workers=4, env=env) as server, ThreadPoolExecutor(burst) as pool:
 

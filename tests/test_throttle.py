@@ -3,9 +3,8 @@ shared store, with 429 + Retry-After (issue 6, item 3)."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
+from conftest import server_env
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call
@@ -214,12 +213,7 @@ ATTEMPTS = 20
 
 @pytest.fixture(scope="module")
 def server():
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "FLEET_LOGIN_USER_LIMIT": str(USER_LIMIT),
-        "FLEET_LOGIN_IP_LIMIT": "1000",
-    }
+    env = server_env(FLEET_LOGIN_USER_LIMIT=str(USER_LIMIT), FLEET_LOGIN_IP_LIMIT="1000")
     with GunicornServer(workers=4, env=env) as server:
         yield server
 
