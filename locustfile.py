@@ -535,38 +535,14 @@ class Pilot(FleetUser):
         spare = self.refresh_access()  # to delete the user once both are revoked
         if spare is None:
             self.delete_user(self.user_id, old_access)
-        self.call(
-            "DELETE",
-            "/auth/logout",
-            name="/auth/logout",
-            expect=200,
-            token=old_access,
-            check=equals(LOGGED_OUT),
-        )
-        self.call(
-            "DELETE",
-            "/auth/logout",
-            name="/auth/logout (revoked)",
-            expect=401,
-            token=old_access,
-            check=token_error(REVOKED),
-        )
-        self.call(
-            "DELETE",
-            "/auth/logout2",
-            name="/auth/logout2",
-            expect=200,
-            token=refresh,
-            check=equals(LOGGED_OUT),
-        )
-        self.call(
-            "POST",
-            "/auth/refresh",
-            name="/auth/refresh (revoked)",
-            expect=401,
-            token=refresh,
-            check=token_error(REVOKED),
-        )
+        # Each logout of the pair, then the same token refused: (method, path, name, status, token, check).
+        for method, path, name, expect, token, check in (
+            ("DELETE", "/auth/logout", "/auth/logout", 200, old_access, equals(LOGGED_OUT)),
+            ("DELETE", "/auth/logout", "/auth/logout (revoked)", 401, old_access, token_error(REVOKED)),
+            ("DELETE", "/auth/logout2", "/auth/logout2", 200, refresh, equals(LOGGED_OUT)),
+            ("POST", "/auth/refresh", "/auth/refresh (revoked)", 401, refresh, token_error(REVOKED)),
+        ):
+            self.call(method, path, name=name, expect=expect, token=token, check=check)
         if spare is not None:
             self.delete_user(self.user_id, spare)
         self.access = self.refresh = None

@@ -17,14 +17,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.processes import free_port, running, spawn, stop_process, wait_ready, worker_pids
+from devtools.processes import ChildServer, free_port, running, spawn, stop_process, worker_pids
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
 
 
-class GunicornServer:
+class GunicornServer(ChildServer):
     """`with GunicornServer(workers=4, env={...}) as server: server.url`"""
+
+    name = "gunicorn"
 
     def __init__(
         self,
@@ -61,11 +63,6 @@ class GunicornServer:
         if "FLEET_STORE" not in self.env:
             self._tmpdir = tempfile.mkdtemp(prefix="fleet-server-")
             self.env["FLEET_STORE"] = f"sqlite:///{self._tmpdir}/fleet.db"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
 
     def worker_pids(self) -> set[int]:
         """The master's live workers."""
@@ -114,16 +111,6 @@ class GunicornServer:
             sig=signal.SIGTERM,  # the master's graceful stop also stops its workers
         )
 
-    def wait_ready(self) -> None:
-        wait_ready(
-            self.process,
-            self._answers,
-            name="gunicorn",
-            what=f"answer on {self.url}",
-            timeout=self.startup_timeout,
-            on_timeout=self.stop,
-        )
-
     def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(self.url + self.ready_path, timeout=2):
@@ -141,6 +128,11 @@ class GunicornServer:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         return self.process.returncode
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def __enter__(self) -> GunicornServer:
         return self.start()

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools.gunicorn import GunicornServer
-from devtools.processes import free_port, spawn, stop_process, wait_ready
+from devtools.processes import ChildServer, free_port, spawn, stop_process
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -64,8 +64,11 @@ def render(values: dict[str, str], template: Path = TEMPLATE) -> str:
     return text
 
 
-class NginxProxy:
+class NginxProxy(ChildServer):
     """`with NginxProxy(upstream="127.0.0.1:8001") as proxy: proxy.url`"""
+
+    name = "nginx"
+    ready_interval = 0.05
 
     def __init__(
         self,
@@ -93,11 +96,6 @@ class NginxProxy:
         self.conf_path = self.run_dir / "nginx.conf"
         self.error_log = self.run_dir / "error.log"
         self.process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
 
     def config(self) -> str:
         root = os.geteuid() == 0
@@ -145,19 +143,8 @@ class NginxProxy:
         self.wait_ready()
         return self
 
-    def wait_ready(self) -> None:
-        wait_ready(
-            self.process,
-            self._listens,
-            name="nginx",
-            what=f"listen on {self.url}",
-            timeout=self.startup_timeout,
-            interval=0.05,
-            on_timeout=self.stop,
-            detail=self.log_tail,
-        )
-
-    def _listens(self) -> bool:
+    def _answers(self) -> bool:
+        """Up once it accepts connections (a request would need the upstream up too)."""
         try:
             with socket.create_connection((self.host, self.port), timeout=1):
                 return True

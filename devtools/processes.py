@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -85,6 +88,16 @@ def spawn(
     )
 
 
+def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """Call `probe()` until its answer is true, for at most `timeout` seconds
+    (and at least once); return its last answer, true or not. How tests wait
+    for a state (a log line, a worker, a count) instead of sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while not (answer := probe()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return answer
+
+
 def wait_ready(
     process: subprocess.Popen,
     probe: Callable[[], bool],
@@ -99,20 +112,61 @@ def wait_ready(
     """Poll `probe()` until it is true, bounded by `timeout`.
 
     A RuntimeError if the process exits first ("<name> exited with <code>",
-    plus `detail()` when given), or if the time runs out ("<name> did not
-    <what> in <timeout>s", after `on_timeout()`, e.g. stopping it).
+    plus what `detail()` says, if anything), or if the time runs out
+    ("<name> did not <what> in <timeout>s", after `on_timeout()`, e.g.
+    stopping it).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            extra = f":\n{detail()}" if detail is not None else ""
-            raise RuntimeError(f"{name} exited with {process.returncode}{extra}")
+            extra = detail() if detail is not None else ""
+            raise RuntimeError(f"{name} exited with {process.returncode}" + (f":\n{extra}" if extra else ""))
         if probe():
             return
         time.sleep(interval)
     if on_timeout is not None:
         on_timeout()
     raise RuntimeError(f"{name} did not {what} in {timeout}s")
+
+
+class ChildServer:
+    """What the servers tests start share: a child `process` that is up once
+    `_answers()` is true, `url`, `startup_timeout`, `stop()` and a
+    `log_tail()` for the error when it never comes up."""
+
+    name = "server"
+    ready_interval = 0.1
+    process: subprocess.Popen | None = None
+    url = ""
+    startup_timeout = 30.0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30.0) -> object:
+        raise NotImplementedError
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return ""
+
+    def wait_ready(self) -> None:
+        """Until it answers; stopped and a RuntimeError (with its log) if it
+        exits first or the startup time runs out."""
+        wait_ready(
+            self.process,
+            self._answers,
+            name=self.name,
+            what=f"answer on {self.url}",
+            timeout=self.startup_timeout,
+            interval=self.ready_interval,
+            on_timeout=self.stop,
+            detail=self.log_tail,
+        )
 
 
 def stop_process(process: subprocess.Popen, steps: Sequence[tuple[int, float]]) -> int | None:

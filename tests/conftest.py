@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 
 import falcon.testing
 import pytest
+from support.clock import FakeClock
 
 from devtools.gunicorn import GunicornServer
-from devtools.postgres import empty_database, running_postgres
+from devtools.postgres import empty_database, running_postgres, table_layout
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
@@ -28,10 +30,22 @@ def pg_server():
         yield dsn
 
 
+@pytest.fixture(scope="session")
+def pg_layout(pg_server) -> frozenset:
+    """The tables the PostgreSQL store makes, as table_layout sees them."""
+    store = open_store(pg_server)
+    try:
+        store.create_schema()
+    finally:
+        store.close()
+    return table_layout(pg_server)
+
+
 @pytest.fixture
-def pg_url(pg_server) -> str:
-    """A clean database per test: dropping the tables takes milliseconds."""
-    empty_database(pg_server)
+def pg_url(pg_server, pg_layout) -> str:
+    """A database without rows per test: the store's tables emptied (a few
+    ms), or dropped if a test left others."""
+    empty_database(pg_server, pg_layout)
     return pg_server
 
 
@@ -60,7 +74,7 @@ def server(gunicorn_server):
 
 
 @pytest.fixture(scope="session")
-def two_hosts(pg_server):
+def two_hosts(pg_server, pg_layout):
     """`with two_hosts(**env) as (first_url, second_url):` two real gunicorns
     (2 workers each) on one emptied PostgreSQL database, stopped by PID after.
 
@@ -69,7 +83,7 @@ def two_hosts(pg_server):
 
     @contextlib.contextmanager
     def start(**env: str):
-        empty_database(pg_server)
+        empty_database(pg_server, pg_layout)
         env = server_env(FLEET_STORE=pg_server, **env)
         first, second = GunicornServer(workers=2, env=env), GunicornServer(workers=2, env=env)
         try:
@@ -118,6 +132,24 @@ def app(settings, store):
 @pytest.fixture
 def client(app) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Now, standing still until the test moves it (a module may start it elsewhere)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(settings, store, clock):
+    """`make_client(**changes)`: a client of an app on this test's store and
+    fake clock, with `changes` to the settings; several share the store."""
+
+    def make(**changes) -> falcon.testing.TestClient:
+        config = dataclasses.replace(settings, **changes)
+        return falcon.testing.TestClient(create_app(config, store=store, clock=clock))
+
+    return make
 
 
 class Session:

@@ -10,14 +10,15 @@ import os
 import secrets
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from conftest import server_env
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from devtools.processes import wait_for
 from fleet_api.logs import AccessSink, JSONFormatter
 
 TIMEOUT = 10
@@ -38,13 +39,14 @@ ACCESS_FIELDS = {
 }
 
 
-def server_env(**extra) -> dict[str, str]:
-    return {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", **extra}
-
-
-def traffic(base: str) -> tuple[list[str], list[str]]:
+def traffic(base: str, fence: bool = False) -> tuple[list[str], list[str]]:
     """A user's few requests, each with its own X-Request-ID; returns the
-    ids and the secrets that must never reach a log."""
+    ids and the secrets that must never reach a log.
+
+    All go over one keep-alive connection, so one gthread worker serves them
+    in turn. With `fence`, a last request (not in the ids) follows: once it is
+    answered, that worker has handed every earlier line to its log (gunicorn
+    logs a request after answering it, before reading the next)."""
     ids, secrets_sent = [], [PASSWORD]
     with requests.Session() as http:
 
@@ -64,6 +66,8 @@ def traffic(base: str) -> tuple[list[str], list[str]]:
         assert send("POST", "/api/ships", json=STAR_DESTROYER, headers=auth).status_code == 201
         assert send("GET", "/api/ships/2", params={"token": tokens["refresh_token"]}).status_code == 200
         assert send("GET", "/api/nowhere").status_code == 404
+        if fence:
+            assert http.get(f"{base}/health", timeout=TIMEOUT).status_code == 200
     return ids, secrets_sent
 
 
@@ -139,9 +143,8 @@ def test_buffered_lines_are_written_when_the_workers_exit(tmp_path):
     access = tmp_path / "access.log"
     env = server_env(FLEET_ACCESS_LOG=str(access), FLEET_ACCESS_LOG_FLUSH_SECONDS="3600")
     with GunicornServer(workers=2, env=env) as server:
-        ids, _ = traffic(server.url)
-        time.sleep(0.3)
-        assert not any(rid in access.read_text() for rid in ids)  # still in the buffers
+        ids, _ = traffic(server.url, fence=True)
+        assert not any(rid in access.read_text() for rid in ids)  # logged, still in the buffers
     text = access.read_text()
     assert all(text.count(f"rid={rid}") == 1 for rid in ids)
 
@@ -150,18 +153,13 @@ def test_usr1_reopens_the_file_after_rotation(tmp_path):
     access = tmp_path / "access.log"
     with GunicornServer(workers=2, env=server_env(FLEET_ACCESS_LOG=str(access))) as server:
         before, _ = traffic(server.url)
-        deadline = time.monotonic() + 10
-        while not all(rid in access.read_text() for rid in before) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        access.rename(tmp_path / "access.log.1")
+        assert wait_for(lambda: all(rid in access.read_text() for rid in before), 10)  # flushed
+        rotated = access.rename(tmp_path / "access.log.1")
         os.kill(server.pid, signal.SIGUSR1)
         # The master signals the workers, and each one's flusher reopens the
-        # path: wait until no worker holds the rotated file open.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(
-            holds(pid, tmp_path / "access.log.1") or not holds(pid, access) for pid in server.worker_pids()
-        ):
-            time.sleep(0.05)
+        # path: wait until no worker holds the rotated file open (a worker
+        # that has logged nothing yet holds neither file).
+        assert wait_for(lambda: not any(holds(pid, rotated) for pid in server.worker_pids()), 10)
         after, _ = traffic(server.url)
 
     assert all(rid in (tmp_path / "access.log.1").read_text() for rid in before)

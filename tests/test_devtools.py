@@ -12,7 +12,7 @@ import pytest
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
-from devtools.processes import running
+from devtools.processes import running, wait_for
 
 # A stand-in for an interrupted test run: start a server, print its PID, then
 # wait to be killed the way a CI time-out kills (SIGKILL: no finalizers run).
@@ -36,15 +36,6 @@ STARTERS = {
 }
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not running(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("server", sorted(STARTERS))
 def test_a_killed_test_run_leaves_no_server_behind(server):
     starter = subprocess.Popen(
@@ -61,7 +52,9 @@ def test_a_killed_test_run_leaves_no_server_behind(server):
         assert running(pid)
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
-        assert _wait_gone(pid, timeout=30), f"{server} process {pid} outlived the run that started it"
+        assert wait_for(lambda: not running(pid), 30), (
+            f"{server} process {pid} outlived the run that started it"
+        )
     finally:
         if starter.poll() is None:
             starter.kill()

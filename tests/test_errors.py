@@ -133,24 +133,17 @@ def test_malformed_json_changes_nothing(client, auth):
     assert client.simulate_get("/api/ships/2").json["crew"] == 1
 
 
-def test_json_array_body_is_400_invalid_input_type(client, auth, subtests):
+# JSON that is not an object: arrays (of nothing, of a user, of a ship) and scalars.
+NOT_AN_OBJECT = {
+    "array": ("[]", '[{"name": "new user", "password": "secret"}]', f"[{json.dumps(STAR_DESTROYER)}]"),
+    "scalar": ('"hello"', "42", "true", "null"),
+}
+
+
+@pytest.mark.parametrize("bodies", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT)
+def test_json_body_that_is_not_an_object_is_400_invalid_input_type(client, auth, subtests, bodies):
     for method, path, headers in json_write_routes(auth):
-        for body in ("[]", '[{"name": "new user", "password": "secret"}]', f"[{json.dumps(STAR_DESTROYER)}]"):
-            with subtests.test(method=method, path=path, body=body):
-                result = client.simulate_request(
-                    method, path, body=body, content_type="application/json", headers=headers
-                )
-
-                assert result.status_code == 400
-                assert result.json == {
-                    "error": "Bad Request",
-                    "message": {"_schema": ["Invalid input type."]},
-                }
-
-
-def test_json_scalar_body_is_400_invalid_input_type(client, auth, subtests):
-    for method, path, headers in json_write_routes(auth):
-        for body in ('"hello"', "42", "true", "null"):
+        for body in bodies:
             with subtests.test(method=method, path=path, body=body):
                 result = client.simulate_request(
                     method, path, body=body, content_type="application/json", headers=headers

@@ -24,7 +24,7 @@ import falcon.testing
 import jwt
 import pytest
 import requests
-from conftest import BACKENDS, TEST_SCRYPT_N
+from conftest import BACKENDS, TEST_SCRYPT_N, server_env
 from support.answers import BAD_HEADER, DELETED_USER, EXPIRED, NO_HEADER, ONLY_ACCESS, ONLY_REFRESH, REVOKED
 
 from devtools.gunicorn import GunicornServer
@@ -100,10 +100,9 @@ class HttpApi:
 
 @pytest.fixture(scope="module")
 def server():
-    key = secrets.token_urlsafe(48)
-    env = {"FLEET_SECRET_KEY": key, "FLEET_SCRYPT_N": str(TEST_SCRYPT_N)}
+    env = server_env()
     with GunicornServer(workers=4, env=env) as server, requests.Session() as http:
-        yield HttpApi(server.url, key, http)
+        yield HttpApi(server.url, env["FLEET_SECRET_KEY"], http)
 
 
 @pytest.fixture(params=TARGETS)
@@ -415,19 +414,28 @@ def test_update_ship_takes_a_body_id_only_when_it_matches_the_path(api):
     assert (reply.status, reply.json) == (400, ID_MISMATCH)
 
 
-def test_delete_ship_is_204_and_it_is_gone(api):
-    me = new_user(api)
-    ship_id = new_ship(api, me)
+# DELETE of a ship and of a user (yourself) alike.
+DELETABLE = {
+    "ship": lambda api, me: f"/api/ships/{new_ship(api, me)}",
+    "user": lambda api, me: f"/api/users/{me.user_id}",
+}
 
-    reply = api.call("DELETE", f"/api/ships/{ship_id}", headers=me.headers)
+
+@pytest.mark.parametrize("kind", DELETABLE)
+def test_delete_is_204_and_it_is_gone(api, kind):
+    me = new_user(api)
+    path = DELETABLE[kind](api, me)
+
+    reply = api.call("DELETE", path, headers=me.headers)
 
     assert (reply.status, reply.json) == (204, None)
-    assert api.call("GET", f"/api/ships/{ship_id}").status == 404
+    assert api.call("GET", path).status == 404
 
 
-def test_delete_ship_without_login_is_401(api):
-    assert_token_error(api.call("DELETE", "/api/ships/5"), 401, NO_HEADER)
-    assert api.call("GET", "/api/ships/5").status == 200
+@pytest.mark.parametrize("path", ["/api/ships/5", "/api/users/1"], ids=["ship", "user"])
+def test_delete_without_login_is_401(api, path):
+    assert_token_error(api.call("DELETE", path), 401, NO_HEADER)
+    assert api.call("GET", path).status == 200
 
 
 @pytest.mark.parametrize("ship_id", [0, NO_SUCH_ID])
@@ -565,20 +573,6 @@ def test_update_user_takes_a_body_id_only_when_it_matches_the_path(api):
     assert api.call("PUT", path, body, me.headers).status == 200
     reply = api.call("PUT", path, {**body, "id": me.user_id + 1}, me.headers)
     assert (reply.status, reply.json) == (400, ID_MISMATCH)
-
-
-def test_delete_user_is_204(api):
-    me = new_user(api)
-
-    reply = api.call("DELETE", f"/api/users/{me.user_id}", headers=me.headers)
-
-    assert (reply.status, reply.json) == (204, None)
-    assert api.call("GET", f"/api/users/{me.user_id}").status == 404
-
-
-def test_delete_user_without_login_is_401(api):
-    assert_token_error(api.call("DELETE", "/api/users/1"), 401, NO_HEADER)
-    assert api.call("GET", "/api/users/1").status == 200
 
 
 def test_deleting_yourself_twice_is_401_unknown_user(api):

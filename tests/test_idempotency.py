@@ -7,10 +7,10 @@ import dataclasses
 import threading
 import urllib.parse
 
-import falcon.testing
 import pytest
 from conftest import Session
 from support.bodies import STAR_DESTROYER
+from support.clock import FakeClock
 
 from fleet_api.app import create_app
 from fleet_api.idempotency import LEASE, TTL, Idempotency
@@ -21,17 +21,9 @@ KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
 OTHER_SHIP = {**STAR_DESTROYER, "model": "Victory I-class Star Destroyer"}
 
 
-class Clock:
-    def __init__(self, now: float = 1_900_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1_900_000_000)
 
 
 @pytest.fixture
@@ -192,9 +184,8 @@ def test_user_keys_are_per_client_address(client):
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
-def test_user_keys_follow_the_throttles_trusted_proxy_rule(settings, store, clock):
-    trusted = dataclasses.replace(settings, trusted_proxies="10.0.0.0/8")
-    client = falcon.testing.TestClient(create_app(trusted, store=store, clock=clock))
+def test_user_keys_follow_the_throttles_trusted_proxy_rule(make_client):
+    client = make_client(trusted_proxies="10.0.0.0/8")
     body = {"name": "behind-proxy", "password": "pw-proxy1"}
     via = {"remote_addr": "10.0.0.5"}
     first = post_user(client, body, headers={"X-Forwarded-For": "198.51.100.7"}, **via)
@@ -250,9 +241,9 @@ def test_an_abandoned_reservation_blocks_until_its_lease_ends_then_the_retry_cre
     now = int(clock())
     assert store.reserve_idempotency(dead, fingerprint, now, now + LEASE, now + TTL) is None
     before = ship_count(store)
-    clock.now += LEASE - 1
+    clock.advance(LEASE - 1)
     assert post_ship(client, auth).status_code == 409
-    clock.now += 1
+    clock.advance(1)
     first = post_ship(client, auth)
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     assert ship_count(store) == before + 1
@@ -265,10 +256,10 @@ def test_an_abandoned_reservation_blocks_until_its_lease_ends_then_the_retry_cre
 
 def test_keys_are_kept_24_hours_then_forgotten(client, auth, store, clock):
     first = post_ship(client, auth)
-    clock.now += TTL - 1
+    clock.advance(TTL - 1)
     assert post_ship(client, auth).headers["Idempotent-Replayed"] == "true"
     assert post_ship(client, auth, body=OTHER_SHIP).status_code == 422
-    clock.now += 1
+    clock.advance(1)
     fresh = post_ship(client, auth, body=OTHER_SHIP)
     assert fresh.status_code == 201 and "Idempotent-Replayed" not in fresh.headers
     assert fresh.json["id"] != first.json["id"]

@@ -14,25 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.bodies import STAR_DESTROYER
 
-from devtools.gunicorn import GunicornServer
 from devtools.http import login
 
 ROUNDS = 40  # rounds of concurrent retries until one lands on another worker
 AT_ONCE = 8  # retries in flight at once: one busy worker can't take them all
 
 
-@pytest.fixture(scope="module")
-def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=4, env=env) as server:
-        yield server
+# `server`: conftest's, 4 workers on their own SQLite file.
 
 
 @pytest.fixture(scope="module")
-def twin(server):
+def twin(server, gunicorn_server):
     """A second gunicorn on the same store file and key: its worker is
     another process for certain, whatever the kernel does with accepts."""
-    with GunicornServer(workers=1, env=dict(server.env)) as twin:
+    with gunicorn_server(workers=1, **server.env) as twin:
         yield twin
 
 

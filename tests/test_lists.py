@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 SEED = json.loads((Path(__file__).parent.parent / "data.json").read_text())
 SEED_SHIPS = sorted(SEED["ships"], key=lambda ship: ship["id"])
 SEED_USERS = [{"id": 1, "name": "user"}, {"id": 2, "name": "guest"}]
@@ -461,8 +463,9 @@ def test_sort_applies_before_paging(client):
 # --- bad parameters --------------------------------------------------------
 
 
-def test_bad_ship_list_parameter_is_400_naming_it(client, subtests):
-    cases = [
+# Each list's bad query strings, with the parameter its 400 names.
+BAD_LIST_PARAMETERS = {
+    "ships": [
         ("hyperdrive=2", "hyperdrive"),
         ("name=user", "name"),
         ("limit=0", "limit"),
@@ -487,14 +490,8 @@ def test_bad_ship_list_parameter_is_400_naming_it(client, subtests):
         ("crew_min=abc", "crew_min"),
         ("crew_min=-1", "crew_min"),
         ("length_max=1.5", "length_max"),
-    ]
-    for query, param in cases:
-        with subtests.test(query=query):
-            assert_bad_parameter(client.simulate_get("/api/ships", query_string=query), param)
-
-
-def test_bad_user_list_parameter_is_400_naming_it(client, subtests):
-    cases = [
+    ],
+    "users": [
         ("affiliation=Empire", "affiliation"),
         ("password=password", "password"),
         ("limit=0", "limit"),
@@ -507,10 +504,15 @@ def test_bad_user_list_parameter_is_400_naming_it(client, subtests):
         ("offset=1&offset=2", "offset"),
         ("q=", "q"),
         ("q=%00", "q"),
-    ]
-    for query, param in cases:
+    ],
+}
+
+
+@pytest.mark.parametrize("collection", BAD_LIST_PARAMETERS)
+def test_bad_list_parameter_is_400_naming_it(client, subtests, collection):
+    for query, param in BAD_LIST_PARAMETERS[collection]:
         with subtests.test(query=query):
-            assert_bad_parameter(client.simulate_get("/api/users", query_string=query), param)
+            assert_bad_parameter(client.simulate_get(f"/api/{collection}", query_string=query), param)
 
 
 def test_bad_parameter_message_is_a_json_error_not_a_list(client):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import secrets
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import server_env
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 
@@ -58,10 +58,6 @@ SEED_SHIPS, SEED_USERS = 15, {1, 2}
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
-
-
-def server_env() -> dict[str, str]:
-    return {"FLEET_SECRET_KEY": secrets.token_urlsafe(36), "FLEET_SCRYPT_N": "16"}
 
 
 def run(

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import falcon.testing
 import pytest
-from conftest import Session
+from conftest import Session, server_env
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
+from devtools.processes import wait_for_workers
 from fleet_api.app import create_app
 from fleet_api.metrics import Metrics, MetricsMiddleware
 from fleet_api.settings import Settings, SettingsError
@@ -229,11 +228,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_1.db"
     stale.write_bytes(b"left over from an earlier run")
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     burst, later = 40, 40
     with GunicornServer(workers=4, env=env) as server:
         assert not stale.exists()  # a fresh directory for each start
@@ -264,13 +259,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         assert served[victim] > 0
 
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            live = server.worker_pids()
-            if victim not in live and len(live) == 4:
-                break
-            time.sleep(0.1)
-        assert victim not in live and len(live) == 4, live
+        wait_for_workers(server.pid, 4, 30, without={victim})  # replaced
 
         # the dead worker's counts are still there, once
         assert total(scrape_http(server.url), "http_requests_total", route=SHIP_ROUTE) == first
@@ -282,8 +271,7 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
 
 
 def test_metrics_off_under_gunicorn_is_404():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16", "FLEET_METRICS": "off"}
-    with GunicornServer(workers=2, env=env) as server:
+    with GunicornServer(workers=2, env=server_env(FLEET_METRICS="off")) as server:
         assert call("GET", f"{server.url}/metrics").status == 404
         assert call("GET", f"{server.url}/api/ships/2").status == 200
 
@@ -291,8 +279,7 @@ def test_metrics_off_under_gunicorn_is_404():
 def test_preloaded_app_still_counts_every_worker():
     """--preload imports prometheus_client in the master: the directory must
     be named before that (gunicorn.conf.py does it when it is read)."""
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=2, env=env, args=["--preload"]) as server:
+    with GunicornServer(workers=2, env=server_env(), args=["--preload"]) as server:
         get_ships(server.url, 30)
         text = scrape_http(server.url)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 
+from conftest import server_env
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
@@ -80,11 +81,7 @@ def test_a_deleted_users_tokens_stop_working_on_every_worker(server):
 
 
 def test_data_and_revocations_survive_a_restart(tmp_path):
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "FLEET_STORE": f"sqlite:///{tmp_path / 'fleet.db'}",
-    }
+    env = server_env(FLEET_STORE=f"sqlite:///{tmp_path / 'fleet.db'}")
     with GunicornServer(workers=4, env=env) as first:
         kept = login(first.url)
         revoked = login(first.url)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 import urllib.error
 import urllib.request
 
 import falcon.testing
 import pytest
+from conftest import server_env
 from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
@@ -209,8 +209,7 @@ def test_every_problem_type_is_documented_in_the_readme():
 
 
 def test_problem_json_over_real_gunicorn():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=2, env=env) as server:
+    with GunicornServer(workers=2, env=server_env()) as server:
         request = urllib.request.Request(f"{server.url}/api/ships/12345", headers={"Accept": PROBLEM})
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(request, timeout=10)

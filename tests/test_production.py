@@ -38,7 +38,7 @@ from devtools.hostile import (
 )
 from devtools.http import call, login
 from devtools.nginx import TEMPLATE, NginxProxy, ProductionServer, real_ip_lines, render
-from devtools.processes import free_port, wait_for_workers, worker_pids
+from devtools.processes import free_port, wait_for, wait_for_workers, worker_pids
 
 WORKERS = 4
 ATTACK_SECONDS = 4.0
@@ -220,8 +220,14 @@ def test_one_address_over_its_limit_gets_a_json_503_with_retry_after_and_others_
                 b"Content-Length: 100\r\n\r\n"
             )
             held.append(sock)
-        time.sleep(0.3)
-        over = ordinary_request("127.0.0.1", port_of(prod), WAIT, source="127.0.0.31")
+
+        def over_the_limit():
+            """An ordinary request from the held address, once nginx counts all 64."""
+            sample = ordinary_request("127.0.0.1", port_of(prod), WAIT, source="127.0.0.31")
+            return sample if sample.status == 503 else None
+
+        over = wait_for(over_the_limit, WAIT)
+        assert over is not None, "nginx never refused the address over its limit"
         other = ordinary_request("127.0.0.1", port_of(prod), WAIT, source="127.0.0.32")
         conn = http.client.HTTPConnection(
             "127.0.0.1", port_of(prod), timeout=WAIT, source_address=("127.0.0.31", 0)
@@ -379,13 +385,14 @@ def lifecycle(tmp_path_factory):
 
 def wait_for_nginx_workers(master: int, old: set[int]) -> set[int]:
     """After a reload, nginx's workers are all new ones (the old have finished and exited)."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
+
+    def new_workers() -> set[int]:
         workers = set(process_tree([master])) - {master}
-        if workers and not workers & old:
-            return workers
-        time.sleep(0.05)
-    raise AssertionError(f"nginx {master} still has old workers {sorted(old)}")
+        return workers if workers and not workers & old else set()
+
+    workers = wait_for(new_workers, WAIT)
+    assert workers, f"nginx {master} still has old workers {sorted(old)}"
+    return workers
 
 
 def test_workers_are_recycled_after_max_requests_under_load(lifecycle):

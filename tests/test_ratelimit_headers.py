@@ -4,30 +4,20 @@ throttle's shared counters: they count down on every worker alike."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 
-import falcon.testing
 import pytest
+from conftest import server_env
+from support.clock import FakeClock
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call
-from fleet_api.app import create_app
 
 USER_LIMIT, IP_LIMIT, WINDOW = 4, 6, 300
 POLICY = f'"user";q={USER_LIMIT};w={WINDOW}, "ip";q={IP_LIMIT};w={WINDOW}'
 # An sf-list of two Items, each a String with integer parameters r and t.
 ITEM = re.compile(r'"(user|ip)";r=(\d+);t=(\d+)')
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def limits(result) -> dict[str, tuple[int, int]]:
@@ -40,15 +30,12 @@ def limits(result) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
-def tclient(settings, store, clock):
-    config = dataclasses.replace(
-        settings, login_user_limit=USER_LIMIT, login_ip_limit=IP_LIMIT, login_window=WINDOW
-    )
-    return falcon.testing.TestClient(create_app(config, store=store, clock=clock))
+def tclient(make_client):
+    return make_client(login_user_limit=USER_LIMIT, login_ip_limit=IP_LIMIT, login_window=WINDOW)
 
 
 def login(client, username="user", password="wrong", **kwargs):
@@ -70,7 +57,7 @@ def test_each_failure_counts_both_quotas_down(tclient, clock):
         assert result.status_code == 401
         assert result.headers["RateLimit-Policy"] == POLICY
         seen.append(limits(result))
-        clock.now += 10
+        clock.advance(10)
 
     assert [s["user"][0] for s in seen] == [3, 2, 1, 0]
     assert [s["ip"][0] for s in seen] == [5, 4, 3, 2]
@@ -81,7 +68,7 @@ def test_each_failure_counts_both_quotas_down(tclient, clock):
 def test_the_429_says_zero_left_and_retry_after_is_the_end_of_the_window(tclient, clock):
     for _ in range(USER_LIMIT):
         login(tclient)
-    clock.now += 100
+    clock.advance(100)
 
     result = login(tclient, password="password")
 
@@ -96,7 +83,7 @@ def test_the_429_says_zero_left_and_retry_after_is_the_end_of_the_window(tclient
 def test_the_quota_is_back_when_the_window_ends(tclient, clock):
     for _ in range(USER_LIMIT):
         login(tclient)
-    clock.now += WINDOW
+    clock.advance(WINDOW)
 
     result = login(tclient, password="password")
 
@@ -139,12 +126,7 @@ def test_the_quota_counts_down_across_four_real_workers():
     """Concurrent failures on several workers: every answer reports its own
     failure's place in the shared count, each remaining value exactly once."""
     limit, burst, bursts = 400, 8, 20
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "FLEET_LOGIN_USER_LIMIT": str(limit),
-        "FLEET_LOGIN_IP_LIMIT": str(limit),
-    }
+    env = server_env(FLEET_LOGIN_USER_LIMIT=str(limit), FLEET_LOGIN_IP_LIMIT=str(limit))
     results = []
     with GunicornServer(workers=4, env=env) as server, ThreadPoolExecutor(burst) as pool:
 

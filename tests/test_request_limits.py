@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import secrets
 import socket
 
 import pytest
+from conftest import server_env
 from support.bodies import TIE_FIGHTER as SHIP
 
 from devtools.gunicorn import GunicornServer
@@ -334,8 +334,7 @@ def test_duplicate_keys_in_login_are_400(client):
 
 @pytest.fixture(scope="module")
 def server():
-    env = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    with GunicornServer(workers=2, env=env) as server:
+    with GunicornServer(workers=2, env=server_env()) as server:
         yield server
 
 

@@ -2,53 +2,22 @@
 sessions API, refresh-token rotation with reuse detection and its grace
 window, and what password changes and user deletions do to sessions.
 
-Time is a fake clock the app is built with; it starts five minutes in the
-past (PyJWT checks `iat`/`exp` against the real time) and is moved, never slept.
+Time is the fake clock the app is built with (conftest's `clock`), moved,
+never slept.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import re
-import time
 
-import falcon.testing
 import jwt
 import pytest
 from support.bodies import TIE_FIGHTER
 
-from fleet_api.app import create_app
-
 REVOKED = {"error": "Token has been revoked"}
 SHIP = TIE_FIGHTER
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time() - 300
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make_client(settings, store, clock):
-    def make(**changes) -> falcon.testing.TestClient:
-        return falcon.testing.TestClient(
-            create_app(dataclasses.replace(settings, **changes), store=store, clock=clock)
-        )
-
-    return make
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ refreshes must all fall inside it.
 
 from __future__ import annotations
 
-import secrets
-
 import jwt
 import pytest
+from conftest import server_env
 from support.race import race
 
 from devtools.gunicorn import GunicornServer
@@ -26,8 +25,7 @@ REVOKED = {"error": "Token has been revoked"}
 
 
 def serve(**env):
-    base = {"FLEET_SECRET_KEY": secrets.token_urlsafe(48), "FLEET_SCRYPT_N": "16"}
-    return GunicornServer(workers=4, env={**base, **env})
+    return GunicornServer(workers=4, env=server_env(**env))
 
 
 @pytest.fixture(scope="module")

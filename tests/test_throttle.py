@@ -3,16 +3,11 @@ shared store, with 429 + Retry-After (issue 6, item 3)."""
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
-import time
-
-import falcon.testing
 import pytest
+from conftest import server_env
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call
-from fleet_api.app import create_app
 
 USER_LIMIT = 3
 IP_LIMIT = 5
@@ -20,16 +15,12 @@ WINDOW = 300
 TOO_MANY = {"error": "Too Many Requests", "message": "Too many failed logins; try again later."}
 
 
-def throttled_client(settings, store, **changes) -> falcon.testing.TestClient:
-    limits = {"login_user_limit": USER_LIMIT, "login_ip_limit": IP_LIMIT, "login_window": WINDOW}
-    return falcon.testing.TestClient(
-        create_app(dataclasses.replace(settings, **{**limits, **changes}), store=store)
-    )
+LIMITS = {"login_user_limit": USER_LIMIT, "login_ip_limit": IP_LIMIT, "login_window": WINDOW}
 
 
 @pytest.fixture
-def tclient(settings, store):
-    return throttled_client(settings, store)
+def tclient(make_client):
+    return make_client(**LIMITS)
 
 
 def attempt(client, username="user", password="wrong", **kwargs):
@@ -157,8 +148,8 @@ def test_x_forwarded_for_is_ignored_without_trusted_proxies(tclient):
     assert_too_many(attempt(tclient, "guest", "guest", headers={"X-Forwarded-For": "198.51.100.200"}))
 
 
-def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(settings, store):
-    client = throttled_client(settings, store, trusted_proxies="127.0.0.1")
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(make_client):
+    client = make_client(**LIMITS, trusted_proxies="127.0.0.1")
     for i in range(IP_LIMIT):
         attempt(
             client, f"name-{i}", remote_addr="203.0.113.9", headers={"X-Forwarded-For": f"198.51.100.{i + 1}"}
@@ -171,8 +162,8 @@ def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(settings, store):
     assert_too_many(result)
 
 
-def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(settings, store):
-    client = throttled_client(settings, store, trusted_proxies="127.0.0.1")
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(make_client):
+    client = make_client(**LIMITS, trusted_proxies="127.0.0.1")
     for i in range(IP_LIMIT):
         attempt(client, f"name-{i}", headers={"X-Forwarded-For": "198.51.100.7"})
 
@@ -183,9 +174,9 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(settings, store):
     assert_too_many(same)
 
 
-def test_the_nearest_untrusted_hop_is_the_client_behind_a_trusted_proxy(settings, store):
+def test_the_nearest_untrusted_hop_is_the_client_behind_a_trusted_proxy(make_client):
     # The client may prepend anything; only the hop our proxy appended counts.
-    client = throttled_client(settings, store, trusted_proxies="127.0.0.1, 10.0.0.0/8")
+    client = make_client(**LIMITS, trusted_proxies="127.0.0.1, 10.0.0.0/8")
     for i in range(IP_LIMIT):
         spoofed = f"192.0.2.{i + 1}, 198.51.100.7, 10.1.2.3"
         attempt(client, f"name-{i}", headers={"X-Forwarded-For": spoofed})
@@ -200,20 +191,16 @@ def test_the_nearest_untrusted_hop_is_the_client_behind_a_trusted_proxy(settings
 # --- expiry -------------------------------------------------------------------
 
 
-def start_of_a_second() -> None:
-    """Windows are whole seconds: start right after a tick so the failures share one."""
-    time.sleep(1.02 - time.time() % 1)
-
-
-def test_user_and_ip_counters_expire_when_the_window_ends(settings, store):
-    client = throttled_client(settings, store, login_window=1)
-    start_of_a_second()
+def test_user_and_ip_counters_expire_when_the_window_ends(make_client, clock):
+    client = make_client(**LIMITS)
     fail(client, "user", times=USER_LIMIT)
     fail(client, "someone", times=IP_LIMIT - USER_LIMIT)
-    assert_too_many(attempt(client, "user", "password"), window=1)  # user and IP locked
-    assert_too_many(attempt(client, "guest", "guest"), window=1)  # IP locked
+    assert_too_many(attempt(client, "user", "password"))  # user and IP locked
+    assert_too_many(attempt(client, "guest", "guest"))  # IP locked
 
-    time.sleep(1.1)
+    clock.advance(WINDOW - 1)
+    assert_too_many(attempt(client, "guest", "guest"), window=1)  # one second left
+    clock.advance(1)
 
     assert attempt(client, "user", "password").status_code == 200
     assert attempt(client, "guest", "guest").status_code == 200
@@ -226,12 +213,7 @@ ATTEMPTS = 20
 
 @pytest.fixture(scope="module")
 def server():
-    env = {
-        "FLEET_SECRET_KEY": secrets.token_urlsafe(48),
-        "FLEET_SCRYPT_N": "16",
-        "FLEET_LOGIN_USER_LIMIT": str(USER_LIMIT),
-        "FLEET_LOGIN_IP_LIMIT": "1000",
-    }
+    env = server_env(FLEET_LOGIN_USER_LIMIT=str(USER_LIMIT), FLEET_LOGIN_IP_LIMIT="1000")
     with GunicornServer(workers=4, env=env) as server:
         yield server
 

@@ -344,18 +344,7 @@ def test_update_a_missing_user_is_403_for_someone_else(client, auth):
 # --- DELETE ----------------------------------------------------------------
 
 
-def test_delete_own_user_is_204_without_body(client, auth):
-    result = client.simulate_delete("/api/users/1", headers=auth.headers)
-
-    assert result.status_code == 204
-    assert result.content == b""
-
-
-def test_deleted_user_is_gone(client, auth):
-    client.simulate_delete("/api/users/1", headers=auth.headers)
-
-    assert client.simulate_get("/api/users/1").status_code == 404
-    assert client.simulate_get("/api/users").json == [{"id": 2, "name": "guest"}]
+# 204 without a body, then gone: test_delete.py, for ships and users alike.
 
 
 def test_deleted_user_cannot_log_in(client, auth):

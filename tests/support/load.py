@@ -19,6 +19,7 @@ import time
 import urllib.error
 
 from devtools.http import call
+from devtools.processes import wait_for
 from support.bodies import STAR_DESTROYER
 
 REQUEST_TIMEOUT = 10.0  # a request slower than this counts as a hang
@@ -52,39 +53,31 @@ def _failure(exc: BaseException) -> Failure:
 CONNECTION_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
 
 
+@dataclasses.dataclass(eq=False)
 class WriteLoad:
     """`with WriteLoad(url, token) as load: ...` runs `threads` writers."""
 
-    def __init__(
-        self,
-        base: str,
-        token: str,
-        *,
-        threads: int = 6,
-        max_seconds: float = 10.0,
-        max_requests: int = 4000,
-        delete_every: int | None = None,
-        tag: str = "load",
-    ) -> None:
-        self.base = base
-        self.token = token
-        self.threads = threads
-        self.max_seconds = max_seconds
-        self.max_requests = max_requests
-        self.delete_every = delete_every
-        self.tag = tag
-        self.acks: list[Ack] = []
-        self.deleted: set[int] = set()  # ids whose DELETE answered 204
-        self.unsure_deletes: set[int] = set()  # DELETE failed below HTTP
-        self.failures: list[Failure] = []
-        self.statuses: collections.Counter = collections.Counter()
-        self.server_errors: list[tuple[str, int, bytes]] = []  # (method, status, body)
-        self.unexpected: list[tuple[str, int, bytes]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sent = 0
-        self._deadline = 0.0
-        self._workers: list[threading.Thread] = []
+    base: str
+    token: str
+    _: dataclasses.KW_ONLY
+    threads: int = 6
+    max_seconds: float = 10.0
+    max_requests: int = 4000
+    delete_every: int | None = None
+    tag: str = "load"
+    # The record, filled in by the writers.
+    acks: list[Ack] = dataclasses.field(default_factory=list, init=False)
+    deleted: set[int] = dataclasses.field(default_factory=set, init=False)  # ids whose DELETE answered 204
+    unsure_deletes: set[int] = dataclasses.field(default_factory=set, init=False)  # DELETE failed below HTTP
+    failures: list[Failure] = dataclasses.field(default_factory=list, init=False)
+    statuses: collections.Counter = dataclasses.field(default_factory=collections.Counter, init=False)
+    server_errors: list[tuple[str, int, bytes]] = dataclasses.field(default_factory=list, init=False)
+    unexpected: list[tuple[str, int, bytes]] = dataclasses.field(default_factory=list, init=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, init=False, repr=False)
+    _stop: threading.Event = dataclasses.field(default_factory=threading.Event, init=False, repr=False)
+    _sent: int = dataclasses.field(default=0, init=False, repr=False)
+    _deadline: float = dataclasses.field(default=0.0, init=False, repr=False)
+    _workers: list[threading.Thread] = dataclasses.field(default_factory=list, init=False, repr=False)
 
     # --- running -------------------------------------------------------------
     def start(self) -> WriteLoad:
@@ -166,12 +159,7 @@ class WriteLoad:
 
     def wait_for_acks(self, count: int, timeout: float) -> bool:
         """True once `count` writes in all were acknowledged, False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ack_count() >= count:
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_for(lambda: self.ack_count() >= count, timeout, interval=0.01)
 
     def connection_failures(self) -> int:
         return sum(f.kind == "connection" for f in self.failures)
