@@ -4,12 +4,19 @@ table, the report's rows and tables (scripts/bench/)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from devtools.gunicorn import PROJECT_ROOT
 from scripts.bench import report
+from scripts.bench.config import shipped_layout
 from scripts.bench.measure import BenchError, Run, parse_wrk
+from scripts.bench.run import plain_gunicorn
 from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
 from tests.support.bodies import STAR_DESTROYER
 
@@ -247,3 +254,35 @@ def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeyp
             assert bench.target("normal").store_url.endswith("?synchronous=normal")
     finally:
         bench.stop()
+
+
+# --- the worker layout bare and the baseline copy ----------------------------------
+def _gunicorn_layout(env: dict) -> tuple[str, str]:
+    """(workers, threads) as gunicorn itself reads gunicorn.conf.py."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "--print-config"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = dict(re.findall(r"^(workers|threads)\s+=\s+(\d+)$", done.stdout, re.M))
+    return found["workers"], found["threads"]
+
+
+@pytest.mark.parametrize(
+    "override", [{}, {"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5"}], ids=["defaults", "env"]
+)
+def test_bare_gets_the_layout_gunicorn_reads_from_our_config(monkeypatch, override):
+    env = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "GUNICORN_THREADS")}
+    env |= {"FLEET_METRICS": "off", **override}  # metrics off: no directory made for a config print
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in override.items():
+        monkeypatch.setenv(name, value)
+    workers, threads = _gunicorn_layout(env)
+
+    assert shipped_layout() == (workers, threads)
+    assert plain_gunicorn() == ["--workers", workers, "--threads", threads, "--worker-class", "gthread"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import sys
@@ -24,6 +25,24 @@ def env_int(env, name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative")
     return value
+
+
+def shipped_layout(conf: Path = ROOT / "gunicorn.conf.py") -> tuple[str, str]:
+    """(workers, threads) as gunicorn.conf.py sets them: the environment's
+    WEB_CONCURRENCY / GUNICORN_THREADS, else the file's own defaults, read
+    from its `int(os.environ.get(NAME, "default"))` lines without running it
+    (it makes a metrics directory and a key when run), so bare and the
+    baseline always get ours' layout."""
+    defaults = {}
+    for node in ast.walk(ast.parse(conf.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get" and len(node.args) == 2:
+            name, default = node.args
+            if isinstance(name, ast.Constant) and isinstance(default, ast.Constant):
+                defaults[name.value] = default.value
+    try:
+        return tuple(os.environ.get(name, defaults[name]) for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS"))
+    except KeyError as missing:
+        raise ValueError(f"{conf} no longer sets {missing} with a default") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +90,8 @@ class Config:
         )
 
     def layout(self) -> str:
-        return (
-            f"{os.environ.get('WEB_CONCURRENCY', '4')} workers x "
-            f"{os.environ.get('GUNICORN_THREADS', '4')} gthreads"
-        )
+        workers, threads = shipped_layout()
+        return f"{workers} workers x {threads} gthreads"
 
 
 def machine() -> str:

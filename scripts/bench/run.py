@@ -45,7 +45,7 @@ from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
 from fleet_api.keys import new_key
 from fleet_api.passwords import PasswordHasher
-from scripts.bench.config import DEFAULT_BASELINE
+from scripts.bench.config import DEFAULT_BASELINE, shipped_layout
 from scripts.bench.fill import fill
 from scripts.bench.measure import BenchError
 from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_path
@@ -239,8 +239,7 @@ def check_importable(root: Path) -> None:
 
 def plain_gunicorn() -> list[str]:
     """gunicorn.conf.py's worker layout as command-line flags, and nothing else."""
-    workers = os.environ.get("WEB_CONCURRENCY", "4")
-    threads = os.environ.get("GUNICORN_THREADS", "4")
+    workers, threads = shipped_layout()
     return ["--workers", workers, "--threads", threads, "--worker-class", "gthread"]
 
 
