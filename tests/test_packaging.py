@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 from email.parser import Parser
 
 import pytest
+from conftest import server_env
 
-from devtools.gunicorn import PROJECT_ROOT
+from devtools.gunicorn import PROJECT_ROOT, GunicornServer
+from devtools.http import call
 
 TOOLS = {"pytest", "locust", "schemathesis", "matplotlib", "selenium", "openapi-python-client", "ruff"}
 
@@ -61,3 +64,39 @@ def test_the_wheel_requires_the_runtime_set_and_no_tool(wheel):
     }
     assert names == runtime
     assert not names & TOOLS
+
+
+def test_the_installed_package_serves_from_another_directory(wheel, tmp_path):
+    """What `pip install .` then `gunicorn 'fleet_api.app:get_app()'` does
+    anywhere: the wheel's files alone (no checkout on the path), the default
+    store made under the working directory, seeded from the packaged data,
+    the docs' assets served from the package."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    wheel.extractall(site)
+    elsewhere.mkdir()
+    env = server_env(PYTHONPATH=str(site), FLEET_STORE="sqlite:///var/fleet.db")
+    env.pop("FLEET_DATA", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import fleet_api; print(fleet_api.__file__)"],
+        cwd=elsewhere,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert where.stdout.strip().startswith(str(site)), where.stdout
+
+    with GunicornServer(
+        workers=1, conf=None, root=elsewhere, app="fleet_api.app:get_app()", env=env
+    ) as server:
+        ship = call("GET", f"{server.url}/api/ships/2")
+        login = call("POST", f"{server.url}/auth/login", {"username": "user", "password": "password"})
+        docs = call("GET", f"{server.url}/docs")
+        asset = call("GET", f"{server.url}/docs/assets/swagger-ui-bundle.js")
+
+    assert ship.status == 200 and ship.json["id"] == 2
+    assert login.status == 200 and set(login.json) == {"access_token", "refresh_token"}
+    assert docs.status == 200
+    assert asset.status == 200 and len(asset.body) > 10_000
+    assert (elsewhere / "var" / "fleet.db").is_file()
