@@ -362,6 +362,11 @@ def lifecycle(tmp_path_factory):
         with load:
             reader.start()
             assert load.wait_for_acks(80, WAIT), load.summary()
+            # Two recycles before the reload, however fast the writes went
+            # (the load keeps going: each worker soon passes its ~60 requests).
+            assert wait_for(lambda: gunicorn_log(server).count("Autorestarting worker") >= 2, WAIT), (
+                gunicorn_log(server)[-2000:]
+            )
             seen |= worker_pids(master)
             before = worker_pids(master)
             hup_at = time.monotonic()
