@@ -19,6 +19,7 @@ import threading
 import pytest
 from support.bodies import STAR_DESTROYER
 from support.groups import WAIT, Recording, add_user, connect, make_db, make_group, read, set_crew
+from support.race import race
 
 from fleet_api.store import NameTaken, PreconditionFailed, open_store
 from fleet_api.store.groupcommit import GroupCommit
@@ -258,13 +259,9 @@ def _write_from_a_process(path, name, count):
             group.run(add_user(f"{name}-{t}-{i}"))
             group.run(set_crew(1, i))
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = race(writer, count=4)  # a hung or failed writer is this process's failure
     group.close()
-    os._exit(0 if not any(thread.is_alive() for thread in threads) else 1)
+    os._exit(0 if not any(isinstance(result, Exception) for result in results) else 1)
 
 
 def test_processes_commit_their_groups_in_turn_and_lose_nothing(path):
