@@ -15,6 +15,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 from devtools.processes import ChildServer, free_port, running, spawn, stop_process, worker_pids
@@ -27,6 +28,11 @@ class GunicornServer(ChildServer):
     """`with GunicornServer(workers=4, env={...}) as server: server.url`"""
 
     name = "gunicorn"
+    # tests/conftest.py turns this on: a server given no log then logs into
+    # its own temporary directory, so one that dies early can say why.
+    keep_logs = False
+    # A test that ends the master itself (SIGTERM, kill -9) says so first.
+    exit_expected = False
 
     def __init__(
         self,
@@ -60,9 +66,12 @@ class GunicornServer(ChildServer):
         # Unless told otherwise, each server gets its own fresh SQLite store,
         # never the repository's var/fleet.db that `make run` uses.
         self._tmpdir = None
-        if "FLEET_STORE" not in self.env:
+        if "FLEET_STORE" not in self.env or (log_path is None and self.keep_logs):
             self._tmpdir = tempfile.mkdtemp(prefix="fleet-server-")
+        if "FLEET_STORE" not in self.env:
             self.env["FLEET_STORE"] = f"sqlite:///{self._tmpdir}/fleet.db"
+        if log_path is None and self.keep_logs:
+            self.log_path = Path(self._tmpdir) / "gunicorn.log"
 
     def worker_pids(self) -> set[int]:
         """The master's live workers."""
@@ -124,6 +133,15 @@ class GunicornServer(ChildServer):
         """SIGTERM the master (graceful), SIGKILL its group if it lingers."""
         if self.process is None:
             return None
+        if self.process.poll() is not None and not self.exit_expected:
+            # Nobody stopped it: say so (once) with its log, before cleanup() removes it.
+            self.exit_expected = True
+            warnings.warn(
+                f"gunicorn on {self.url} had exited with {self.process.returncode} before it was "
+                f"stopped:\n{self.log_tail()}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         stop_process(self.process, ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)))
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()

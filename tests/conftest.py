@@ -18,6 +18,8 @@ from fleet_api.store import open_store
 
 # Cheap scrypt in tests: the hashing itself is tested at full cost in test_passwords.
 TEST_SCRYPT_N = 2**4
+# A real server that dies before its test stops it leaves its log in the warning.
+GunicornServer.keep_logs = True
 
 
 BACKENDS = ["memory", "sqlite", "postgres"]

@@ -80,3 +80,18 @@ def test_a_server_started_from_a_short_lived_thread_outlives_the_thread():
     finally:
         server.stop()
         server.cleanup()
+
+
+def test_a_server_that_dies_before_its_test_stops_it_warns_with_its_log():
+    """A master gone mid-test otherwise shows only as "connection refused"."""
+    server = GunicornServer(workers=1, env={"FLEET_SCRYPT_N": "16"}).start()
+    try:
+        server.process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown, as if from outside
+        server.process.wait(30)
+        with pytest.warns(
+            RuntimeWarning, match=r"(?s)had exited with 0 before it was stopped.*Shutting down"
+        ):
+            server.stop()
+    finally:
+        server.stop()
+        server.cleanup()

@@ -225,6 +225,7 @@ def sigterm_in_flight(tmp_path_factory):
             assert sent.acquire(timeout=WAIT)
         wait_until_accepted(server.port)
         time.sleep(0.1)
+        server.exit_expected = True
         server.process.send_signal(signal.SIGTERM)
         term_at = time.monotonic()
         try:
@@ -365,6 +366,7 @@ def crash_under_load(tmp_path_factory):
         load = WriteLoad(first.url, login(first.url)["access_token"], max_seconds=LOAD_SECONDS, tag="crash")
         with load:
             assert load.wait_for_acks(WARM_ACKS, WAIT), load.summary()
+            first.exit_expected = True
             os.killpg(first.pid, signal.SIGKILL)  # master and workers: one process group
             first.process.wait(WAIT)
         print(f"\ncrash: {load.summary()}")
