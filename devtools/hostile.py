@@ -32,6 +32,7 @@ import queue as queue_module
 import resource
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 ORDINARY_PATH = "/api/ships/2"
@@ -445,16 +446,19 @@ class MemoryWatch:
 # --- nginx's own view ---------------------------------------------------------------------
 
 
-def nginx_request_times(access_log: Path, status: int, offset: int = 0) -> tuple[list[float], int]:
+def nginx_request_times(
+    access_log: Path, status: int, offset: int = 0, sources: Collection[str] | None = None
+) -> tuple[list[float], int]:
     """$request_time of each `status` line in an access log of nginx.conf's `timed`
-    format, from byte `offset` on; and the offset to start from next time."""
+    format, from byte `offset` on (and only from the client addresses `sources`,
+    if given); and the offset to start from next time."""
     times = []
     with open(access_log, "rb") as log:
         log.seek(offset)
         data = log.read()
     for line in data.decode("latin-1").splitlines():
         fields = line.split(" ", 3)
-        if len(fields) > 2 and fields[1] == str(status):
+        if len(fields) > 2 and fields[1] == str(status) and (sources is None or fields[0] in sources):
             times.append(float(fields[2]))
     return times, offset + len(data)
 
