@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from pathlib import Path
 
 import pytest
 
 from fleet_api.store import open_store
-from fleet_api.store.sqlite import parse_url
+from fleet_api.store.sqlite import SQLiteStore, parse_url
+
+WAIT = 30.0
+TRIALS = 30  # rounds of two processes opening a new database at once
 
 
 def test_a_relative_and_an_absolute_path_are_both_understood():
@@ -63,3 +68,32 @@ def test_writers_from_many_threads_queue_and_none_is_lost(tmp_path):
         assert store.ships_version() == 80  # one bump per committed write
     finally:
         store.close()
+
+
+def _first_connection(path: str, barrier, answers) -> None:
+    """A worker's first connection to a new database, all of them at once."""
+    store = SQLiteStore.__new__(SQLiteStore)  # only the connection, not the schema
+    store.path = Path(path)
+    barrier.wait(WAIT)
+    try:
+        db = store._connect()
+        answers.put(db.execute("PRAGMA journal_mode").fetchone()[0])
+    except Exception as exc:  # the outcome is what we test
+        answers.put(repr(exc))
+
+
+def test_workers_opening_a_new_database_at_once_all_get_wal(tmp_path):
+    """SQLite refuses one of two processes turning a new file to WAL at once
+    ("database is locked", busy_timeout or not), which stopped a booting
+    server; most of these rounds hit that race without the lock around it."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(TRIALS):
+        path = str(tmp_path / f"new-{trial}.db")
+        barrier, answers = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=_first_connection, args=(path, barrier, answers)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        got = [answers.get(timeout=WAIT) for _ in workers]
+        for worker in workers:
+            worker.join(WAIT)
+        assert got == ["wal", "wal"], f"round {trial}: {got}"

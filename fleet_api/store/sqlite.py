@@ -22,6 +22,7 @@ which is what `ships_version()` reads: no SQL per cached read.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import sqlite3
 import threading
@@ -112,7 +113,17 @@ class SQLiteStore(sql.SQLStore):
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
+        # Two processes turning a new database to WAL at once: one gets
+        # "database is locked" at once, busy_timeout or not (two workers
+        # booting on a new file: the worker fails to boot, and gunicorn then
+        # stops the whole server). One connection at a time, under the lock
+        # writers take (never called while this process holds it).
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            db.execute("PRAGMA journal_mode = WAL")
+        finally:
+            os.close(lock)  # and so the flock
         db.execute(f"PRAGMA synchronous = {self._synchronous}")
         return db
 
