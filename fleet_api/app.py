@@ -14,7 +14,7 @@ from fleet_api.idempotency import Idempotency
 from fleet_api.keys import load_keyring
 from fleet_api.logs import AccessContext
 from fleet_api.metrics import Metrics, MetricsMiddleware, MetricsResource, NoMetrics
-from fleet_api.middleware import RequestHygiene, RouteLabels
+from fleet_api.middleware import DurableAnswers, RequestHygiene, RouteLabels
 from fleet_api.passwords import PasswordHasher
 from fleet_api.resources import docs
 from fleet_api.resources.auth import Login, Logout, Refresh
@@ -74,7 +74,7 @@ def create_app(
     # Metrics first, so its clock spans the whole request, 413s included.
     routes = RouteLabels()  # route templates as metrics and the access log name them
     middleware = [MetricsMiddleware(metrics, routes)] if metrics.enabled else []
-    middleware += [RequestHygiene(config.max_body_bytes), AccessContext(routes), auth]
+    middleware += [DurableAnswers(store), RequestHygiene(config.max_body_bytes), AccessContext(routes), auth]
     app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)

@@ -87,3 +87,18 @@ class RouteLabels:
         if label is None:
             label = self._labels[template] = route_label(template)
         return label
+
+
+class DurableAnswers:
+    """Answered means on disk, for reads too: a request whose reads may
+    have seen a commit whose fsync is still running (SQLite fsyncs after
+    its write lock, see store/walsync.py) waits for it before it is
+    answered, whatever the status."""
+
+    def __init__(self, store) -> None:
+        self._settle = store.settle
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool
+    ) -> None:
+        self._settle()

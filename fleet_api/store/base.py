@@ -451,6 +451,10 @@ class Store(abc.ABC):
         once seed it exactly once, and a restart never resurrects deletions.
         """
 
+    def settle(self) -> None:  # noqa: B027 - an optional hook: SQLite's fsync outside the lock
+        """Before this thread's request is answered: whatever its reads saw is
+        on disk. A no-op where a commit is durable once visible."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook: backends with resources override it
         pass
 

@@ -10,10 +10,12 @@ error) is rolled back alone and its error goes to its own caller only. The
 others wait meanwhile; the next group is whatever queued during this one, so
 nobody waits for a timer and a lone writer commits at once.
 
-Durability is SQLite's: the writer connection commits with the store's
-`synchronous` (FULL by default: the WAL is fsynced inside COMMIT), and every
-caller returns only after its group's COMMIT returned, so answered means on
-disk. A failed COMMIT fails every job of the group: none of it was written.
+Durability: with a `WALSync` (the default, `synchronous=full`) the writer
+commits without an fsync, the leader releases the lock, then fsyncs the WAL
+(walsync.py) and only then answers its group, so answered means on disk and
+the lock is held for the statements and the COMMIT alone; meanwhile the next
+group may already commit. Without one (`synchronous=normal`) nothing is
+fsynced per commit. A failed COMMIT or fsync fails every job of the group.
 
 The leader runs all the jobs itself, without handing the connection between
 threads, so the lock is held for the statements and the commit, not for
@@ -32,16 +34,22 @@ from collections.abc import Callable
 from typing import Any
 
 from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.walsync import WALSync
 
 Job = Callable[[sqlite3.Connection], Any]
 
 
 class _Slot:
-    __slots__ = ("job", "taken", "done", "result", "error")
+    __slots__ = ("job", "wake", "lead", "done", "result", "error")
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.taken = False  # in a leader's group, so no longer queued
+        # Released exactly once, for its own thread alone: it leads now, or it
+        # is done. So a commit wakes the writers it answers and the one next
+        # leader, not every waiting thread of the process.
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.lead = False  # its thread leads the next group
         self.done = False  # committed or failed: its caller may answer
         self.result: Any = None
         self.error: BaseException | None = None
@@ -57,15 +65,18 @@ class GroupCommit:
         lock_path: str,
         version: SharedVersion | None = None,
         counter: Callable[[sqlite3.Connection], int] | None = None,
+        sync: WALSync | None = None,
     ) -> None:
         """`version` and `counter` (the ships counter, read through the given
         connection) go together: the version is moved around each COMMIT
-        that moves the counter (see sharedversion.py)."""
+        that moves the counter (see sharedversion.py). `sync`: fsync each
+        group's commit after the lock (see walsync.py)."""
         self._connect = connect
         self._lock_path = lock_path
         self._version = version
         self._counter = counter
-        self._cond = threading.Condition(threading.Lock())
+        self._sync = sync
+        self._mutex = threading.Lock()  # guards the queue and who leads
         self._queue: list[_Slot] = []
         self._leading = False
         self._inside = threading.local()  # set in the leader's thread while its jobs run
@@ -80,56 +91,74 @@ class GroupCommit:
         if db is not None:  # a job that writes through the store again: part of its own job
             return _nested(db, job)
         slot = _Slot(job)
-        lead = False
-        with self._cond:
+        with self._mutex:
             self._queue.append(slot)
-            while not slot.done:
-                if not self._leading and not slot.taken:
-                    self._leading = lead = True
-                    break
-                self._cond.wait()
-        if lead:
+            if not self._leading:
+                self._leading = slot.lead = True
+        if not slot.lead:
+            slot.wake.acquire()  # until it is done, or handed the lead
+        if slot.lead:
             self._lead()  # its group holds this slot: done when it returns
         if slot.error is not None:
             raise slot.error
         return slot.result
 
     def _lead(self) -> None:
-        """The lock first, then every job queued by then; answer them all."""
+        """The lock first, then every job queued by then; the fsync after
+        the lock; answer them all."""
         group: list[_Slot] = []
         fatal: BaseException | None = None
+        handed_over = False
         try:
             db = self._connection()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 group = self._take()
-                self._commit(db, group)
+                number = self._commit(db, group)
+                if number is None and self._sync is not None:
+                    # Nothing committed, but the jobs read (and their errors
+                    # may tell) what the commits before did.
+                    number = self._sync.last_finished()
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        except BaseException as exc:  # the whole group failed: none of it is written
+            if self._sync is not None:
+                self._hand_over()  # the next group may commit during this fsync
+                handed_over = True
+                self._sync.make_durable(number)
+        except BaseException as exc:  # the whole group failed: none of it is (surely) written
             fatal = exc
             group = group or self._take()  # failed before taking it (no connection, no lock)
             for slot in group:
                 slot.result, slot.error = None, exc
         finally:
-            with self._cond:
-                for slot in group:
-                    slot.done = True
-                self._leading = False
-                self._cond.notify_all()
+            if not handed_over:
+                self._hand_over()
+            for slot in group:
+                slot.done = True
+                if not slot.lead:  # the leader's own thread is not waiting
+                    slot.wake.release()
         if fatal is not None and not isinstance(fatal, Exception):
             raise fatal  # KeyboardInterrupt, SystemExit: the leader's own thread stops too
 
     def _take(self) -> list[_Slot]:
-        with self._cond:
+        with self._mutex:
             group, self._queue = self._queue, []
-            for slot in group:
-                slot.taken = True
         return group
 
-    def _commit(self, db: sqlite3.Connection, group: list[_Slot]) -> None:
+    def _hand_over(self) -> None:
+        """The first writer that queued meanwhile leads next, or nobody does."""
+        with self._mutex:
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                successor.wake.release()
+            else:
+                self._leading = False
+
+    def _commit(self, db: sqlite3.Connection, group: list[_Slot]) -> int | None:
         """The group in one transaction; a job's error stays in its slot, a
-        failure of the transaction itself is raised (and fails them all)."""
+        failure of the transaction itself is raised (and fails them all).
+        The commit's number (walsync.py) if it committed with a WALSync."""
         db.execute("BEGIN IMMEDIATE")
         try:
             self._inside.db = db
@@ -143,22 +172,28 @@ class GroupCommit:
             if all(slot.error is not None for slot in group):
                 if db.in_transaction:  # not if an error rolled it back already
                     db.execute("ROLLBACK")
-                return
+                return None
             counter = None
             if self._version is not None:
                 counter = self._counter(db)  # the transaction's: what COMMIT makes visible
                 if not self._version.begin(counter):
                     counter = None  # ships unchanged: nothing to move
+            number = self._sync.begin() if self._sync is not None else None
             try:
                 db.execute("COMMIT")
             except BaseException:
+                if number is not None:
+                    self._sync.finish(number)
                 if counter is not None:
                     self._republish(db)
                 raise
+            if number is not None:
+                self._sync.finish(number)  # before the version moves: see WALSync.saw_finished
             if counter is not None:
                 self._version.end(counter)
             self.groups += 1
             self.jobs += len(group)
+            return number
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

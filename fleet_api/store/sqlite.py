@@ -1,7 +1,8 @@
 """SQLite store: one database file shared by every worker process of a host.
 
-WAL lets readers run while one writer commits; `synchronous=FULL` makes a
-commit durable before we answer. Every write takes the write lock up front
+WAL lets readers run while one writer commits; with `synchronous=full` (the
+default) a commit is fsynced before we answer, and so is any commit a read
+may have seen before the reader is answered (walsync.py). Every write takes the write lock up front
 (`BEGIN IMMEDIATE`), so concurrent writers queue instead of deadlocking on a
 lock upgrade, and each public method is one transaction (or, when writes
 of several threads meet, one savepoint of their shared transaction). The SQL
@@ -14,7 +15,7 @@ long after the lock came free; the kernel wakes an flock waiter at once.
 
 Writes go through a group commit (groupcommit.py): the concurrent writes of
 one process share one transaction and one fsync, each in its own savepoint,
-and each caller returns after that COMMIT. Around a COMMIT that moves the
+and each caller returns after that commit's fsync, made outside the lock. Around a COMMIT that moves the
 ships counter the group moves a word in shared memory (sharedversion.py),
 which is what `ships_version()` reads: no SQL per cached read.
 """
@@ -35,10 +36,13 @@ from fleet_api.store import sql
 from fleet_api.store.base import ListQuery
 from fleet_api.store.groupcommit import GroupCommit
 from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.walsync import WALSync
 
 BUSY_TIMEOUT_MS = 30_000
-# FULL: a commit is on disk before we answer. NORMAL (an explicit choice in
-# the URL): it survives a crash of the process, not of the machine.
+# full: a commit is on disk before we answer (an fsync of the WAL after the
+# lock, see walsync.py; SQLite's own FULL would fsync inside COMMIT, under
+# the lock). normal (an explicit choice in the URL): it survives a crash of
+# the process, not of the machine. SQLite itself runs with NORMAL in both.
 SYNCHRONOUS_MODES = ("full", "normal")
 
 # The ships counter (ships_version), bumped by triggers inside each ship
@@ -95,6 +99,7 @@ class SQLiteStore(sql.SQLStore):
         self._group: GroupCommit | None = None
         self._group_pid: int | None = None
         self._version = SharedVersion(f"{self.path}.version")
+        self._sync = WALSync(f"{self.path}.sync", f"{self.path}-wal") if self._synchronous == "full" else None
         self._write(_create_schema)  # its commit also publishes the counter of this database
 
     # --- connections -------------------------------------------------------
@@ -124,7 +129,8 @@ class SQLiteStore(sql.SQLStore):
             db.execute("PRAGMA journal_mode = WAL")
         finally:
             os.close(lock)  # and so the flock
-        db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # WAL + NORMAL: no fsync inside COMMIT; with `full` ours follows it.
+        db.execute("PRAGMA synchronous = NORMAL")
         return db
 
     def _write(self, job, *args):
@@ -134,8 +140,8 @@ class SQLiteStore(sql.SQLStore):
         returning), so several jobs can share one transaction; if it raises,
         its effects are rolled back and the exception propagates unchanged.
         It runs in this process's next group commit, possibly in another
-        thread (the leader's), and returns after that group's COMMIT, so
-        after its fsync with `synchronous=FULL`.
+        thread (the leader's), and returns after that group's COMMIT, and
+        after its fsync with `synchronous=full`.
         """
         group = self._group
         if group is None or self._group_pid != os.getpid():
@@ -143,14 +149,17 @@ class SQLiteStore(sql.SQLStore):
                 if self._group is None or self._group_pid != os.getpid():
                     # A forked child makes its own: its own writer connection and flock.
                     self._group = GroupCommit(
-                        self._connect, f"{self.path}.lock", self._version, _ships_counter
+                        self._connect, f"{self.path}.lock", self._version, _ships_counter, self._sync
                     )
                     self._group_pid = os.getpid()
                 group = self._group
         return group.run((lambda db: job(db, *args)) if args else job)
 
     def _query(self, statement: str, params=()) -> list[tuple]:
-        return self._db().execute(statement, params).fetchall()
+        rows = self._db().execute(statement, params).fetchall()
+        if self._sync is not None:
+            self._sync.saw()
+        return rows
 
     def _page(self, table: str, columns: str, query: ListQuery, text_fields) -> tuple[list, int]:
         where, params = sql.where(query, text_fields, SQLITE)
@@ -174,6 +183,8 @@ class SQLiteStore(sql.SQLStore):
                 total = db.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
         finally:
             db.execute("COMMIT")
+        if self._sync is not None:
+            self._sync.saw()
         return rows, total
 
     # --- ships counter ---------------------------------------------------
@@ -181,7 +192,15 @@ class SQLiteStore(sql.SQLStore):
         # The counter the triggers bump inside each ship write, as the group
         # commit publishes it in shared memory around the COMMIT; None while
         # one is in flight (see sharedversion.py).
-        return self._version.read()
+        version = self._version.read()
+        if version is not None and self._sync is not None:
+            self._sync.saw_finished()  # a page cached for it answers on its commit
+        return version
+
+    def settle(self) -> None:
+        # Every commit this thread's reads may have seen is fsynced (walsync.py).
+        if self._sync is not None:
+            self._sync.settle()
 
     # --- lifecycle ---------------------------------------------------------
     def close(self) -> None:
@@ -194,6 +213,8 @@ class SQLiteStore(sql.SQLStore):
             group.close()
         for db in connections:
             db.close()
+        if self._sync is not None:
+            self._sync.close()
         self._local = threading.local()
 
 
