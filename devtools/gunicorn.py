@@ -29,7 +29,8 @@ class GunicornServer(ChildServer):
 
     name = "gunicorn"
     # tests/conftest.py turns this on: a server given no log then logs into
-    # its own temporary directory, so one that dies early can say why.
+    # its own temporary directory, and one that exits before it is stopped
+    # says so with its log (a warning), instead of only "connection refused".
     keep_logs = False
     # A test that ends the master itself (SIGTERM, kill -9) says so first.
     exit_expected = False
@@ -101,6 +102,7 @@ class GunicornServer(ChildServer):
         try:
             self.wait_ready()
         except BaseException:
+            self.exit_expected = True  # the error says why, with the log
             self.stop()
             self.cleanup()
             raise
@@ -133,7 +135,7 @@ class GunicornServer(ChildServer):
         """SIGTERM the master (graceful), SIGKILL its group if it lingers."""
         if self.process is None:
             return None
-        if self.process.poll() is not None and not self.exit_expected:
+        if self.keep_logs and self.process.poll() is not None and not self.exit_expected:
             # Nobody stopped it: say so (once) with its log, before cleanup() removes it.
             self.exit_expected = True
             warnings.warn(
@@ -143,6 +145,7 @@ class GunicornServer(ChildServer):
                 stacklevel=2,
             )
         stop_process(self.process, ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)))
+        self.exit_expected = True  # stopped by us: a second stop() is a no-op
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         return self.process.returncode

@@ -24,7 +24,7 @@ def test_a_relative_and_an_absolute_path_are_both_understood():
 
 def test_commits_are_fsynced_unless_the_url_says_otherwise(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")))
     full = open_store(f"sqlite:///{tmp_path / 'a.db'}")
     normal = open_store(f"sqlite:///{tmp_path / 'b.db'}?synchronous=normal")
     try:

@@ -27,9 +27,9 @@ STILL = 0.3  # how long a call that must wait is watched not returning
 
 
 class Fsyncs:
-    """os.fsync, counted; `hold()` keeps the next ones waiting until `release()`."""
+    """os.fdatasync (what WALSync calls), counted; `hold()` keeps the next ones waiting until `release()`."""
 
-    def __init__(self, real=os.fsync) -> None:
+    def __init__(self, real=os.fdatasync) -> None:
         self.real = real
         self.calls = 0
         self.entered = threading.Event()  # an fsync began while held
@@ -71,7 +71,7 @@ def _lock_is_free(path: str) -> bool:
 @pytest.fixture
 def fsyncs(monkeypatch) -> Fsyncs:
     counted = Fsyncs()
-    monkeypatch.setattr(os, "fsync", counted)
+    monkeypatch.setattr(os, "fdatasync", counted)
     return counted
 
 
