@@ -91,7 +91,7 @@ def on_starting(server):
     folder = os.environ[METRICS_DIR_ENV]
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):
-        if name.endswith(".db"):
+        if name.endswith((".db", ".claim")):  # values, and metrics.py's thread slots
             os.remove(os.path.join(folder, name))
 
 

@@ -4,16 +4,19 @@ correct across real gunicorn workers, including one that is killed."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import falcon.testing
 import pytest
 from conftest import Session, server_env
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.bodies import STAR_DESTROYER
@@ -22,10 +25,11 @@ from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
 from devtools.processes import wait_for_workers
 from fleet_api.app import create_app
-from fleet_api.metrics import Metrics, MetricsMiddleware
+from fleet_api.metrics import Metrics, MetricsMiddleware, ThreadRequestCounts
 from fleet_api.settings import Settings, SettingsError
 
 SHIP_ROUTE = "/api/ships/{ship_id}"
+THREADS = 8  # gunicorn.conf.py's threads per worker
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
@@ -195,12 +199,15 @@ def test_a_bad_fleet_metrics_value_refuses_to_start():
 
 
 def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
-    """What each worker's own files hold, read as prometheus_client does."""
-    counts = {}
+    """What each worker's own files hold, read as prometheus_client does:
+    `counter_<pid>.db` (the library's own), and `counter_t<n>.db` of the
+    slots its threads hold (slot_t<n>.claim names the pid)."""
+    counts: dict[int, float] = {}
     for path in metrics_dir.glob("counter_*.db"):
-        pid = int(path.stem.split("_")[1])
+        owner = path.stem.split("_", 1)[1]
+        pid = int((metrics_dir / f"slot_{owner}.claim").read_text() if owner.startswith("t") else owner)
         merged = MultiProcessCollector.merge([str(path)], accumulate=True)
-        counts[pid] = sum(
+        counts[pid] = counts.get(pid, 0) + sum(
             s.value
             for family in merged
             for s in family.samples
@@ -266,8 +273,75 @@ def test_counts_sum_over_four_workers_and_survive_a_killed_one(tmp_path):
         get_ships(server.url, later)
         text = scrape_http(server.url)
         assert total(text, "http_requests_total", route=SHIP_ROUTE) == first + later
-        assert per_worker(metrics_dir, "http_requests_total", route=SHIP_ROUTE)[victim] == served[victim]
         assert total(text, "auth_logins_total", outcome="ok") == 1
+        # Its replacement's threads took free slots, the dead one's first: as
+        # many request files as threads ever counting at once, not one more.
+        assert len(list(metrics_dir.glob("counter_t*.db"))) <= 4 * THREADS
+
+
+def test_a_workers_threads_count_at_once_each_in_files_of_its_own_and_lose_nothing(tmp_path, monkeypatch):
+    """prometheus_client's one lock per process convoys under gthread's
+    threads; each thread writes its own files, and the sums are exact."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    counts = ThreadRequestCounts(str(tmp_path))
+    times = [0.0005, 0.003, 0.04, 20.0]  # a bucket each, the last one past every bound: +Inf
+    threads, per_thread = 8, 200  # per_thread: a multiple of len(times) and of 5
+    barrier = threading.Barrier(threads)
+
+    def count() -> None:
+        barrier.wait(30)
+        for n in range(per_thread):
+            counts.count("GET", SHIP_ROUTE, 200 if n % 5 else 404, times[n % len(times)])
+
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+
+    assert sorted(p.name for p in tmp_path.glob("counter_*.db")) == sorted(
+        f"counter_t{n}.db" for n in range(threads)
+    )
+    assert {p.read_text() for p in tmp_path.glob("slot_t*.claim")} == {str(os.getpid())}
+    assert total(text, "http_requests_total", route=SHIP_ROUTE) == threads * per_thread
+    assert total(text, "http_requests_total", status="404") == threads * per_thread / 5
+    assert total(text, "http_request_duration_seconds_count") == threads * per_thread
+    each = threads * per_thread / len(times)
+    assert total(text, "http_request_duration_seconds_sum") == pytest.approx(each * sum(times))
+    buckets = samples(text, "http_request_duration_seconds_bucket")
+    cumulative = {dict(key)["le"]: value for key, value in buckets.items()}
+    assert cumulative["0.001"] == each and cumulative["0.005"] == 2 * each
+    assert cumulative["0.05"] == cumulative["10.0"] == 3 * each
+    assert cumulative["+Inf"] == 4 * each
+
+
+def _count_then_die(folder: str, times: int) -> None:
+    counts = ThreadRequestCounts(folder)
+    for _ in range(times):
+        counts.count("GET", SHIP_ROUTE, 200, 0.002)
+    os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
+
+
+def test_a_killed_workers_slot_is_taken_over_and_its_counts_go_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    dead = multiprocessing.get_context("fork").Process(target=_count_then_die, args=(str(tmp_path), 30))
+    dead.start()
+    dead.join(30)
+    assert dead.exitcode == -signal.SIGKILL
+    counts = ThreadRequestCounts(str(tmp_path))
+    for _ in range(12):
+        counts.count("GET", SHIP_ROUTE, 200, 0.002)
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+    assert total(text, "http_requests_total", route=SHIP_ROUTE) == 42
+    assert total(text, "http_request_duration_seconds_count") == 42
+    assert [p.name for p in tmp_path.glob("counter_*.db")] == ["counter_t0.db"]  # the same slot, reused
+    assert (tmp_path / "slot_t0.claim").read_text() == str(os.getpid())
 
 
 def test_metrics_off_under_gunicorn_is_404():
