@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -23,13 +24,14 @@ from support.bodies import STAR_DESTROYER
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
-from devtools.processes import wait_for_workers
+from devtools.processes import wait_for, wait_for_workers
 from fleet_api.app import create_app
 from fleet_api.metrics import Metrics, MetricsMiddleware, ThreadRequestCounts
 from fleet_api.settings import Settings, SettingsError
 
 SHIP_ROUTE = "/api/ships/{ship_id}"
 THREADS = 8  # gunicorn.conf.py's threads per worker
+WAIT_SECONDS = 5.0
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
@@ -204,9 +206,7 @@ def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
     slots its threads hold (slot_t<n>.claim names the pid)."""
     counts: dict[int, float] = {}
     for path in metrics_dir.glob("counter_*.db"):
-        owner = path.stem.split("_", 1)[1]
-        pid = int((metrics_dir / f"slot_{owner}.claim").read_text() if owner.startswith("t") else owner)
-        merged = MultiProcessCollector.merge([str(path)], accumulate=True)
+        pid, merged = wait_for(lambda path=path: _read_worker_file(metrics_dir, path), WAIT_SECONDS)
         counts[pid] = counts.get(pid, 0) + sum(
             s.value
             for family in merged
@@ -214,6 +214,18 @@ def per_worker(metrics_dir: Path, name: str, **labels) -> dict[int, float]:
             if s.name == name and set(labels.items()) <= set(s.labels.items())
         )
     return counts
+
+
+def _read_worker_file(metrics_dir: Path, path: Path):
+    """(pid, metrics) of one file, or None while a thread that has just
+    started is still making it (created, not yet sized or named: as
+    Metrics.exposition does, read again)."""
+    owner = path.stem.split("_", 1)[1]
+    try:
+        pid = int((metrics_dir / f"slot_{owner}.claim").read_text() if owner.startswith("t") else owner)
+        return pid, MultiProcessCollector.merge([str(path)], accumulate=True)
+    except (struct.error, ValueError):
+        return None
 
 
 def get_ships(base: str, count: int) -> None:
