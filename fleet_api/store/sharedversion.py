@@ -28,18 +28,24 @@ SIZE = mmap.PAGESIZE
 _IN_FLIGHT = 1
 
 
+def map_words(path: str) -> tuple[mmap.mmap, memoryview]:
+    """The page at `path`, mapped by every process that opens it, as 8-byte
+    words (native `Q`: each one a single aligned load or store)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # A new file grown to a page reads as zeros; processes racing here
+        # truncate to the same size, which changes nothing.
+        if os.fstat(fd).st_size < SIZE:
+            os.ftruncate(fd, SIZE)
+        page = mmap.mmap(fd, SIZE)
+    finally:
+        os.close(fd)  # the mapping keeps the file
+    return page, memoryview(page).cast("Q")
+
+
 class SharedVersion:
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # A new file grown to a page reads as zeros; processes racing here
-            # truncate to the same size, which changes nothing.
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)
-            self._map = mmap.mmap(fd, SIZE)
-        finally:
-            os.close(fd)  # the mapping keeps the file
-        self._words = memoryview(self._map).cast("Q")
+        self._map, self._words = map_words(path)
 
     def read(self) -> int | None:
         """The ships counter, or None while a commit may be moving it."""

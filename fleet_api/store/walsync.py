@@ -33,12 +33,12 @@ can never make a new commit look fsynced already.
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from collections.abc import Callable
 
-SIZE = mmap.PAGESIZE
+from fleet_api.store.sharedversion import map_words
+
 BEGUN, FINISHED, DURABLE = 0, 1, 2
 
 
@@ -47,14 +47,7 @@ class WALSync:
     `fsync` is os.fsync unless given (tests count or hold it)."""
 
     def __init__(self, path: str, wal_path: str, fsync: Callable[[int], None] | None = None) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)  # racing processes grow it to the same size
-            self._map = mmap.mmap(fd, SIZE)
-        finally:
-            os.close(fd)
-        self._words = memoryview(self._map).cast("Q")
+        self._map, self._words = map_words(path)
         self._wal_path = wal_path
         self._fsync = fsync or os.fdatasync
         self._wal: tuple[int, int] | None = None  # (pid, descriptor of the WAL)
