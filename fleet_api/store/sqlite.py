@@ -102,6 +102,11 @@ class SQLiteStore(sql.SQLStore):
         self._sync = WALSync(f"{self.path}.sync", f"{self.path}-wal") if self._synchronous == "full" else None
         self._write(_create_schema)  # its commit also publishes the counter of this database
 
+    @property
+    def _lock_path(self) -> str:
+        """The host-wide write lock, an flock of this file."""
+        return f"{self.path}.lock"
+
     # --- connections -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         """One connection per thread, made anew in a forked child."""
@@ -123,7 +128,7 @@ class SQLiteStore(sql.SQLStore):
         # booting on a new file: the worker fails to boot, and gunicorn then
         # stops the whole server). One connection at a time, under the lock
         # writers take (never called while this process holds it).
-        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             db.execute("PRAGMA journal_mode = WAL")
@@ -149,7 +154,7 @@ class SQLiteStore(sql.SQLStore):
                 if self._group is None or self._group_pid != os.getpid():
                     # A forked child makes its own: its own writer connection and flock.
                     self._group = GroupCommit(
-                        self._connect, f"{self.path}.lock", self._version, _ships_counter, self._sync
+                        self._connect, self._lock_path, self._version, _ships_counter, self._sync
                     )
                     self._group_pid = os.getpid()
                 group = self._group
