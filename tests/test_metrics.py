@@ -10,7 +10,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.bodies import STAR_DESTROYER
+from support.race import race
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
@@ -298,18 +298,12 @@ def test_a_workers_threads_count_at_once_each_in_files_of_its_own_and_lose_nothi
     counts = ThreadRequestCounts(str(tmp_path))
     times = [0.0005, 0.003, 0.04, 20.0]  # a bucket each, the last one past every bound: +Inf
     threads, per_thread = 8, 200  # per_thread: a multiple of len(times) and of 5
-    barrier = threading.Barrier(threads)
 
-    def count() -> None:
-        barrier.wait(30)
+    def count(_thread: int) -> None:
         for n in range(per_thread):
             counts.count("GET", SHIP_ROUTE, 200 if n % 5 else 404, times[n % len(times)])
 
-    workers = [threading.Thread(target=count) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(30)
+    assert race(count, threads) == [None] * threads
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))
     text = generate_latest(registry).decode()

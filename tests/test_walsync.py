@@ -16,6 +16,7 @@ import pytest
 from conftest import TEST_SCRYPT_N, Session
 from support.bodies import STAR_DESTROYER
 
+from devtools.processes import wait_for
 from fleet_api.app import create_app
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
@@ -135,11 +136,7 @@ def test_the_next_write_commits_while_the_last_ones_fsync_runs(store, fsyncs):
     assert fsyncs.entered.wait(WAIT)
     second = Call(lambda: store.update_ship(1, {**STAR_DESTROYER, "crew": 3}))
     # Its commit is made (the lock was free), but it is not answered before an fsync covers it.
-    deadline = threading.Event()
-    for _ in range(int(WAIT / 0.01)):
-        if crew_on_disk(store) == 3 or deadline.wait(0.01):
-            break
-    assert crew_on_disk(store) == 3
+    assert wait_for(lambda: crew_on_disk(store) == 3, WAIT)
     assert first.is_alive() and second.is_alive()
     fsyncs.release()
     assert first.finish()["crew"] == 2
