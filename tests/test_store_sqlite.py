@@ -77,6 +77,57 @@ def test_writers_from_many_threads_queue_and_none_is_lost(tmp_path):
         store.close()
 
 
+@pytest.fixture
+def traced_store(tmp_path):
+    """A SQLite store and the list of statements its writer connection runs."""
+    store = open_store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    statements: list[str] = []
+    store._group._connection().set_trace_callback(statements.append)
+    yield store, statements
+    store.close()
+
+
+def _updates(statements: list[str]) -> list[str]:
+    # SQLite traces a statement again at each trigger it runs: each one once.
+    return list(dict.fromkeys(statement for statement in statements if statement.startswith("UPDATE ships")))
+
+
+def test_an_update_sets_only_the_columns_that_change(traced_store):
+    # SQLite rewrites the index entries of every column a SET names, so a
+    # crew-only change must not name affiliation or length (both indexed).
+    store, statements = traced_store
+    ship = store.create_ship(STAR_DESTROYER)
+    fields = {**STAR_DESTROYER, "crew": 40000, "roles": ["Destroyer"]}
+    statements.clear()
+    assert store.update_ship(ship["id"], fields) == {**fields, "id": ship["id"]}
+    assert _updates(statements) == [
+        f"UPDATE ships SET crew = 40000, roles = '[\"Destroyer\"]' WHERE id = {ship['id']}"
+        " RETURNING id, affiliation, category, crew, length, manufacturer, model, roles, ship_class"
+    ]
+    assert store.get_ship(ship["id"]) == {**fields, "id": ship["id"]}
+
+
+def test_an_update_that_changes_nothing_writes_nothing(traced_store):
+    store, statements = traced_store
+    ship = store.create_ship(STAR_DESTROYER)
+    version = store.ships_version()
+    statements.clear()
+    assert store.update_ship(ship["id"], dict(STAR_DESTROYER)) == ship
+    assert _updates(statements) == []
+    assert store.ships_version() == version  # so no cached page of the ships goes stale
+
+
+def test_an_update_of_every_column_stores_every_column(traced_store):
+    store, _ = traced_store
+    ship = store.create_ship(STAR_DESTROYER)
+    fields = {
+        "ship_class": "c", "model": "m", "affiliation": "a", "category": "k",
+        "crew": 1, "length": 2, "manufacturer": "f", "roles": [],
+    }  # fmt: skip
+    assert store.update_ship(ship["id"], fields) == {**fields, "id": ship["id"]}
+    assert store.get_ship(ship["id"]) == {**fields, "id": ship["id"]}
+
+
 def _first_connection(path: str, barrier, answers) -> None:
     """A worker's first connection to a new database, all of them at once."""
     store = SQLiteStore.__new__(SQLiteStore)  # only the connection, not the schema
