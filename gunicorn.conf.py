@@ -27,7 +27,10 @@ bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
 # 16 threads of the old 4 x 4 (the same room for slow clients) and measured
 # best for durable writes and no worse for reads; the table is in the README.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gthread, except that a worker takes a new connection only while one of its
+# threads is free, so a burst of connections is shared between the workers
+# instead of piling onto whichever woke first (fleet_api/workers.py).
+worker_class = "fleet_api.workers.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 
 # Requests gunicorn refuses before the app sees them (bytes): a JWT header

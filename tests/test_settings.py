@@ -71,7 +71,7 @@ def test_gunicorn_conf_makes_one_key_for_all_workers(monkeypatch):
     config = runpy.run_path(str(GUNICORN_CONF))
     assert len(os.environ["FLEET_SECRET_KEY"]) >= 32
     assert "FLEET_STORE" not in os.environ  # the app's settings are the app's own
-    assert config["worker_class"] == "gthread"
+    assert config["worker_class"] == "fleet_api.workers.BalancedThreadWorker"
     assert config["workers"] >= 2
     assert config["control_socket_disable"] is True
 

@@ -1,0 +1,81 @@
+"""The shipped worker class (fleet_api/workers.py) over a real gunicorn: a
+worker takes a new connection only while one of its threads is free."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+
+from conftest import server_env
+
+from devtools.gunicorn import GunicornServer
+from devtools.processes import wait_for
+
+WAIT = 30.0
+THREADS = 2
+HELD = 6  # connections that each hold a thread: more than both workers' threads
+BODY = b'{"username": "user", "password": "password"}'
+SETTLE = 0.5  # seconds for a worker that would take more to take it
+
+
+def established_inodes(port: int) -> set[str]:
+    """The socket inodes of the established TCP connections to `port`; 0 for a
+    connection still in the accept queue, which no process holds yet."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01" and fields[9] != "0":
+                inodes.add(fields[9])
+    return inodes
+
+
+def accepted_per_worker(server: GunicornServer) -> list[int]:
+    """How many connections each worker has accepted, fewest first."""
+    inodes = established_inodes(server.port)
+    counts = []
+    for pid in server.worker_pids():
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                held += target.startswith("socket:[") and target[8:-1] in inodes
+        counts.append(held)
+    return sorted(counts)
+
+
+def held_login(port: int) -> socket.socket:
+    """A login whose body stops halfway: the thread serving it waits for the rest."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    sock.sendall(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY[: len(BODY) // 2])
+    )
+    return sock
+
+
+def test_a_worker_with_every_thread_busy_leaves_new_connections_to_the_others():
+    with GunicornServer(workers=2, env=server_env(GUNICORN_THREADS=str(THREADS))) as server:
+        held = [held_login(server.port) for _ in range(HELD)]
+        try:
+            assert wait_for(lambda: sum(accepted_per_worker(server)) >= 2 * THREADS, WAIT)
+            time.sleep(SETTLE)
+            # plain gthread takes all six, three or more on one worker
+            assert accepted_per_worker(server) == [THREADS, THREADS]
+            for sock in held:
+                sock.sendall(BODY[len(BODY) // 2 :])
+            # and the two left in the accept queue are served once a thread is free
+            for sock in held:
+                assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def test_the_shipped_config_runs_the_balanced_worker():
+    with GunicornServer(workers=2, env=server_env()) as server:
+        server.stop()
+        assert "Using worker: fleet_api.workers.BalancedThreadWorker" in server.log_tail(20_000)
