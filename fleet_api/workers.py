@@ -10,18 +10,27 @@ connections landed 16:0, 14:2 or 13:3 in 3 of 8 runs, and such a run
 served a third to a half of what an even one did (1,702 against 4,500-5,800
 GET/s), with the other worker, and so a core, left idle.
 
-This worker stops listening while every one of its threads has a
-connection to serve, and listens again when one is done. A connection
-nobody is free for meanwhile waits in the kernel's accept queue (the
-`backlog`, 2,048) instead of behind a busy worker's threads, and the first
-worker with a free thread takes it, as sync workers do. The connections a
+This worker, while every one of its threads has a connection to serve,
+leaves new connections to a worker with a free thread: it takes one only
+if `GUNICORN_BUSY_ACCEPT_MS` (5) milliseconds have passed since it last took one. So a burst is
+shared (the worker with free threads takes them at once, as sync workers
+do), and when every thread of every worker is busy a connection still waits
+no longer than that in the kernel's accept queue (the `backlog`, 2,048):
+never taking new connections while busy would starve them for as long as
+the ones already kept alive keep the threads busy. The connections a
 worker already holds (kept alive, or waiting for their first bytes off the
-threads) are served as before, whatever the count.
+threads) are served as before.
 """
 
 from __future__ import annotations
 
+import os
+import time
+
 from gunicorn.workers import gthread
+
+# Seconds between the new connections a worker takes while all its threads are busy.
+BUSY_ACCEPT_INTERVAL = float(os.environ.get("GUNICORN_BUSY_ACCEPT_MS", "5")) / 1000
 
 
 class BalancedThreadWorker(gthread.ThreadWorker):
@@ -30,12 +39,21 @@ class BalancedThreadWorker(gthread.ThreadWorker):
         # Connections handed to the thread pool and not yet finished: counted
         # on the worker's main thread, which alone submits and finishes them.
         self.busy = 0
+        self.last_accept = 0.0  # time.monotonic() of the last new connection taken
+
+    def accept(self, listener) -> None:
+        if self.busy >= self.cfg.threads and not self._may_take_while_busy():
+            # Not now: stop listening (gthread's loop asks again at its next
+            # turn, see set_accept_enabled), and a worker with a free thread
+            # takes the connection meanwhile.
+            self.set_accept_enabled(False)
+            return
+        self.last_accept = time.monotonic()
+        super().accept(listener)
 
     def enqueue_req(self, conn) -> None:
         super().enqueue_req(conn)
         self.busy += 1
-        if self.busy >= self.cfg.threads:
-            self.set_accept_enabled(False)
 
     def finish_request(self, conn, fs) -> None:
         # First, so a request read ahead that is enqueued again counts anew.
@@ -43,6 +61,11 @@ class BalancedThreadWorker(gthread.ThreadWorker):
         super().finish_request(conn, fs)
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        # gthread's loop asks to listen whenever it is under
-        # worker_connections; it listens only if a thread is free, too.
-        super().set_accept_enabled(enabled and self.busy < self.cfg.threads)
+        # gthread's loop asks to listen, at every turn, whenever it is under
+        # worker_connections; while every thread is busy, only now and then.
+        if enabled and self.busy >= self.cfg.threads:
+            enabled = self._may_take_while_busy()
+        super().set_accept_enabled(enabled)
+
+    def _may_take_while_busy(self) -> bool:
+        return time.monotonic() - self.last_accept >= BUSY_ACCEPT_INTERVAL

@@ -57,19 +57,38 @@ def held_login(port: int) -> socket.socket:
     return sock
 
 
-def test_a_worker_with_every_thread_busy_leaves_new_connections_to_the_others():
-    with GunicornServer(workers=2, env=server_env(GUNICORN_THREADS=str(THREADS))) as server:
+def served(held: list[socket.socket]) -> bool:
+    """Send the rest of each held login: True once every one is answered."""
+    for sock in held:
+        sock.sendall(BODY[len(BODY) // 2 :])
+    return all(sock.recv(64).startswith(b"HTTP/1.1 200 ") for sock in held)
+
+
+def test_a_busy_worker_leaves_new_connections_to_a_worker_with_a_free_thread():
+    # An interval longer than the test: a busy worker takes no new connection.
+    env = server_env(GUNICORN_THREADS=str(THREADS), GUNICORN_BUSY_ACCEPT_MS="600000")
+    with GunicornServer(workers=2, env=env) as server:
         held = [held_login(server.port) for _ in range(HELD)]
         try:
             assert wait_for(lambda: sum(accepted_per_worker(server)) >= 2 * THREADS, WAIT)
             time.sleep(SETTLE)
             # plain gthread takes all six, three or more on one worker
             assert accepted_per_worker(server) == [THREADS, THREADS]
-            for sock in held:
-                sock.sendall(BODY[len(BODY) // 2 :])
             # and the two left in the accept queue are served once a thread is free
+            assert served(held)
+        finally:
             for sock in held:
-                assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+                sock.close()
+
+
+def test_a_busy_worker_still_takes_a_new_connection_now_and_then():
+    """Else connections beyond the threads would wait for as long as the ones
+    kept alive keep every thread busy."""
+    with GunicornServer(workers=2, env=server_env(GUNICORN_THREADS=str(THREADS))) as server:
+        held = [held_login(server.port) for _ in range(HELD)]
+        try:
+            assert wait_for(lambda: sum(accepted_per_worker(server)) == HELD, WAIT)
+            assert served(held)
         finally:
             for sock in held:
                 sock.close()
