@@ -354,12 +354,14 @@ def test_the_store_used_after_close_writes_again(store):
     assert store.ships_version() == read(store.path, "SELECT value FROM counters WHERE name = 'ships'")[0][0]
 
 
+# Each child writes crews no other write uses, so every update changes the
+# row (one that changes nothing writes nothing, and moves no counter).
 WRITE_IN_A_CHILD = """
 import sys
 from fleet_api.store import open_store
 store = open_store(sys.argv[1])
 for crew in range(int(sys.argv[2])):
-    store.update_ship(1, {**eval(sys.argv[3]), "crew": crew})
+    store.update_ship(1, {**eval(sys.argv[3]), "crew": int(sys.argv[4]) + crew})
 store.close()
 """
 
@@ -370,8 +372,10 @@ def test_worker_processes_writing_at_once_through_their_stores_lose_nothing(stor
     before = store.ships_version()
     url = f"sqlite:///{store.path}"
     children = [
-        subprocess.Popen([sys.executable, "-c", WRITE_IN_A_CHILD, url, "40", repr(STAR_DESTROYER)])
-        for _ in range(3)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITE_IN_A_CHILD, url, "40", repr(STAR_DESTROYER), str(1000 * n)]
+        )
+        for n in range(1, 4)
     ]
     try:
         assert [child.wait(120) for child in children] == [0, 0, 0]
