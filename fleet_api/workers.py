@@ -1,5 +1,5 @@
-"""The gunicorn worker class: gthread, taking new connections only while it
-has a free thread.
+"""The gunicorn worker class: gthread, except that a worker whose threads are
+all busy leaves a new connection to a worker with a free thread.
 
 gunicorn's gthread workers all wait on one listening socket, and each takes
 every connection it can (up to `worker_connections`, 1,000), busy or not
@@ -11,15 +11,15 @@ served a third to a half of what an even one did (1,702 against 4,500-5,800
 GET/s), with the other worker, and so a core, left idle.
 
 This worker, while every one of its threads has a connection to serve,
-leaves new connections to a worker with a free thread: it takes one only
-if `GUNICORN_BUSY_ACCEPT_MS` (5) milliseconds have passed since it last took one. So a burst is
-shared (the worker with free threads takes them at once, as sync workers
-do), and when every thread of every worker is busy a connection still waits
-no longer than that in the kernel's accept queue (the `backlog`, 2,048):
-never taking new connections while busy would starve them for as long as
-the ones already kept alive keep the threads busy. The connections a
-worker already holds (kept alive, or waiting for their first bytes off the
-threads) are served as before.
+takes a new one only if `GUNICORN_BUSY_ACCEPT_MS` (5) milliseconds have
+passed since it took its last one. So a burst is shared (the worker with
+free threads takes them at once, as sync workers do), and when every
+thread of every worker is busy a connection still waits no longer than
+that in the kernel's accept queue (the `backlog`, 2,048): never taking new
+connections while busy would starve them for as long as the ones already
+kept alive keep the threads busy. The connections a worker already holds
+(kept alive, or waiting for their first bytes off the threads) are served
+as before.
 """
 
 from __future__ import annotations

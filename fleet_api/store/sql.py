@@ -230,7 +230,7 @@ _UPDATE_SHIP = f"UPDATE ships SET {', '.join(f'{name} = ?' for name in SHIP_FIEL
 
 @functools.cache
 def _update_ship_columns(changed: tuple[int, ...]) -> str:
-    """The UPDATE that sets the SHIP_FIELDS at these positions (at most 2**8 texts)."""
+    """The UPDATE that sets the SHIP_FIELDS at these positions (at most 255 texts)."""
     assignments = ", ".join(f"{SHIP_FIELDS[i]} = ?" for i in changed)
     return f"UPDATE ships SET {assignments} WHERE id = ? RETURNING {SHIP_COLUMNS}"
 
