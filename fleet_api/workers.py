@@ -11,7 +11,7 @@ served a third to a half of what an even one did (1,702 against 4,500-5,800
 GET/s), with the other worker, and so a core, left idle.
 
 This worker, while every one of its threads has a connection to serve,
-takes a new one only if `GUNICORN_BUSY_ACCEPT_MS` (5) milliseconds have
+takes a new one only if `GUNICORN_BUSY_ACCEPT_MS` (1) milliseconds have
 passed since it took its last one. So a burst is shared (the worker with
 free threads takes them at once, as sync workers do), and when every
 thread of every worker is busy a connection still waits no longer than
@@ -30,7 +30,7 @@ import time
 from gunicorn.workers import gthread
 
 # Seconds between the new connections a worker takes while all its threads are busy.
-BUSY_ACCEPT_INTERVAL = float(os.environ.get("GUNICORN_BUSY_ACCEPT_MS", "5")) / 1000
+BUSY_ACCEPT_INTERVAL = float(os.environ.get("GUNICORN_BUSY_ACCEPT_MS", "1")) / 1000
 
 
 class BalancedThreadWorker(gthread.ThreadWorker):
