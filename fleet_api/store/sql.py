@@ -225,7 +225,6 @@ _INSERT_SHIP = (
     f" RETURNING {SHIP_COLUMNS}"
 )
 _INSERT_USER = f"INSERT INTO users (name, password_hash) VALUES (?, ?) RETURNING {USER_COLUMNS}"
-_UPDATE_SHIP = f"UPDATE ships SET {', '.join(f'{name} = ?' for name in SHIP_FIELDS)} WHERE id = ? RETURNING {SHIP_COLUMNS}"
 
 
 @functools.cache
@@ -234,6 +233,9 @@ def _update_ship_columns(changed: tuple[int, ...]) -> str:
     assignments = ", ".join(f"{SHIP_FIELDS[i]} = ?" for i in changed)
     return f"UPDATE ships SET {assignments} WHERE id = ? RETURNING {SHIP_COLUMNS}"
 
+
+_ALL_SHIP_FIELDS = tuple(range(len(SHIP_FIELDS)))
+_UPDATE_SHIP = _update_ship_columns(_ALL_SHIP_FIELDS)
 
 _RENAME_USER = f"UPDATE users SET name = ? WHERE id = ? RETURNING {USER_COLUMNS}"
 _CHANGE_PASSWORD = (
@@ -392,17 +394,17 @@ class SQLStore(base.Store):
                 raise
             raise base.NameTaken(name) from None
 
-    def _guard(self, db, table: str, row_id: int, precondition) -> bool:
-        """Inside a write transaction: False when the row is gone, PreconditionFailed
-        when `precondition` rejects the row as the API shows it, else True; the
-        row stays held (FOR UPDATE where the database locks rows) until the commit."""
+    def _guard(self, db, table: str, row_id: int, precondition) -> tuple | None:
+        """Inside a write transaction: the row, None when it is gone, or
+        PreconditionFailed when `precondition` (if any) rejects the row as the
+        API shows it; the row stays held (FOR UPDATE where the database locks
+        rows) until the commit."""
         row = db.execute(
             f"SELECT {_COLUMNS[table]} FROM {table} WHERE id = ?{self.dialect.for_update}", (row_id,)
         ).fetchone()
-        if row is None:
-            return False
-        base.require(precondition, User(*row) if table == "users" else self._ship(row))
-        return True
+        if row is not None and precondition is not None:
+            base.require(precondition, User(*row) if table == "users" else self._ship(row))
+        return row
 
     # --- ships -----------------------------------------------------------------
     def find_ships(self, query: ListQuery) -> Page:
@@ -429,17 +431,14 @@ class SQLStore(base.Store):
             return self._ship(rows[0]) if rows else None
 
         def job(db):
-            row = db.execute(
-                f"SELECT {SHIP_COLUMNS} FROM ships WHERE id = ?{self.dialect.for_update}", (ship_id,)
-            ).fetchone()
+            row = self._guard(db, "ships", ship_id, precondition)
             if row is None:
                 return None
-            base.require(precondition, self._ship(row))
-            if not self.dialect.set_changed_only:
-                return db.execute(_UPDATE_SHIP, (*values, ship_id)).fetchall()[0]
-            changed = tuple(i for i, (new, old) in enumerate(zip(values, row[1:], strict=True)) if new != old)
-            if not changed:
-                return row
+            changed = _ALL_SHIP_FIELDS
+            if self.dialect.set_changed_only:
+                changed = tuple(i for i in changed if values[i] != row[i + 1])  # row[0] is the id
+                if not changed:
+                    return row
             return db.execute(
                 _update_ship_columns(changed), (*(values[i] for i in changed), ship_id)
             ).fetchall()[0]
