@@ -42,14 +42,16 @@ class BalancedThreadWorker(gthread.ThreadWorker):
         self.last_accept = 0.0  # time.monotonic() of the last new connection taken
 
     def accept(self, listener) -> None:
-        if self.busy >= self.cfg.threads and not self._may_take_while_busy():
+        if not self._may_take():
             # Not now: stop listening (gthread's loop asks again at its next
             # turn, see set_accept_enabled), and a worker with a free thread
             # takes the connection meanwhile.
             self.set_accept_enabled(False)
             return
-        self.last_accept = time.monotonic()
+        held = self.nr_conns
         super().accept(listener)
+        if self.nr_conns > held:  # not if another worker took it first (EAGAIN)
+            self.last_accept = time.monotonic()
 
     def enqueue_req(self, conn) -> None:
         super().enqueue_req(conn)
@@ -63,9 +65,8 @@ class BalancedThreadWorker(gthread.ThreadWorker):
     def set_accept_enabled(self, enabled: bool) -> None:
         # gthread's loop asks to listen, at every turn, whenever it is under
         # worker_connections; while every thread is busy, only now and then.
-        if enabled and self.busy >= self.cfg.threads:
-            enabled = self._may_take_while_busy()
-        super().set_accept_enabled(enabled)
+        super().set_accept_enabled(enabled and self._may_take())
 
-    def _may_take_while_busy(self) -> bool:
-        return time.monotonic() - self.last_accept >= BUSY_ACCEPT_INTERVAL
+    def _may_take(self) -> bool:
+        """A thread is free, or it's been BUSY_ACCEPT_INTERVAL since the last new connection."""
+        return self.busy < self.cfg.threads or time.monotonic() - self.last_accept >= BUSY_ACCEPT_INTERVAL
