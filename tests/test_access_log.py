@@ -10,12 +10,12 @@ import os
 import secrets
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 import requests
 from conftest import server_env
 from support.bodies import STAR_DESTROYER
+from support.sockets import open_files
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.processes import wait_for
@@ -168,10 +168,7 @@ def test_usr1_reopens_the_file_after_rotation(tmp_path):
 
 def holds(pid: int, path) -> bool:
     """Whether process `pid` has `path` open."""
-    try:
-        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
+    return str(path) in open_files(pid)
 
 
 def test_threads_writing_at_once_keep_every_line_whole_and_once(tmp_path):

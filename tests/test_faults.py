@@ -32,6 +32,7 @@ import pytest
 from gunicorn.config import Config
 from support.bodies import STAR_DESTROYER
 from support.load import WriteLoad, read_ships
+from support.sockets import LISTEN, tcp_sockets
 
 from devtools.gunicorn import GunicornServer
 from devtools.http import call, login
@@ -67,13 +68,9 @@ def wait_until_accepted(port: int) -> None:
     (a listening socket's rx_queue in /proc/net/tcp is its accept backlog):
     a connection the kernel completed but no worker accepted yet is not in
     flight, and is reset when the server closes its socket."""
-    local = f"0100007F:{port:04X}"
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-        backlog = [
-            int(f[4].split(":")[1], 16) for f in map(str.split, lines) if f[1] == local and f[3] == "0A"
-        ]
+        backlog = [int(fields[4].split(":")[1], 16) for fields in tcp_sockets(port, LISTEN)]
         if backlog and backlog[0] == 0:
             return
         time.sleep(0.01)

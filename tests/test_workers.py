@@ -1,15 +1,14 @@
 """The shipped worker class (fleet_api/workers.py) over a real gunicorn: a
-worker takes a new connection only while one of its threads is free."""
+worker whose threads are all busy leaves new connections to one with a free
+thread, and still takes one now and then."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import time
-from pathlib import Path
 
 from conftest import server_env
+from support.sockets import ESTABLISHED, open_files, tcp_sockets
 
 from devtools.gunicorn import GunicornServer
 from devtools.processes import wait_for
@@ -21,30 +20,10 @@ BODY = b'{"username": "user", "password": "password"}'
 SETTLE = 0.5  # seconds for a worker that would take more to take it
 
 
-def established_inodes(port: int) -> set[str]:
-    """The socket inodes of the established TCP connections to `port`; 0 for a
-    connection still in the accept queue, which no process holds yet."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01" and fields[9] != "0":
-                inodes.add(fields[9])
-    return inodes
-
-
 def accepted_per_worker(server: GunicornServer) -> list[int]:
     """How many connections each worker has accepted, fewest first."""
-    inodes = established_inodes(server.port)
-    counts = []
-    for pid in server.worker_pids():
-        held = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                held += target.startswith("socket:[") and target[8:-1] in inodes
-        counts.append(held)
-    return sorted(counts)
+    held = {f"socket:[{fields[9]}]" for fields in tcp_sockets(server.port, ESTABLISHED) if fields[9] != "0"}
+    return sorted(len(held.intersection(open_files(pid))) for pid in server.worker_pids())
 
 
 def held_login(port: int) -> socket.socket:
