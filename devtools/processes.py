@@ -203,7 +203,7 @@ def running(pid: int) -> bool:
     """Alive and not a zombie waiting to be reaped."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between open and read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
