@@ -194,7 +194,7 @@ def worker_pids(master: int) -> set[int]:
     for task in Path(f"/proc/{master}/task").iterdir():
         try:
             pids.update(int(pid) for pid in (task / "children").read_text().split())
-        except FileNotFoundError:  # the thread ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
     return pids
 
