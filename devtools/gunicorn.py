@@ -22,6 +22,8 @@ from devtools.processes import ChildServer, free_port, running, spawn, stop_proc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
+# For conf=None: without -c, gunicorn would read ./gunicorn.conf.py after all.
+NO_CONF = Path(__file__).resolve().parent / "gunicorn_defaults.conf.py"
 
 
 class GunicornServer(ChildServer):
@@ -59,7 +61,8 @@ class GunicornServer(ChildServer):
         self.ready_path = ready_path
         self.startup_timeout = startup_timeout
         # conf=None: plain gunicorn, none of our config (the bench's bare
-        # ceiling); root: the checkout it runs from (the bench's baseline).
+        # ceiling), even from a directory holding a gunicorn.conf.py;
+        # root: the checkout it runs from (the bench's baseline).
         self.conf = conf
         self.root = root
         self.process: subprocess.Popen | None = None
@@ -83,7 +86,8 @@ class GunicornServer(ChildServer):
             sys.executable,
             "-m",
             "gunicorn",
-            *(["-c", str(self.conf)] if self.conf else []),
+            "-c",
+            str(self.conf or NO_CONF),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--no-control-socket",

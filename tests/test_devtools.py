@@ -95,3 +95,23 @@ def test_a_server_that_dies_before_its_test_stops_it_warns_with_its_log():
     finally:
         server.stop()
         server.cleanup()
+
+
+def test_a_server_without_our_config_runs_gunicorns_defaults_even_from_the_project_root(tmp_path):
+    """gunicorn reads ./gunicorn.conf.py when given no -c: the bench's bare
+    ceiling, started from the project root, used to get the shipped config
+    (its worker class, its access log) without saying so."""
+    log = tmp_path / "plain.log"
+    server = GunicornServer(
+        workers=1, conf=None, env={"FLEET_SCRYPT_N": "16"}, app="fleet_api.app:get_app()", log_path=log
+    )
+    assert server.root == PROJECT_ROOT and (PROJECT_ROOT / "gunicorn.conf.py").exists()
+    server.start()
+    try:
+        assert call("GET", f"{server.url}/api/ships/1").status == 200
+    finally:
+        server.stop()
+        server.cleanup()
+    text = log.read_text()
+    assert "Using worker: sync" in text, text  # gunicorn's default, not our BalancedThreadWorker
+    assert "/api/ships/1" not in text, text  # and no access log
