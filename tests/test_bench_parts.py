@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.gunicorn import PROJECT_ROOT
+from devtools.gunicorn import GUNICORN_CONF, NO_CONF, PROJECT_ROOT
 from scripts.bench import report
 from scripts.bench.config import shipped_layout
 from scripts.bench.measure import BenchError, Run, parse_wrk
@@ -245,10 +245,11 @@ def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeyp
         make_targets(bench, choose(chosen))
         assert [t.name for t in bench.targets] == names
         ours = bench.target("ours").server.command()
-        assert "-c" in ours and "--workers" not in ours  # the shipped gunicorn.conf.py
+        assert ours[ours.index("-c") + 1] == str(GUNICORN_CONF) and "--workers" not in ours
         if "bare" in names:
             bare = bench.target("bare").server.command()
-            assert "-c" not in bare and bare[-1] == "benchmarks.ceiling:get_app()"  # plain gunicorn
+            # Plain gunicorn: an empty config, since with no -c gunicorn reads ./gunicorn.conf.py.
+            assert bare[bare.index("-c") + 1] == str(NO_CONF) and bare[-1] == "benchmarks.ceiling:get_app()"
             assert bare[bare.index("--worker-class") + 1] == "gthread"
         if "normal" in names:
             assert bench.target("normal").store_url.endswith("?synchronous=normal")
