@@ -27,8 +27,7 @@ import orjson
 import pytest
 from support.bodies import STAR_DESTROYER
 from support.load import WriteLoad, read_ships
-from support.sockets import LISTEN, tcp_sockets
-from test_faults import WAIT, server_env
+from test_faults import WAIT, server_env, wait_until_accepted
 
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.hostile import (
@@ -569,13 +568,8 @@ def graceful_stop(tmp_path_factory):
                 client.start()
             # In flight: every login sent and taken off nginx's accept queue
             # (a loaded machine can take longer than any fixed pause to get there).
-            assert wait_for(
-                lambda: (
-                    len(sent) == LOGINS_AT_STOP
-                    and all(row[4].endswith(":00000000") for row in tcp_sockets(server.nginx.port, LISTEN))
-                ),
-                WAIT,
-            ), (sent, errors)
+            assert wait_for(lambda: len(sent) == LOGINS_AT_STOP, WAIT), (sent, errors)
+            wait_until_accepted(server.nginx.port)
             time.sleep(0.03)
             stopped_at = time.monotonic()
             codes = server.stop()
