@@ -9,7 +9,7 @@ import falcon
 
 from fleet_api import errors, media
 from fleet_api.auth import ACCESS, REFRESH, AuthMiddleware, Tokens
-from fleet_api.cache import VersionedCache
+from fleet_api.cache import ReadReplay, ReplayingApp, VersionedCache
 from fleet_api.idempotency import Idempotency
 from fleet_api.keys import load_keyring
 from fleet_api.logs import AccessContext
@@ -74,8 +74,12 @@ def create_app(
     # Metrics first, so its clock spans the whole request, 413s included.
     routes = RouteLabels()  # route templates as metrics and the access log name them
     middleware = [MetricsMiddleware(metrics, routes)] if metrics.enabled else []
-    middleware += [DurableAnswers(store), RequestHygiene(config.max_body_bytes), AccessContext(routes), auth]
-    app = falcon.App(middleware=middleware)
+    hygiene = RequestHygiene(config.max_body_bytes)
+    middleware += [DurableAnswers(store), hygiene, AccessContext(routes), auth]
+    # Repeated public reads get their answer replayed, with what the
+    # middleware does per request done by the replay (fleet_api/cache.py).
+    replay = ReadReplay(store.ships_version, store.settle, hygiene.request_id, metrics.request)
+    app = ReplayingApp(replay, middleware=middleware)
     media.install(app)
     errors.install(app)
 

@@ -38,9 +38,13 @@ class RequestHygiene:
             self._ids = (pid, prefix, counter)
         return f"{prefix}-{next(counter):x}"
 
+    def request_id(self, environ: dict) -> str:
+        """The client's X-Request-ID when it is sane, else a fresh one."""
+        given = environ.get("HTTP_X_REQUEST_ID")
+        return given if given and _SANE_REQUEST_ID.fullmatch(given) else self._fresh_id()
+
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        given = req.env.get("HTTP_X_REQUEST_ID")
-        req.context.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else self._fresh_id()
+        req.context.request_id = self.request_id(req.env)
         resp.set_header("X-Request-ID", req.context.request_id)
         resp.set_header("X-Content-Type-Options", "nosniff")
         length = req.content_length

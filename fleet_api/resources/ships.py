@@ -42,7 +42,7 @@ class Ships:
             return found.total, Representation(found.items)
 
         # Keyed by the query string itself: cheaper to hash than the query.
-        total, body = self._cache.get(req.query_string, serialize)
+        total, body = self._cache.get(req.query_string, serialize, req)
         add_paging_headers(req, resp, query, total)
         send_json(req, resp, body)
 
@@ -78,7 +78,7 @@ class Ship:
     @operation("ships", "getShip", **reading(ShipOut, "ship"))
     def on_get(self, req: falcon.Request, resp: falcon.Response, ship_id: int) -> None:
         """Get one ship"""
-        body = self._cache.get(ship_id, lambda: _representation(self._store.get_ship(ship_id)))
+        body = self._cache.get(ship_id, lambda: _representation(self._store.get_ship(ship_id)), req)
         if body is None:
             raise falcon.HTTPNotFound()
         send_json(req, resp, body)
