@@ -128,6 +128,8 @@ class ReadReplay:
 
         def capture(status, headers, exc_info=None):
             sent[:] = (status, headers)
+            if exc_info is None:  # as Falcon calls it: some servers' start_response takes two
+                return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
         body = app(environ, capture)

@@ -226,3 +226,12 @@ def test_an_answer_built_from_an_older_version_does_not_evict_the_newer_one():
     client.simulate_get("/thing")
     assert resource.calls == 2
     assert app.replay.replayed == 1
+
+
+def test_a_start_response_without_exc_info_is_called_as_falcon_calls_it(app):
+    """PEP 3333 lets a server's start_response take exc_info; some take two arguments only."""
+    statuses = []
+    for _ in range(2):  # built by Falcon, then replayed
+        b"".join(app(falcon.testing.create_environ(SHIP), lambda status, headers: statuses.append(status)))
+    assert statuses == ["200 OK", "200 OK"]
+    assert app.replay.replayed == 1
