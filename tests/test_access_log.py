@@ -139,6 +139,31 @@ def test_json_access_and_error_logs(tmp_path):
         assert secret not in access.read_text() and secret not in output.read_text()
 
 
+def test_repeated_reads_answered_by_the_replay_each_get_their_own_access_line(tmp_path):
+    """The second and later GETs of a ship skip Falcon (fleet_api/cache.py,
+    ReadReplay): each still gets its own line, id, route and status."""
+    access = tmp_path / "access.log"
+    env = server_env(FLEET_ACCESS_LOG=str(access), FLEET_LOG_FORMAT="json")
+    with GunicornServer(workers=1, env=env) as server, requests.Session() as http:
+        ids = [f"r-{n}-{secrets.token_hex(4)}" for n in range(4)]
+        answers = [
+            http.get(f"{server.url}/api/ships/2", headers={"X-Request-ID": rid}, timeout=TIMEOUT)
+            for rid in ids
+        ]
+        assert http.get(f"{server.url}/health", timeout=TIMEOUT).status_code == 200  # a fence, see traffic()
+    assert [a.headers["X-Request-ID"] for a in answers] == ids
+    assert len({(a.status_code, a.content, a.headers["ETag"]) for a in answers}) == 1
+    entries = {e["request_id"]: e for e in map(json.loads, access.read_text().splitlines())}
+    for rid, got in zip(ids, answers, strict=True):
+        entry = entries[rid]
+        assert (entry["path"], entry["route"], entry["status"]) == (
+            "/api/ships/2",
+            "/api/ships/{ship_id}",
+            200,
+        )
+        assert entry["bytes"] == len(got.content)
+
+
 def test_buffered_lines_are_written_when_the_workers_exit(tmp_path):
     access = tmp_path / "access.log"
     env = server_env(FLEET_ACCESS_LOG=str(access), FLEET_ACCESS_LOG_FLUSH_SECONDS="3600")
