@@ -5,6 +5,8 @@ a write anywhere moves the ships version."""
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 
 import falcon.testing
 import pytest
@@ -235,3 +237,40 @@ def test_a_start_response_without_exc_info_is_called_as_falcon_calls_it(app):
         b"".join(app(falcon.testing.create_environ(SHIP), lambda status, headers: statuses.append(status)))
     assert statuses == ["200 OK", "200 OK"]
     assert app.replay.replayed == 1
+
+
+def test_under_concurrent_writes_no_read_is_older_than_a_write_acknowledged_before_it(client, auth):
+    """Readers in 4 threads, a writer in one: every GET started after a PUT
+    was answered shows that PUT's crew or a later one, replayed or not.
+    (The readers pause a little between GETs, or their GIL would starve the
+    writer's durable commits.)"""
+    ship = client.simulate_get(SHIP).json
+    acknowledged = [ship["crew"]]
+    stale, done = [], threading.Event()
+
+    def write() -> None:
+        try:
+            for crew in range(ship["crew"] + 1, ship["crew"] + 61):
+                result = client.simulate_put(SHIP, json={**ship, "crew": crew}, headers=auth.headers)
+                assert result.status_code == 200
+                acknowledged.append(crew)
+        finally:
+            done.set()
+
+    def read() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            before = acknowledged[-1]
+            got = client.simulate_get(SHIP).json["crew"]
+            if got < before:
+                stale.append((got, before))
+            time.sleep(0.0005)
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert done.is_set() and acknowledged[-1] == ship["crew"] + 60
+    assert client.app.replay.replayed > 0  # the readers did hit the replay between writes
+    assert stale == []
