@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 
 import falcon
 
-from fleet_api.logs import REQUEST_ID, ROUTE
+from fleet_api.logs import ROUTE, for_the_access_line
 
 MAX_ENTRIES = 256  # distinct lists/items kept per version and per worker
 
@@ -112,7 +112,6 @@ class ReadReplay:
             or "HTTP_IF_NONE_MATCH" in environ  # the only precondition a GET here honours
         ):
             return app(environ, start_response)
-        started = self._clock()
         key = (
             environ.get("PATH_INFO"),
             environ.get("QUERY_STRING"),
@@ -127,7 +126,7 @@ class ReadReplay:
         # The version is read only when there is an answer to check, so a GET
         # of anything else costs no version read (a query on PostgreSQL).
         if answer is not None and self._version() == kept_version:
-            return self._replay(answer, environ, start_response, started)
+            return self._replay(answer, environ, start_response)
         sent = []
 
         def capture(status, headers, exc_info=None):
@@ -151,18 +150,15 @@ class ReadReplay:
         if kept[0] != version:
             kept = self._kept = (version, {})
         answers = kept[1]
-        if len(answers) >= MAX_ENTRIES:
-            return
-        names = [name.lower() for name, _ in headers]
-        if names.count("x-request-id") != 1:
-            return
-        answers[key] = (names.index("x-request-id"), tuple(headers), body[0], environ.get(ROUTE))
+        at = next((i for i, (name, _) in enumerate(headers) if name.lower() == "x-request-id"), None)
+        if at is not None and len(answers) < MAX_ENTRIES:
+            answers[key] = (at, tuple(headers), body[0], environ.get(ROUTE))
 
-    def _replay(self, answer: tuple, environ: dict, start_response, started: float) -> list:
+    def _replay(self, answer: tuple, environ: dict, start_response) -> list:
+        started = self._clock()
         at, headers, data, route = answer
         request_id = self._request_id(environ)
-        environ[REQUEST_ID] = request_id
-        environ[ROUTE] = route
+        for_the_access_line(environ, request_id, route)
         fresh = list(headers)
         fresh[at] = (headers[at][0], request_id)
         self._settle()  # DurableAnswers: what the version came from is on disk
@@ -178,6 +174,7 @@ class ReplayingApp(falcon.App):
     def __init__(self, replay: ReadReplay, **kwargs) -> None:
         super().__init__(**kwargs)
         self.replay = replay
+        self._falcon = super().__call__  # bound once, not per request
 
     def __call__(self, environ: dict, start_response):
-        return self.replay(super().__call__, environ, start_response)
+        return self.replay(self._falcon, environ, start_response)

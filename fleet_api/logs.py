@@ -68,12 +68,21 @@ class AccessContext:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool
     ) -> None:
-        env = req.env
-        env[REQUEST_ID] = req.context.get("request_id")
-        env[ROUTE] = self._route(req)
         user = req.context.get("user")
-        if user is not None:
-            env[USER_ID] = user.id
+        for_the_access_line(
+            req.env, req.context.get("request_id"), self._route(req), None if user is None else user.id
+        )
+
+
+def for_the_access_line(
+    environ: dict, request_id: str | None, route: str, user_id: int | None = None
+) -> None:
+    """What only the app knows about a request, left in the environ for
+    GunicornLogger.access (AccessContext, and ReadReplay's answers)."""
+    environ[REQUEST_ID] = request_id
+    environ[ROUTE] = route
+    if user_id is not None:
+        environ[USER_ID] = user_id
 
 
 class _Clock:
