@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.sharedversion import SharedVersion, SharedVersions
 from fleet_api.store.walsync import WALSync
 
 Job = Callable[[sqlite3.Connection], Any]
@@ -63,14 +63,15 @@ class GroupCommit:
         self,
         connect: Callable[[], sqlite3.Connection],
         lock_path: str,
-        version: SharedVersion | None = None,
-        counter: Callable[[sqlite3.Connection], int] | None = None,
+        version: SharedVersion | SharedVersions | None = None,
+        counter: Callable[[sqlite3.Connection], Any] | None = None,
         sync: WALSync | None = None,
     ) -> None:
-        """`version` and `counter` (the ships counter, read through the given
-        connection) go together: the version is moved around each COMMIT
-        that moves the counter (see sharedversion.py). `sync`: fsync each
-        group's commit after the lock (see walsync.py)."""
+        """`version` and `counter` (read through the given connection) go
+        together: the version is moved around each COMMIT that moves the
+        counter (see sharedversion.py); a SharedVersions and a tuple of
+        counters move several at once. `sync`: fsync each group's commit
+        after the lock (see walsync.py)."""
         self._connect = connect
         self._lock_path = lock_path
         self._version = version

@@ -1,10 +1,12 @@
-"""The ships version in shared memory: every worker of a host reads it
-without a query.
+"""The ships and auth versions in shared memory: every worker of a host
+reads them without a query.
 
 `<db>.version` is one page that every process of the host maps. Its first
 word is the database's ships counter (`counters.ships`, moved by triggers
-inside every ship write) shifted left by one, with the low bit set while a
-commit that changes it is in flight (seqlock style): a reader that sees the
+inside every ship write), its second the auth counter (`counters.auth`,
+moved by every write the token check reads), each shifted left by one,
+with the low bit set while a commit that changes it is in flight (seqlock
+style): a reader that sees the
 bit gets None and caches nothing; one that sees it clear gets the counter as
 of the last commit, so the same number the SQL query used to give. The word
 is written only under the host-wide write lock: the bit right before COMMIT,
@@ -43,13 +45,19 @@ def map_words(path: str) -> tuple[mmap.mmap, memoryview]:
     return page, memoryview(page).cast("Q")
 
 
+SHIPS, AUTH = 0, 1  # the words: which counter each publishes
+
+
 class SharedVersion:
-    def __init__(self, path: str) -> None:
+    """One counter's word of the page (SHIPS unless told)."""
+
+    def __init__(self, path: str, word: int = SHIPS) -> None:
         self._map, self._words = map_words(path)
+        self._at = word
 
     def read(self) -> int | None:
-        """The ships counter, or None while a commit may be moving it."""
-        word = self._words[0]
+        """The counter, or None while a commit may be moving it."""
+        word = self._words[self._at]
         return None if word & _IN_FLIGHT else word >> 1
 
     # --- writers: with the host-wide write lock held ------------------------
@@ -57,16 +65,33 @@ class SharedVersion:
         """Right before COMMIT, with the transaction's counter: True (and
         readers get None from now on) when the word must move; then call
         `end` with what is committed."""
-        if self._words[0] == counter << 1:
+        if self._words[self._at] == counter << 1:
             return False
-        self._words[0] |= _IN_FLIGHT
+        self._words[self._at] |= _IN_FLIGHT
         return True
 
     def end(self, counter: int) -> None:
         """Right after COMMIT (or its failure) with the counter now on disk."""
-        self._words[0] = counter << 1
+        self._words[self._at] = counter << 1
 
     def close(self) -> None:
         if not self._map.closed:
             self._words.release()
             self._map.close()
+
+
+class SharedVersions:
+    """Several versions moved around one COMMIT, as one SharedVersion is:
+    `begin` and `end` take one counter for each, in order."""
+
+    def __init__(self, *versions: SharedVersion) -> None:
+        self._versions = versions
+
+    def begin(self, counters: tuple[int, ...]) -> bool:
+        # Every word is checked (no short cut): each one that must move is marked.
+        moving = [version.begin(counter) for version, counter in zip(self._versions, counters, strict=True)]
+        return any(moving)
+
+    def end(self, counters: tuple[int, ...]) -> None:
+        for version, counter in zip(self._versions, counters, strict=True):
+            version.end(counter)

@@ -244,13 +244,14 @@ _CHANGE_PASSWORD = (
 )
 _INSERT_SESSION = f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join('?' * SESSION_COLUMN_COUNT)})"
 _UPDATE_SESSION = f"UPDATE sessions SET {', '.join(f'{c.strip()} = ?' for c in SESSION_COLUMNS.split(',')[1:])} WHERE id = ?"
-# What every authenticated request asks, in one round trip: revoked?, the live
-# session's last use (NULL when it has ended), and the user (NULLs if none).
+# What every authenticated request asks, in one round trip: revoked?, the
+# user's session (last use and expiry, NULLs when it has ended or is not
+# this user's), and the user (NULLs if none).
 _TOKEN_SUBJECT = (
-    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?),"
-    " (SELECT last_used_at FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?), "
+    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?), s.last_used_at, s.expires_at, "
     + ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
-    + " FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.id = ?"
+    + " FROM (SELECT 1) AS one LEFT JOIN sessions AS s ON s.id = ? AND s.user_id = ?"
+    " LEFT JOIN users AS u ON u.id = ?"
 )
 # One atomic upsert: a window that has ended starts over at 1.
 _COUNT_FAILURE = (
@@ -481,13 +482,25 @@ class SQLStore(base.Store):
         return bool(self._query("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
 
     def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
+        return self._token_subject(user_id, jti, sid, now)[:2]
+
+    def _token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
+        """(user, revoked, until): `until` is the moment (by the store's clock)
+        up to which a live answer stays the same unless something is written:
+        the session's expiry, or its next touch, whichever comes first."""
         if not _valid_id(user_id):
-            return None, self.is_token_revoked(jti)
-        # The session's last use comes back from the same statement (NULL
-        # when the session has ended or expired): a primary-key lookup more.
-        row = self._query(_TOKEN_SUBJECT, (jti, sid, user_id, now, user_id))[0]
-        user = User(*row[2:]) if row[2] is not None else None
-        return user, self._session_verdict(user, bool(row[0]), sid, row[1], now)
+            return None, self.is_token_revoked(jti), now
+        # The session comes back from the same statement: a primary-key lookup more.
+        row = self._query(_TOKEN_SUBJECT, (jti, sid, user_id, user_id))[0]
+        last_used, expires_at = row[1], row[2]
+        live = expires_at is not None and expires_at > now
+        user = User(*row[3:]) if row[3] is not None else None
+        revoked = self._session_verdict(user, bool(row[0]), sid, last_used if live else None, now)
+        if sid is None:  # a token from before sessions: only the user and the blocklist count
+            until = math.inf
+        else:
+            until = min(expires_at, last_used + base.SESSION_TOUCH_INTERVAL) if live else now
+        return user, revoked, until
 
     # --- sessions --------------------------------------------------------------
     def create_session(self, session: SessionRecord) -> None:

@@ -15,9 +15,11 @@ long after the lock came free; the kernel wakes an flock waiter at once.
 
 Writes go through a group commit (groupcommit.py): the concurrent writes of
 one process share one transaction and one fsync, each in its own savepoint,
-and each caller returns after that commit's fsync, made outside the lock. Around a COMMIT that moves the
-ships counter the group moves a word in shared memory (sharedversion.py),
-which is what `ships_version()` reads: no SQL per cached read.
+and each caller returns after that commit's fsync, made outside the lock.
+Around a COMMIT that moves the ships counter or the auth counter the group
+moves its word in shared memory (sharedversion.py): `ships_version()` reads
+the first, so a cached read runs no SQL, and `token_subject` the second, so
+a token checked a moment ago is not asked of the database again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from fleet_api.store import sql
 from fleet_api.store.base import ListQuery
 from fleet_api.store.groupcommit import GroupCommit
-from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.sharedversion import AUTH, SHIPS, SharedVersion, SharedVersions
 from fleet_api.store.walsync import WALSync
 
 BUSY_TIMEOUT_MS = 30_000
@@ -45,8 +47,14 @@ BUSY_TIMEOUT_MS = 30_000
 # the process, not of the machine. SQLite itself runs with NORMAL in both.
 SYNCHRONOUS_MODES = ("full", "normal")
 
-# The ships counter (ships_version), bumped by triggers inside each ship
-# write's own transaction; the tables themselves are sql.schema's.
+# The ships counter (ships_version) and the auth counter (what keeps the
+# token check's answers, see token_subject), bumped by triggers inside each
+# write's own transaction; the tables themselves are sql.schema's. The auth
+# counter moves with every write to what the token check reads: a
+# revocation, any change to a user, a session ended or moved to another
+# expiry. Not with the touch of a session's last use (the check's answers
+# hold only until the next touch is due, see sql._token_subject), nor with a
+# new session, which no kept answer can name.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -59,7 +67,25 @@ CREATE TRIGGER IF NOT EXISTS ships_updated AFTER UPDATE ON ships
     BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
 CREATE TRIGGER IF NOT EXISTS ships_deleted AFTER DELETE ON ships
     BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('auth', 0);
+CREATE TRIGGER IF NOT EXISTS revoked_tokens_inserted AFTER INSERT ON revoked_tokens
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
+CREATE TRIGGER IF NOT EXISTS users_inserted AFTER INSERT ON users
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
+CREATE TRIGGER IF NOT EXISTS users_updated AFTER UPDATE ON users
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
+CREATE TRIGGER IF NOT EXISTS users_deleted AFTER DELETE ON users
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
+CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
+CREATE TRIGGER IF NOT EXISTS sessions_moved AFTER UPDATE OF id, user_id, expires_at ON sessions
+    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
 """
+# Kept token-check answers per process: how many, and for how long at most
+# (so a write that bypasses the store, e.g. in the sqlite3 shell, which
+# publishes no version, still counts within this many seconds).
+SUBJECTS_KEPT = 4096
+SUBJECT_HOLD_SECONDS = 1.0
 
 SQLITE = sql.Dialect()
 
@@ -98,7 +124,9 @@ class SQLiteStore(sql.SQLStore):
         self._connections_lock = threading.Lock()
         self._group: GroupCommit | None = None
         self._group_pid: int | None = None
-        self._version = SharedVersion(f"{self.path}.version")
+        self._version = SharedVersion(f"{self.path}.version", SHIPS)
+        self._auth = SharedVersion(f"{self.path}.version", AUTH)
+        self._subjects: dict[tuple, tuple] = {}  # token_subject's answers: (auth version, user, until)
         self._sync = WALSync(f"{self.path}.sync", f"{self.path}-wal") if self._synchronous == "full" else None
         self._write(_create_schema)  # its commit also publishes the counter of this database
 
@@ -154,7 +182,11 @@ class SQLiteStore(sql.SQLStore):
                 if self._group is None or self._group_pid != os.getpid():
                     # A forked child makes its own: its own writer connection and flock.
                     self._group = GroupCommit(
-                        self._connect, self._lock_path, self._version, _ships_counter, self._sync
+                        self._connect,
+                        self._lock_path,
+                        SharedVersions(self._version, self._auth),
+                        _counters,
+                        self._sync,
                     )
                     self._group_pid = os.getpid()
                 group = self._group
@@ -202,6 +234,30 @@ class SQLiteStore(sql.SQLStore):
             self._sync.saw_finished()  # a page cached for it answers on its commit
         return version
 
+    # --- the token check ------------------------------------------------------
+    def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
+        # Every authenticated request asks this. A live answer (the user,
+        # not revoked) is kept under the auth version it was read at, and
+        # given again while that version holds and until its session's
+        # expiry or next touch: what a write on any worker of the host
+        # changes moves the version before that write is answered (the
+        # same seqlock as the ships version), so the next request reads the
+        # database again. Revoked and unknown-user answers are never kept.
+        version = self._auth.read()
+        key = (user_id, jti, sid)
+        if version is not None:
+            kept = self._subjects.get(key)
+            if kept is not None and kept[0] == version and now < kept[2]:
+                if self._sync is not None:
+                    self._sync.saw_finished()  # as ships_version: it is as new as `finished`
+                return kept[1], False
+        user, revoked, until = self._token_subject(user_id, jti, sid, now)
+        if version is not None and user is not None and not revoked and until > now:
+            if len(self._subjects) >= SUBJECTS_KEPT:
+                self._subjects.clear()
+            self._subjects[key] = (version, user, min(until, now + SUBJECT_HOLD_SECONDS))
+        return user, revoked
+
     def settle(self) -> None:
         # Every commit this thread's reads may have seen is fsynced (walsync.py).
         if self._sync is not None:
@@ -221,10 +277,15 @@ class SQLiteStore(sql.SQLStore):
         if self._sync is not None:
             self._sync.close()
         self._local = threading.local()
+        self._subjects = {}
 
 
-def _ships_counter(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT value FROM counters WHERE name = 'ships'").fetchone()[0]
+def _counters(db: sqlite3.Connection) -> tuple[int, int]:
+    """The ships and auth counters, in the order of the versions that publish them."""
+    return db.execute(
+        "SELECT (SELECT value FROM counters WHERE name = 'ships'),"
+        " (SELECT value FROM counters WHERE name = 'auth')"
+    ).fetchone()
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
