@@ -6,11 +6,10 @@ word is the database's ships counter (`counters.ships`, moved by triggers
 inside every ship write), its second the auth counter (`counters.auth`,
 moved by every write the token check reads), each shifted left by one,
 with the low bit set while a commit that changes it is in flight (seqlock
-style): a reader that sees the
-bit gets None and caches nothing; one that sees it clear gets the counter as
-of the last commit, so the same number the SQL query used to give. The word
-is written only under the host-wide write lock: the bit right before COMMIT,
-the new counter right after.
+style): a reader that sees the bit gets None and caches nothing; one that
+sees it clear gets the counter as of the last commit, so the same number
+the SQL query used to give. A word is written only under the host-wide
+write lock: the bit right before COMMIT, the new counter right after.
 
 A writer killed between the two steps leaves the bit set: readers read the
 database until the next commit clears it (every commit compares the
