@@ -21,6 +21,18 @@ def test_a_revoked_token_is_refused_by_every_worker(server):
     assert statuses == [401] * REPEAT
 
 
+def test_a_token_in_use_on_every_worker_is_refused_by_all_of_them_once_revoked(server):
+    """Each worker keeps its answer for a token it has checked (SQLite's auth
+    version); the logout on one of them must end it on all at once."""
+    token = login(server.url)["access_token"]
+    assert [call("GET", f"{server.url}/api/sessions", token=token).status for _ in range(REPEAT)] == [
+        200
+    ] * REPEAT
+    assert call("DELETE", f"{server.url}/auth/logout", token=token).status == 200
+    refused = [call("GET", f"{server.url}/api/sessions", token=token) for _ in range(REPEAT)]
+    assert [(r.status, r.json) for r in refused] == [(401, {"error": "Token has been revoked"})] * REPEAT
+
+
 def test_a_created_ship_is_found_by_every_worker(server):
     token = login(server.url)["access_token"]
     created = call("POST", f"{server.url}/api/ships", STAR_DESTROYER, token)
