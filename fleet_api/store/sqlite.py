@@ -47,43 +47,42 @@ BUSY_TIMEOUT_MS = 30_000
 # the process, not of the machine. SQLite itself runs with NORMAL in both.
 SYNCHRONOUS_MODES = ("full", "normal")
 
-# The ships counter (ships_version) and the auth counter (what keeps the
-# token check's answers, see token_subject), bumped by triggers inside each
-# write's own transaction; the tables themselves are sql.schema's. The auth
-# counter moves with every write to what the token check reads: a
-# revocation, any change to a user, a session ended or moved to another
-# expiry. Not with the touch of a session's last use (the check's answers
-# hold only until the next touch is due, see sql._token_subject), nor with a
-# new session, which no kept answer can name.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('ships', 0);
-CREATE TRIGGER IF NOT EXISTS ships_inserted AFTER INSERT ON ships
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
-CREATE TRIGGER IF NOT EXISTS ships_updated AFTER UPDATE ON ships
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
-CREATE TRIGGER IF NOT EXISTS ships_deleted AFTER DELETE ON ships
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'ships'; END;
-INSERT OR IGNORE INTO counters (name, value) VALUES ('auth', 0);
-CREATE TRIGGER IF NOT EXISTS revoked_tokens_inserted AFTER INSERT ON revoked_tokens
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-CREATE TRIGGER IF NOT EXISTS users_inserted AFTER INSERT ON users
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-CREATE TRIGGER IF NOT EXISTS users_updated AFTER UPDATE ON users
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-CREATE TRIGGER IF NOT EXISTS users_deleted AFTER DELETE ON users
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-CREATE TRIGGER IF NOT EXISTS sessions_deleted AFTER DELETE ON sessions
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-CREATE TRIGGER IF NOT EXISTS sessions_moved AFTER UPDATE OF id, user_id, expires_at ON sessions
-    BEGIN UPDATE counters SET value = value + 1 WHERE name = 'auth'; END;
-"""
+# The counters, in the order of the shared words that publish them
+# (sharedversion.SHIPS, AUTH): the ships counter (ships_version) and the
+# auth counter (what keeps the token check's answers, see token_subject).
+# Triggers move them by one per row, inside each write's own transaction;
+# the tables themselves are sql.schema's.
+COUNTERS = ("ships", "auth")
+# trigger -> (what fires it, the counter it moves). The auth counter moves
+# with every write to what the token check reads: a revocation, any change
+# to a user, a session ended or moved to another expiry. Not with the touch
+# of a session's last use (the check's answers hold only until the next
+# touch is due, see sql._token_subject), nor with a new session, which no
+# kept answer can name.
+COUNTER_TRIGGERS = {
+    "ships_inserted": ("INSERT ON ships", "ships"),
+    "ships_updated": ("UPDATE ON ships", "ships"),
+    "ships_deleted": ("DELETE ON ships", "ships"),
+    "revoked_tokens_inserted": ("INSERT ON revoked_tokens", "auth"),
+    "users_inserted": ("INSERT ON users", "auth"),
+    "users_updated": ("UPDATE ON users", "auth"),
+    "users_deleted": ("DELETE ON users", "auth"),
+    "sessions_deleted": ("DELETE ON sessions", "auth"),
+    "sessions_moved": ("UPDATE OF id, user_id, expires_at ON sessions", "auth"),
+}
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    *(f"INSERT OR IGNORE INTO counters (name, value) VALUES ('{name}', 0)" for name in COUNTERS),
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event}"
+        f" BEGIN UPDATE counters SET value = value + 1 WHERE name = '{counter}'; END"
+        for trigger, (event, counter) in COUNTER_TRIGGERS.items()
+    ),
+]
+_READ_COUNTERS = "SELECT " + ", ".join(f"(SELECT value FROM counters WHERE name = '{n}')" for n in COUNTERS)
 # Kept token-check answers per process: how many, and for how long at most
 # (so a write that bypasses the store, e.g. in the sqlite3 shell, which
-# publishes no version, still counts within this many seconds).
+# publishes no version, still counts within this many seconds). how many, and for
 SUBJECTS_KEPT = 4096
 SUBJECT_HOLD_SECONDS = 1.0
 
@@ -280,19 +279,15 @@ class SQLiteStore(sql.SQLStore):
         self._subjects = {}
 
 
-def _counters(db: sqlite3.Connection) -> tuple[int, int]:
-    """The ships and auth counters, in the order of the versions that publish them."""
-    return db.execute(
-        "SELECT (SELECT value FROM counters WHERE name = 'ships'),"
-        " (SELECT value FROM counters WHERE name = 'auth')"
-    ).fetchone()
+def _counters(db: sqlite3.Connection) -> tuple[int, ...]:
+    """The COUNTERS, in order: what the versions publish."""
+    return db.execute(_READ_COUNTERS).fetchone()
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
     for statement in sql.schema(SQLITE):
         db.execute(statement)
-    for statement in SCHEMA.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    for statement in SCHEMA:
+        db.execute(statement)
     for statement in INDEXES:
         db.execute(statement)
