@@ -14,13 +14,13 @@ repeated public GETs.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Hashable
 
 import falcon
 
 from fleet_api.logs import ROUTE, for_the_access_line
+from fleet_api.store.sharedversion import VersionedEntries
 
 MAX_ENTRIES = 256  # distinct lists/items kept per version and per worker
 
@@ -28,9 +28,7 @@ MAX_ENTRIES = 256  # distinct lists/items kept per version and per worker
 class VersionedCache:
     def __init__(self, version: Callable[[], int | None]) -> None:
         self._version = version
-        self._lock = threading.Lock()
-        self._seen = None
-        self._entries: dict[Hashable, object] = {}
+        self._entries = VersionedEntries(MAX_ENTRIES)
 
     def get(self, key: Hashable, build: Callable[[], object], req=None):
         """The cached value for `key`, or `build()` cached under the current version.
@@ -47,15 +45,11 @@ class VersionedCache:
             return build()
         if req is not None:
             req.env[REPLAYABLE] = version
-        with self._lock:
-            if version != self._seen:
-                self._seen, self._entries = version, {}
-            elif key in self._entries:
-                return self._entries[key]
+        kept_version, found = self._entries.find(key)
+        if found is not None and kept_version == version:
+            return found[0]
         value = build()
-        with self._lock:
-            if version == self._seen and len(self._entries) < MAX_ENTRIES:
-                self._entries[key] = value
+        self._entries.keep(version, key, (value,))  # boxed: None (no such ship) is kept too
         return value
 
 
@@ -99,7 +93,7 @@ class ReadReplay:
         self._request_id = request_id  # RequestHygiene.request_id
         self._count = count  # Metrics.request
         self._clock = clock
-        self._kept: tuple[int | None, dict] = (None, {})  # (version, answers), swapped as one
+        self._answers = VersionedEntries(MAX_ENTRIES)
         self.replayed = 0  # answers given here, for tests and the curious (not exact across threads)
 
     def __call__(self, app, environ: dict, start_response):
@@ -121,8 +115,7 @@ class ReadReplay:
             environ.get("HTTP_HOST") or (environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
             environ.get("wsgi.url_scheme"),
         )
-        kept_version, answers = self._kept
-        answer = answers.get(key)
+        kept_version, answer = self._answers.find(key)
         # The version is read only when there is an answer to check, so a GET
         # of anything else costs no version read (a query on PostgreSQL).
         if answer is not None and self._version() == kept_version:
@@ -144,15 +137,9 @@ class ReadReplay:
     def _keep(self, version: int, key: tuple, environ: dict, headers: list, body) -> None:
         if not (isinstance(body, list) and len(body) == 1):
             return  # Falcon's resp.data answer is one bytes object; keep nothing else
-        kept = self._kept
-        if kept[0] is not None and version < kept[0]:
-            return  # built from an older version than what is kept: already stale
-        if kept[0] != version:
-            kept = self._kept = (version, {})
-        answers = kept[1]
         at = next((i for i, (name, _) in enumerate(headers) if name.lower() == "x-request-id"), None)
-        if at is not None and len(answers) < MAX_ENTRIES:
-            answers[key] = (at, tuple(headers), body[0], environ.get(ROUTE))
+        if at is not None:  # an answer built from an older version than the kept ones is dropped there
+            self._answers.keep(version, key, (at, tuple(headers), body[0], environ.get(ROUTE)))
 
     def _replay(self, answer: tuple, environ: dict, start_response) -> list:
         started = self._clock()

@@ -22,7 +22,7 @@ from fleet_api.app import create_app
 from fleet_api.cache import VersionedCache
 from fleet_api.settings import Settings
 from fleet_api.store import open_store
-from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.sharedversion import SharedVersion, VersionedEntries
 
 
 @pytest.fixture
@@ -103,6 +103,19 @@ def test_the_cache_keeps_nothing_while_the_version_is_none():
 
     assert [cache.get("k", build) for _ in range(5)] == [1, 2, 3, 3, 4]
     assert built == [0, 1, 2, 3]
+
+
+def test_kept_entries_hold_for_one_version_a_newer_starts_afresh_an_older_keeps_nothing():
+    entries = VersionedEntries(limit=2)
+    entries.keep(1, "a", "a1")
+    assert entries.find("a") == (1, "a1")
+    entries.keep(2, "b", "b2")
+    assert entries.find("a") == (2, None) and entries.find("b") == (2, "b2")
+    entries.keep(1, "a", "stale")  # built before the write that moved the version to 2
+    assert entries.find("a") == (2, None)
+    entries.keep(2, "c", "c2")
+    entries.keep(2, "d", "d2")  # over the limit: not kept
+    assert [entries.find(k)[1] for k in "bcd"] == ["b2", "c2", None]
 
 
 @pytest.fixture

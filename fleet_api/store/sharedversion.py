@@ -94,3 +94,34 @@ class SharedVersions:
     def end(self, counters: tuple[int, ...]) -> None:
         for version, counter in zip(self._versions, counters, strict=True):
             version.end(counter)
+
+
+class VersionedEntries:
+    """Values that all hold for one version (of the ships or auth counter):
+    what the caches keep. Keeping under a newer version starts afresh;
+    under an older one (built before a write that is now published) keeps
+    nothing. At most `limit` entries a version. Lock-free: the (version,
+    entries) pair is replaced as one, so a reader never sees entries of one
+    version labelled with another."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: tuple[int | None, dict] = (None, {})
+
+    def find(self, key):
+        """(the version the kept entries hold for, the value for `key` or None)."""
+        version, entries = self._kept
+        return version, entries.get(key)
+
+    def keep(self, version: int, key, value) -> None:
+        kept_version, entries = self._kept
+        if kept_version is not None and version < kept_version:
+            return
+        if version != kept_version:
+            entries = {}
+            self._kept = (version, entries)
+        if len(entries) < self._limit:
+            entries[key] = value
+
+    def clear(self) -> None:
+        self._kept = (None, {})

@@ -37,7 +37,7 @@ from pathlib import Path
 from fleet_api.store import sql
 from fleet_api.store.base import ListQuery
 from fleet_api.store.groupcommit import GroupCommit
-from fleet_api.store.sharedversion import AUTH, SHIPS, SharedVersion, SharedVersions
+from fleet_api.store.sharedversion import AUTH, SHIPS, SharedVersion, SharedVersions, VersionedEntries
 from fleet_api.store.walsync import WALSync
 
 BUSY_TIMEOUT_MS = 30_000
@@ -80,9 +80,9 @@ SCHEMA = [
     ),
 ]
 _READ_COUNTERS = "SELECT " + ", ".join(f"(SELECT value FROM counters WHERE name = '{n}')" for n in COUNTERS)
-# Kept token-check answers per process: how many, and for how long at most
-# (so a write that bypasses the store, e.g. in the sqlite3 shell, which
-# publishes no version, still counts within this many seconds). how many, and for
+# Kept token-check answers per process and auth version: how many, and for
+# how long at most (so a write that bypasses the store, e.g. in the sqlite3
+# shell, which publishes no version, still counts within this many seconds).
 SUBJECTS_KEPT = 4096
 SUBJECT_HOLD_SECONDS = 1.0
 
@@ -125,7 +125,7 @@ class SQLiteStore(sql.SQLStore):
         self._group_pid: int | None = None
         self._version = SharedVersion(f"{self.path}.version", SHIPS)
         self._auth = SharedVersion(f"{self.path}.version", AUTH)
-        self._subjects: dict[tuple, tuple] = {}  # token_subject's answers: (auth version, user, until)
+        self._subjects = VersionedEntries(SUBJECTS_KEPT)  # token_subject's live answers: (user, until)
         self._sync = WALSync(f"{self.path}.sync", f"{self.path}-wal") if self._synchronous == "full" else None
         self._write(_create_schema)  # its commit also publishes the counter of this database
 
@@ -245,16 +245,14 @@ class SQLiteStore(sql.SQLStore):
         version = self._auth.read()
         key = (user_id, jti, sid)
         if version is not None:
-            kept = self._subjects.get(key)
-            if kept is not None and kept[0] == version and now < kept[2]:
+            kept_version, kept = self._subjects.find(key)
+            if kept is not None and kept_version == version and now < kept[1]:
                 if self._sync is not None:
                     self._sync.saw_finished()  # as ships_version: it is as new as `finished`
-                return kept[1], False
+                return kept[0], False
         user, revoked, until = self._token_subject(user_id, jti, sid, now)
         if version is not None and user is not None and not revoked and until > now:
-            if len(self._subjects) >= SUBJECTS_KEPT:
-                self._subjects.clear()
-            self._subjects[key] = (version, user, min(until, now + SUBJECT_HOLD_SECONDS))
+            self._subjects.keep(version, key, (user, min(until, now + SUBJECT_HOLD_SECONDS)))
         return user, revoked
 
     def settle(self) -> None:
@@ -276,7 +274,7 @@ class SQLiteStore(sql.SQLStore):
         if self._sync is not None:
             self._sync.close()
         self._local = threading.local()
-        self._subjects = {}
+        self._subjects.clear()
 
 
 def _counters(db: sqlite3.Connection) -> tuple[int, ...]:
