@@ -542,9 +542,13 @@ def graceful_stop(tmp_path_factory):
         processes = process_tree(pids(server))
         token = login(server.url)["access_token"]
         results, errors, upload, sent = [], [], [], []
+        # All at once: a login started ahead of the others, on a loaded
+        # machine, could get a core to itself and be answered before the stop.
+        together = threading.Barrier(LOGINS_AT_STOP)
 
         def log_in(n):
             try:
+                together.wait(WAIT)
                 status, _ = login_from(
                     server, f"127.0.0.{40 + n}", "user", "password", on_sent=lambda: sent.append(n)
                 )
