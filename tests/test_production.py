@@ -509,7 +509,10 @@ class GracefulStop:
     processes: set[int]
 
 
-STOP_HASHING = "32768"  # ~0.15 s of a core per login: 8 at once outlast the start of the stop
+# ~0.4 s of a core per login (128 MiB): 8 at once outlast the start of the
+# stop, even the one a worker may get alone on a core (at 32,768, such a
+# login was once answered before the stop began).
+STOP_HASHING = "131072"
 LOGINS_AT_STOP = 8
 
 

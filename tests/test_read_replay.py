@@ -243,7 +243,8 @@ def test_under_concurrent_writes_no_read_is_older_than_a_write_acknowledged_befo
     """Readers in 4 threads, a writer in one: every GET started after a PUT
     was answered shows that PUT's crew or a later one, replayed or not.
     (The readers pause a little between GETs, or their GIL would starve the
-    writer's durable commits.)"""
+    writer's durable commits; the writer pauses a little between PUTs, or on
+    the memory store it moves the version before any read can be replayed.)"""
     ship = client.simulate_get(SHIP).json
     acknowledged = [ship["crew"]]
     stale, done = [], threading.Event()
@@ -254,6 +255,7 @@ def test_under_concurrent_writes_no_read_is_older_than_a_write_acknowledged_befo
                 result = client.simulate_put(SHIP, json={**ship, "crew": crew}, headers=auth.headers)
                 assert result.status_code == 200
                 acknowledged.append(crew)
+                time.sleep(0.002)
         finally:
             done.set()
 
