@@ -75,6 +75,24 @@ def test_another_token_or_session_is_checked_on_its_own(store):
     assert len(seen) == 2
 
 
+def test_tokens_past_the_cap_are_still_kept_while_the_version_holds(url, monkeypatch):
+    """More distinct tokens than a worker keeps, and no auth write for a
+    long time (logins move no version): the newest are still kept, not
+    shut out by the first ones, long past their hold."""
+    monkeypatch.setattr("fleet_api.store.sqlite.SUBJECTS_KEPT", 4)
+    store = open_store(url)
+    try:
+        store.seed([User(1, "user", "h")], [])
+        store.create_session(session())
+        for n in range(10):
+            store.token_subject(1, f"j{n}", SID, NOW + n)
+        seen = checks_run(store)
+        assert store.token_subject(1, "j9", SID, NOW + 9.5)[0].name == "user"
+        assert seen == []
+    finally:
+        store.close()
+
+
 WRITES = {
     "its jti revoked": lambda s: s.revoke_token("a", int(NOW) + 60),
     "its session ended": lambda s: s.end_session(SID, 1),

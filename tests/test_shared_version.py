@@ -114,8 +114,8 @@ def test_kept_entries_hold_for_one_version_a_newer_starts_afresh_an_older_keeps_
     entries.keep(1, "a", "stale")  # built before the write that moved the version to 2
     assert entries.find("a") == (2, None)
     entries.keep(2, "c", "c2")
-    entries.keep(2, "d", "d2")  # over the limit: not kept
-    assert [entries.find(k)[1] for k in "bcd"] == ["b2", "c2", None]
+    entries.keep(2, "d", "d2")  # over the limit: starts afresh, so later entries are still kept
+    assert [entries.find(k)[1] for k in "bcd"] == [None, None, "d2"]
 
 
 @pytest.fixture

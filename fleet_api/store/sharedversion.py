@@ -100,9 +100,12 @@ class VersionedEntries:
     """Values that all hold for one version (of the ships or auth counter):
     what the caches keep. Keeping under a newer version starts afresh;
     under an older one (built before a write that is now published) keeps
-    nothing. At most `limit` entries a version. Lock-free: the (version,
-    entries) pair is replaced as one, so a reader never sees entries of one
-    version labelled with another."""
+    nothing. At most `limit` entries: one more starts afresh too, since a
+    version can hold for as long as nothing is written, and the entries kept
+    first (or, for the token check, ones long past their hold) must not shut
+    out every later one. Lock-free: the (version, entries) pair is replaced
+    as one, so a reader never sees entries of one version labelled with
+    another."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
@@ -117,11 +120,10 @@ class VersionedEntries:
         kept_version, entries = self._kept
         if kept_version is not None and version < kept_version:
             return
-        if version != kept_version:
+        if version != kept_version or len(entries) >= self._limit:
             entries = {}
             self._kept = (version, entries)
-        if len(entries) < self._limit:
-            entries[key] = value
+        entries[key] = value
 
     def clear(self) -> None:
         self._kept = (None, {})
