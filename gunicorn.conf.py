@@ -24,13 +24,9 @@ bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
 # process meet: they share one SQLite commit (one fsync) through the store's
 # group commit, so more threads per process means fewer, fuller commits.
 # The extra process runs while another waits for the host-wide write lock or
-# its fsync with every thread blocked on a write, time that left a core idle
-# (13-21% of the machine under a PUT load at 2 x 8). On this 2-core machine
-# 3 x 8 did 0.93-1.11x the PUT/s of 2 x 8 in seven interleaved runs (median
-# 1.07) and 1.05-1.17x the GET/s, at the same CPU per request and a read p99
-# 3-7 ms higher; 4 x 8 spent more CPU per PUT and did less. Set
-# WEB_CONCURRENCY to cores + 1 elsewhere.
-# The table is in the README ("Deployment with gunicorn", ninth pass).
+# its fsync with every thread blocked on a write, time that otherwise leaves
+# a core idle. Measured on a 2-core machine only (3 x 8 against 2 x 8 and
+# 4 x 8): the figures are in the README ("Deployment with gunicorn").
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # gthread, except that a worker takes a new connection only while one of its
 # threads is free, so a burst of connections is shared between the workers
