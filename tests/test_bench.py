@@ -50,14 +50,19 @@ def run_bench(tmp_path, **extra) -> subprocess.CompletedProcess:
     )
 
 
-def ratios(markdown: str) -> dict[tuple[str, str], float]:
-    """(scenario, target) -> req/s ÷ the ceiling's, from the rows of the results table."""
+def result_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
+    """(scenario, target) -> the cells of its row in the results table."""
     found = {}
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 10 and re.fullmatch(r"\d+\.\d+", cells[6]):
-            found[(cells[0], cells[1])] = float(cells[6])
+        if len(cells) == 12 and re.fullmatch(r"\d+\.\d+", cells[8]):
+            found[(cells[0], cells[1])] = cells
     return found
+
+
+def ratios(markdown: str) -> dict[tuple[str, str], float]:
+    """(scenario, target) -> req/s ÷ the ceiling's."""
+    return {key: float(cells[8]) for key, cells in result_rows(markdown).items()}
 
 
 def test_bench_reports_ratios_and_chart(tmp_path):
@@ -73,7 +78,13 @@ def test_bench_reports_ratios_and_chart(tmp_path):
     assert found[("get_ship", "ceiling")] == 1.0
     targets = {t for s, t in found if s == "update_ship"}
     assert targets == {"ours", "normal", "ceiling", "bare"}, md  # the write also on synchronous=normal
-    assert re.search(r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| 1\.000 \|", md, re.M), md
+    assert re.search(
+        r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| \d+ \| 1\.000 \|", md, re.M
+    ), md
+    # What each request cost its server in CPU, and how idle the machine was, on every target.
+    for (scenario, target), cells in result_rows(md).items():
+        cpu, idle = int(cells[5].replace(",", "")), int(cells[6])
+        assert cpu > 0 and 0 <= idle <= 100, (scenario, target, cells)
     assert ratios(result.stdout) == found  # the same table on stdout
     assert "scrypt N=16, r=8, p=1" in md and "ms per hash" in md
     assert re.search(r"^\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-]\d+ \|$", md, re.M), md  # worker RSS rows

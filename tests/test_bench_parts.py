@@ -95,15 +95,23 @@ def test_scenarios_are_chosen_by_name_and_unknown_names_are_refused():
         choose("get_ship,nope")
 
 
-def run(rps: float, p99: float = 10.0, status_errors: int = 0) -> Run:
+def run(rps: float, p99: float = 10.0, status_errors: int = 0, cpu_us=None, idle=None, steal=None) -> Run:
     return Run(
-        requests=int(rps), rps=rps, p50_ms=1.0, p99_ms=p99, socket_errors=0, status_errors=status_errors
+        requests=int(rps),
+        rps=rps,
+        p50_ms=1.0,
+        p99_ms=p99,
+        socket_errors=0,
+        status_errors=status_errors,
+        cpu_us=cpu_us,
+        idle=idle,
+        steal=steal,
     )
 
 
 def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
     runs = {
-        ("get_ship", "ours"): [run(900), run(1000, p99=20), run(1100)],
+        ("get_ship", "ours"): [run(900, cpu_us=700, idle=0.1), run(1000, p99=20, cpu_us=600), run(1100)],
         ("get_ship", "ceiling"): [run(2000), run(2000), run(2000)],
         ("get_ship", "bare"): [run(4000), run(4000), run(4000)],
     }
@@ -114,13 +122,47 @@ def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
     assert ours.ratios == {"bare": 0.25, "ceiling": 0.5, "ours": 1.0}
     assert ours.ranges["bare"] == (900 / 4000, 1100 / 4000)
     table = report.results_table(rows)
-    assert "| get_ship | ours | 1,000 | 1.00 | 10.0 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |" in table
+    # CPU and idle: the median of the rounds that measured them.
+    assert (ours.cpu_us, ours.idle) == (650, 0.1)
+    assert (
+        "| get_ship | ours | 1,000 | 1.00 | 10.0 | 650 | 10 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |"
+        in table
+    )
+    assert "| get_ship | ceiling | 2,000 | 1.00 | 10.0 | — | — | 0.500 |" in table
 
 
 def test_a_reference_that_did_not_run_reads_as_a_dash():
     runs = {("session_cost", "after"): [run(500)], ("session_cost", "before"): [run(1000)]}
     table = report.results_table(report.summarize([SCENARIOS["session_cost"]], ["after", "before"], runs))
-    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | 0 |" in table
+    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | — | — | 0 |" in table
+
+
+def test_the_report_says_how_much_cpu_the_host_stole():
+    runs = {
+        ("get_ship", "ours"): [run(1, steal=0.02), run(1, steal=0.10)],
+        ("get_ship", "bare"): [run(1, steal=0.04), run(1)],
+    }
+    assert report.steal_text(runs) == "CPU stolen by the host during the runs: median 4.0%, max 10.0%"
+    assert report.steal_text({("get_ship", "ours"): [run(1)]}) == "CPU stolen by the host: not measured"
+
+
+def test_server_ticks_keep_the_cpu_of_a_worker_that_was_reaped():
+    # A worker recycled during a run (max_requests) leaves the live workers;
+    # its CPU is then in its master's cutime, and must still count.
+    from scripts.bench.measure import server_ticks
+
+    hz = os.sysconf("SC_CLK_TCK")
+    before = server_ticks(os.getpid())
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True, timeout=30)  # a child that ran and was reaped
+    assert server_ticks(os.getpid()) - before >= 0.25 * hz
+
+
+def test_machine_ticks_are_idle_and_stolen_within_all():
+    from scripts.bench.measure import machine_ticks
+
+    idle, steal, total = machine_ticks()
+    assert 0 <= idle + steal <= total and total > 0
 
 
 def test_the_pair_reports_after_over_before_with_each_round_and_the_p99s():

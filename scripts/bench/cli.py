@@ -61,7 +61,12 @@ def cells(cfg: Config, bench: Bench, ctx: Context) -> list:
     def runner(scenario: Scenario, target: Target):
         conns = cfg.login_connections if scenario.login else cfg.connections
         return lambda: run_wrk(
-            scenario.wrk_args(target, ctx), cfg.duration, conns, min(cfg.threads, conns), scenario.expect
+            scenario.wrk_args(target, ctx),
+            cfg.duration,
+            conns,
+            min(cfg.threads, conns),
+            scenario.expect,
+            server=target.server.pid,
         )
 
     return [
@@ -130,7 +135,8 @@ def write_report(
     config = (
         f"{cfg.rounds} rounds x {cfg.duration}s per run, {cfg.connections} connections "
         f"({cfg.login_connections} for login), {cfg.threads} wrk threads, targets "
-        f"{', '.join(t.name for t in bench.targets)}, gunicorn {cfg.layout()}; {machine()}; took {elapsed:.0f}s"
+        f"{', '.join(t.name for t in bench.targets)}, gunicorn {cfg.layout()}; {machine()}; took {elapsed:.0f}s; "
+        + report.steal_text(results.runs)
     )
     table = report.results_table(rows)
     mem = report.memory_table(results.memory) if len(results.memory) > 1 else "(no samples)"
@@ -138,6 +144,7 @@ def write_report(
     log("")
     log(table)
     log("")
+    log(report.steal_text(results.runs))
     log(f"Password hashing: {hashing}")
     log("")
     log(mem)
@@ -151,7 +158,9 @@ def write_report(
         "store or validation) under plain gunicorn with the same worker layout and no access log; "
         "ceiling = the same bare app under our gunicorn.conf.py; ours = the real app on the default "
         "store (normal: the same with synchronous=normal). ratio range = the per-round ratios to the "
-        "first reference. Errors = bad statuses + socket errors."
+        "first reference. CPU µs/req = the server's CPU time (master and workers, user + system, from "
+        "/proc) over the run ÷ its requests; idle = the share of the machine's CPU time idle meanwhile "
+        "(wrk runs on the same machine). Errors = bad statuses + socket errors."
     )
     sections = [("", table)]
     if any(s.name == "session_cost" for s in cfg.scenarios):

@@ -40,6 +40,10 @@ class Run:
     p99_ms: float
     socket_errors: int
     status_errors: int  # answers >= 400 (wrk's count), or not the expected status
+    # From /proc around the run, when the server was named (run_wrk's `server`):
+    cpu_us: float | None = None  # the server's CPU (master + workers, user + system) per request
+    idle: float | None = None  # the share of the machine's CPU time left idle meanwhile
+    steal: float | None = None  # the share the hypervisor gave to other guests (noise, not us)
 
 
 def parse_wrk(out: str, expect: int = 0) -> Run:
@@ -64,7 +68,11 @@ def parse_wrk(out: str, expect: int = 0) -> Run:
     )
 
 
-def run_wrk(args: list[str], duration: int, connections: int, threads: int, expect: int = 0) -> Run:
+def run_wrk(
+    args: list[str], duration: int, connections: int, threads: int, expect: int = 0, server: int | None = None
+) -> Run:
+    """One wrk run; with `server` (a gunicorn master's pid) also what the
+    run cost that server in CPU per request, and how idle the machine was."""
     cmd = [
         "wrk",
         "-t",
@@ -77,6 +85,7 @@ def run_wrk(args: list[str], duration: int, connections: int, threads: int, expe
         WRK_TIMEOUT,
         *args,
     ]
+    before = (server_ticks(server), machine_ticks()) if server else None
     # spawn: wrk dies with us, whatever stops the bench.
     process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -86,7 +95,24 @@ def run_wrk(args: list[str], duration: int, connections: int, threads: int, expe
         raise BenchError(f"wrk overran {duration + WRK_GRACE}s: {' '.join(cmd)}") from None
     if process.returncode != 0:
         raise BenchError(f"wrk failed ({process.returncode}): {' '.join(cmd)}\n{out[-2000:]}")
-    return parse_wrk(out, expect)
+    run = parse_wrk(out, expect)
+    if before is not None:
+        (ticks, (idle, steal, total)), (ticks2, (idle2, steal2, total2)) = (
+            before,
+            (
+                server_ticks(server),
+                machine_ticks(),
+            ),
+        )
+        hz = os.sysconf("SC_CLK_TCK")
+        # The requests wrk counted; the few it sent that were still in
+        # flight when it stopped cost CPU too, a rounding error here.
+        if run.requests:
+            run.cpu_us = (ticks2 - ticks) / hz * 1e6 / run.requests
+        if total2 > total:
+            run.idle = (idle2 - idle) / (total2 - total)
+            run.steal = (steal2 - steal) / (total2 - total)
+    return run
 
 
 # --- CPU and memory, from /proc ---------------------------------------------------
@@ -111,6 +137,25 @@ def cpu_ticks(pids: list[int]) -> int:
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def server_ticks(master: int) -> int:
+    """CPU ticks a gunicorn server has used so far: its master, its live
+    workers, and (the master's cutime + cstime) every worker it has reaped,
+    so a worker recycled during a run (max_requests) still counts in full."""
+    total = cpu_ticks([master, *worker_pids(master)])
+    try:
+        fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[13]) + int(fields[14])  # cutime + cstime
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(idle + iowait, steal, all) ticks of every CPU so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], fields[7], sum(fields[:8])  # guest time is inside user
 
 
 def settle(masters: list[int], timeout: float = 15.0) -> None:

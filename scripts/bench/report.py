@@ -35,6 +35,8 @@ class Row:
     p50: float
     p99: float
     errors: int
+    cpu_us: float | None  # median of the rounds' CPU per request (measure.run_wrk)
+    idle: float | None  # median of the rounds' idle share of the machine
     ratios: dict[str, float | None]  # reference target -> median req/s ÷ its median
     ranges: dict[str, tuple[float, float] | None]  # reference -> min, max of the per-round ratios
 
@@ -67,6 +69,8 @@ def summarize(scenarios, target_names: list[str], runs: dict[tuple[str, str], li
                     p50=statistics.median(r.p50_ms for r in mine),
                     p99=statistics.median(r.p99_ms for r in mine),
                     errors=sum(r.status_errors + r.socket_errors for r in mine),
+                    cpu_us=_median(r.cpu_us for r in mine),
+                    idle=_median(r.idle for r in mine),
                     ratios=ratios,
                     ranges=ranges,
                 )
@@ -74,11 +78,18 @@ def summarize(scenarios, target_names: list[str], runs: dict[tuple[str, str], li
     return rows
 
 
+def _median(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def results_table(rows: list[Row]) -> str:
-    """Every throughput with its p50 and p99, and its ratios to the references."""
+    """Every throughput with its p50 and p99, what each request cost the
+    server in CPU and how idle the machine was, and its ratios to the references."""
     lines = [
-        "| scenario | target | req/s | p50 ms | p99 ms | ÷ bare | ÷ ceiling | ÷ ours | ratio range | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | idle % "
+        "| ÷ bare | ÷ ceiling | ÷ ours | ratio range | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         # The range of the first reference that ran: how much the rounds agree.
@@ -86,6 +97,10 @@ def results_table(rows: list[Row]) -> str:
         span_text = "—" if span is None else f"{span[0]:.3f}–{span[1]:.3f}"
         lines.append(
             f"| {row.scenario} | {row.target} | {fmt(row.rps)} | {fmt(row.p50)} | {fmt(row.p99)} | "
+            + ("—" if row.cpu_us is None else f"{row.cpu_us:,.0f}")
+            + " | "
+            + ("—" if row.idle is None else f"{100 * row.idle:.0f}")
+            + " | "
             + " | ".join(ratio_text(row.ratios[ref]) for ref in REFERENCES)
             + f" | {span_text} | {row.errors} |"
         )
@@ -193,6 +208,19 @@ def markdown(sections: list[tuple[str, str]], config: str, legend: str) -> str:
             md += [f"## {title}", ""]
         md += [body, ""]
     return "\n".join(md)
+
+
+def steal_text(runs: dict[tuple[str, str], list[Run]]) -> str:
+    """How much CPU the hypervisor took for other guests during the runs:
+    what makes two runs of one target disagree, and the reason ratios are
+    measured side by side."""
+    stolen = sorted(r.steal for side in runs.values() for r in side if r.steal is not None)
+    if not stolen:
+        return "CPU stolen by the host: not measured"
+    return (
+        f"CPU stolen by the host during the runs: median {100 * statistics.median(stolen):.1f}%, "
+        f"max {100 * stolen[-1]:.1f}%"
+    )
 
 
 def pair_text(runs: dict[tuple[str, str], list[Run]], scenario: str, after: str, before: str) -> str:
