@@ -126,4 +126,7 @@ def test_a_server_that_rejects_every_token_fails_the_run(tmp_path):
     # Which reads the random tasks made in 4 s varies: check those it made.
     reads = [rows[key] for key in (("GET", "/api/ships"), ("GET", "/api/ships/[id]")) if key in rows]
     assert reads and all(row["Failure Count"] == "0" for row in reads), log
-    assert int(rows[("POST", "/api/ships")]["Failure Count"]) > 0, log
+    # A pilot's every task carries a token: a flight (POST /api/ships first)
+    # or a refresh. Which of them its few tasks in 4 s were is random.
+    failed = {key for key, row in rows.items() if int(row["Failure Count"]) > 0}
+    assert failed & {("POST", "/api/ships"), ("POST", "/auth/refresh")}, log
