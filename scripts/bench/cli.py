@@ -132,11 +132,12 @@ def write_report(
 ):
     rows = report.summarize(cfg.scenarios, [t.name for t in bench.targets], results.runs)
     login_row = next((r for r in rows if r.scenario == "login" and r.target == "ours"), None)
+    stolen = report.steal_text(results.runs)
     config = (
         f"{cfg.rounds} rounds x {cfg.duration}s per run, {cfg.connections} connections "
         f"({cfg.login_connections} for login), {cfg.threads} wrk threads, targets "
         f"{', '.join(t.name for t in bench.targets)}, gunicorn {cfg.layout()}; {machine()}; took {elapsed:.0f}s; "
-        + report.steal_text(results.runs)
+        + stolen
     )
     table = report.results_table(rows)
     mem = report.memory_table(results.memory) if len(results.memory) > 1 else "(no samples)"
@@ -144,7 +145,7 @@ def write_report(
     log("")
     log(table)
     log("")
-    log(report.steal_text(results.runs))
+    log(stolen)
     log(f"Password hashing: {hashing}")
     log("")
     log(mem)

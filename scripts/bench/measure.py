@@ -85,7 +85,7 @@ def run_wrk(
         WRK_TIMEOUT,
         *args,
     ]
-    before = (server_ticks(server), machine_ticks()) if server else None
+    before = _usage(server) if server else None
     # spawn: wrk dies with us, whatever stops the bench.
     process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -97,22 +97,19 @@ def run_wrk(
         raise BenchError(f"wrk failed ({process.returncode}): {' '.join(cmd)}\n{out[-2000:]}")
     run = parse_wrk(out, expect)
     if before is not None:
-        (ticks, (idle, steal, total)), (ticks2, (idle2, steal2, total2)) = (
-            before,
-            (
-                server_ticks(server),
-                machine_ticks(),
-            ),
-        )
-        hz = os.sysconf("SC_CLK_TCK")
+        server_cpu, idle, steal, machine = (b - a for a, b in zip(before, _usage(server), strict=True))
         # The requests wrk counted; the few it sent that were still in
         # flight when it stopped cost CPU too, a rounding error here.
         if run.requests:
-            run.cpu_us = (ticks2 - ticks) / hz * 1e6 / run.requests
-        if total2 > total:
-            run.idle = (idle2 - idle) / (total2 - total)
-            run.steal = (steal2 - steal) / (total2 - total)
+            run.cpu_us = server_cpu / os.sysconf("SC_CLK_TCK") * 1e6 / run.requests
+        if machine > 0:
+            run.idle, run.steal = idle / machine, steal / machine
     return run
+
+
+def _usage(server: int) -> tuple[int, int, int, int]:
+    """(the server's ticks, the machine's idle, stolen and all ticks) so far."""
+    return server_ticks(server), *machine_ticks()
 
 
 # --- CPU and memory, from /proc ---------------------------------------------------
@@ -128,28 +125,26 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def _stat_ticks(pid: int, first: int) -> int:
+    """Two adjacent tick fields of /proc/<pid>/stat, counted after the
+    command's closing ")" (11: utime + stime, 13: cutime + cstime); 0 for
+    a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[first]) + int(fields[first + 1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum(_stat_ticks(pid, 11) for pid in pids)  # utime + stime
 
 
 def server_ticks(master: int) -> int:
     """CPU ticks a gunicorn server has used so far: its master, its live
     workers, and (the master's cutime + cstime) every worker it has reaped,
     so a worker recycled during a run (max_requests) still counts in full."""
-    total = cpu_ticks([master, *worker_pids(master)])
-    try:
-        fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[13]) + int(fields[14])  # cutime + cstime
-    except (OSError, IndexError, ValueError):
-        pass
-    return total
+    return cpu_ticks([master, *worker_pids(master)]) + _stat_ticks(master, 13)
 
 
 def machine_ticks() -> tuple[int, int, int]:
