@@ -19,6 +19,7 @@ import threading
 import pytest
 
 from devtools.gunicorn import PROJECT_ROOT
+from scripts.bench.config import shipped_layout
 from tests.support.bodies import STAR_DESTROYER
 
 SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
@@ -97,6 +98,29 @@ def test_unknown_scenario_is_refused(tmp_path):
     result = run_bench(tmp_path, BENCH_SCENARIOS="get_ship,nope")
     assert result.returncode == 2
     assert "nope" in result.stderr
+
+
+def test_a_bad_layout_is_refused(tmp_path):
+    result = run_bench(tmp_path, BENCH_LAYOUTS="2x16,0x8")
+    assert result.returncode == 2
+    assert "BENCH_LAYOUTS: '0x8'" in result.stderr
+
+
+def test_a_layout_runs_ours_and_the_ceiling_beside_the_shipped_layout(tmp_path):
+    result = run_bench(tmp_path, BENCH_SCENARIOS="get_ship", BENCH_LAYOUTS="1x2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    md = (tmp_path / "bench.md").read_text()
+    assert {("get_ship", "ours/1x2"), ("get_ship", "ceiling/1x2")} <= set(ratios(md)), md
+    assert "## Worker layouts (BENCH_LAYOUTS)" in md
+    row = re.search(
+        r"^\| get_ship \| 1x2 \| [\d,.]+ \| [\d.]+ \| [\d,]+ \| \d+ \| [\d,.]+ \| (\d+\.\d+) \|", md, re.M
+    )
+    assert row and float(row.group(1)) > 0, md
+    assert re.search(r"^\| get_ship \| \d+x\d+ \(shipped\) \| .* \| 1\.000 \| 1\.000 \|$", md, re.M), md
+    # The twins booted the layout's one worker; the shipped ours its own count.
+    for name in ("ours_1x2", "ceiling_1x2"):
+        assert (tmp_path / f"bench-{name}.log").read_text().count("Booting worker") == 1, name
+    assert (tmp_path / "bench-ours.log").read_text().count("Booting worker") == int(shipped_layout()[0])
 
 
 def test_missing_wrk_says_how_to_install(tmp_path):

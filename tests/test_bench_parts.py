@@ -14,7 +14,7 @@ import pytest
 
 from devtools.gunicorn import GUNICORN_CONF, NO_CONF, PROJECT_ROOT
 from scripts.bench import report
-from scripts.bench.config import shipped_layout
+from scripts.bench.config import parse_layouts, shipped_layout
 from scripts.bench.measure import BenchError, Run, parse_wrk
 from scripts.bench.run import plain_gunicorn
 from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
@@ -93,6 +93,17 @@ def test_scenarios_are_chosen_by_name_and_unknown_names_are_refused():
     assert [s.name for s in choose(None)] == list(SCENARIOS)
     with pytest.raises(ValueError, match="nope"):
         choose("get_ship,nope")
+
+
+def test_layouts_are_workers_x_threads_and_the_shipped_one_is_left_out():
+    assert parse_layouts("2x16, 4X8,2x16,3x8", shipped=("3", "8")) == ("2x16", "4x8")
+    assert parse_layouts("", shipped=("3", "8")) == parse_layouts(None, shipped=("3", "8")) == ()
+
+
+@pytest.mark.parametrize("bad", ["0x8", "2x0", "17x1", "2x65", "2x", "x8", "two", "2x8x1", "-1x8"])
+def test_a_layout_out_of_bounds_or_shape_is_refused(bad):
+    with pytest.raises(ValueError, match="BENCH_LAYOUTS"):
+        parse_layouts(f"2x16,{bad}", shipped=("3", "8"))
 
 
 def run(rps: float, p99: float = 10.0, status_errors: int = 0, cpu_us=None, idle=None, steal=None) -> Run:
@@ -297,6 +308,51 @@ def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeyp
             assert bench.target("normal").store_url.endswith("?synchronous=normal")
     finally:
         bench.stop()
+
+
+def test_a_layout_twin_of_ours_and_the_ceiling_runs_where_ours_runs(tmp_path, monkeypatch):
+    from scripts.bench.run import Bench, make_targets
+
+    monkeypatch.delenv("FLEET_STORE", raising=False)
+    bench = Bench(work=tmp_path, reports=tmp_path, server_env={"WEB_CONCURRENCY": "5"})
+    try:
+        make_targets(bench, choose("update_ship,refresh_eddsa"), layouts=("2x16",))
+        names = [t.name for t in bench.targets]
+        assert names == ["ours", "eddsa", "normal", "ceiling", "bare", "ours/2x16", "ceiling/2x16"]
+        for name in ("ours/2x16", "ceiling/2x16"):
+            twin = bench.target(name)
+            assert twin.layout == "2x16" and twin.kind == name.split("/")[0]
+            # The layout wins over the environment's, through gunicorn.conf.py.
+            env = twin.server.env
+            assert (env["WEB_CONCURRENCY"], env["GUNICORN_THREADS"]) == ("2", "16")
+            command = twin.server.command()
+            assert command[command.index("-c") + 1] == str(GUNICORN_CONF) and "--workers" not in command
+        assert bench.target("ceiling/2x16").server.env["BENCH_CEILING_BODIES"] == str(bench.bodies_file)
+        runs = {
+            s.name: [t.name for t in bench.targets if s.runs_on(t)]
+            for s in choose("update_ship,refresh_eddsa")
+        }
+        assert runs["update_ship"] == ["ours", "normal", "ceiling", "bare", "ours/2x16", "ceiling/2x16"]
+        assert runs["refresh_eddsa"] == ["eddsa", "ceiling"]  # the eddsa pair is not a layout's
+    finally:
+        bench.stop()
+
+
+def test_the_layout_table_sets_each_layout_beside_the_shipped_one():
+    runs = {
+        ("update_ship", "ours"): [run(1000, cpu_us=900, idle=0.08)],
+        ("update_ship", "ceiling"): [run(4000)],
+        ("update_ship", "ours/2x16"): [run(1200, p99=8.0, cpu_us=800, idle=0.05)],
+        ("update_ship", "ceiling/2x16"): [run(3000)],
+        ("get_ship", "ours"): [run(5000)],  # no twin ran it: no rows
+    }
+    names = ["ours", "ceiling", "ours/2x16", "ceiling/2x16"]
+    rows = report.summarize([SCENARIOS["get_ship"], SCENARIOS["update_ship"]], names, runs)
+    table = report.layout_table(rows, ("2x16",), "3x8").splitlines()
+    assert table[2:] == [
+        "| update_ship | 3x8 (shipped) | 1,000 | 10.0 | 900 | 8 | 4,000 | 0.250 | 1.000 | 1.000 |",
+        "| update_ship | 2x16 | 1,200 | 8.00 | 800 | 5 | 3,000 | 0.400 | 1.200 | 0.750 |",
+    ]
 
 
 # --- the worker layout bare and the baseline copy ----------------------------------

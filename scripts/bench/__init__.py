@@ -37,6 +37,9 @@ Environment (all optional):
   BENCH_PROFILE      1: also py-spy one worker during get_ship and update_ship
                      (needs py-spy; top 10 in bench.md, stacks in
                      reports/profile_*.folded)
+  BENCH_LAYOUTS      comma-separated WORKERSxTHREADS, e.g. 2x16: ours and the
+                     ceiling also run under each, side by side with the
+                     shipped layout (a "Worker layouts" table in bench.md)
   FLEET_SECRET_KEY   signing key (random 48 characters when unset)
   FLEET_STORE, FLEET_SCRYPT_N, WEB_CONCURRENCY, GUNICORN_THREADS  passed to the servers
 Note: with FLEET_STORE set, ship BENCH_SHIP in that store is replaced by the

@@ -18,7 +18,7 @@ from devtools.processes import worker_pids
 from fleet_api.passwords import PasswordHasher
 from fleet_api.settings import SECRET_ENV, Settings
 from scripts.bench import report
-from scripts.bench.config import Config, machine
+from scripts.bench.config import Config, machine, shipped_layout
 from scripts.bench.measure import (
     WRK_GRACE,
     BenchError,
@@ -186,6 +186,12 @@ def write_report(
         log("")
         log(scaled)
         log(fills)
+    if cfg.layouts:
+        workers, threads = shipped_layout()
+        layouts = report.layout_table(rows, cfg.layouts, f"{workers}x{threads}")
+        sections.append(("Worker layouts (BENCH_LAYOUTS)", layouts))
+        log("")
+        log(layouts)
     sections += [
         ("Login (password hashing)", hashing),
         (
@@ -233,7 +239,7 @@ def main() -> int:
             bench.pg = stack.enter_context(running_postgres(PG_SETTINGS))
         hasher = PasswordHasher(settings.scrypt_n, settings.scrypt_r, settings.scrypt_p)
         scale = Scale(cfg.scale, cfg.revoked, cfg.sessions, hasher, settings.data_path)
-        make_targets(bench, cfg.scenarios, scale)
+        make_targets(bench, cfg.scenarios, scale, cfg.layouts)
         start_targets(bench, ctx)
         for t in bench.targets:
             log(f"{t.name}: gunicorn pid {t.server.pid} on {t.url}")

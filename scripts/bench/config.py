@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,32 @@ def env_int(env, name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative")
     return value
+
+
+# BENCH_LAYOUTS: each `WORKERSxTHREADS`, bounded so a typo can't fork a hundred workers.
+MAX_WORKERS, MAX_THREADS = 16, 64
+
+
+def parse_layouts(raw: str | None, shipped: tuple[str, str] | None = None) -> tuple[str, ...]:
+    """BENCH_LAYOUTS, e.g. `2x16,4x8`: the worker layouts ours and the ceiling
+    also run under, beside the shipped one (left out if named). ValueError
+    on anything else."""
+    shipped = shipped or shipped_layout()
+    found: list[str] = []
+    for item in (raw or "").split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        match = re.fullmatch(r"(\d+)x(\d+)", item)
+        if not match or not (1 <= int(match[1]) <= MAX_WORKERS and 1 <= int(match[2]) <= MAX_THREADS):
+            raise ValueError(
+                f"BENCH_LAYOUTS: {item!r} is not WORKERSxTHREADS with 1-{MAX_WORKERS} workers"
+                f" and 1-{MAX_THREADS} threads (e.g. 2x16)"
+            )
+        layout = f"{int(match[1])}x{int(match[2])}"
+        if layout not in found and (str(int(match[1])), str(int(match[2]))) != tuple(shipped):
+            found.append(layout)
+    return tuple(found)
 
 
 def shipped_layout(conf: Path = ROOT / "gunicorn.conf.py") -> tuple[str, str]:
@@ -63,6 +90,7 @@ class Config:
     revoked: int  # revoked ids in them
     sessions: int  # sessions per user in them
     pg: bool  # also on PostgreSQL
+    layouts: tuple[str, ...] = ()  # BENCH_LAYOUTS: other worker layouts for ours and the ceiling
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -87,6 +115,7 @@ class Config:
             revoked=env_int(env, "BENCH_REVOKED", 1_000_000),
             sessions=env_int(env, "BENCH_SESSIONS", 100),
             pg=env.get("BENCH_PG", "") not in ("", "0"),
+            layouts=parse_layouts(env.get("BENCH_LAYOUTS")),
         )
 
     def layout(self) -> str:

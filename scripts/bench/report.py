@@ -250,6 +250,40 @@ def pair_text(runs: dict[tuple[str, str], list[Run]], scenario: str, after: str,
     return "\n".join(lines)
 
 
+def layout_table(rows: list[Row], layouts: tuple[str, ...], shipped: str) -> str:
+    """Ours and the ceiling under each BENCH_LAYOUTS layout next to the
+    shipped one, scenario by scenario: what the layout buys ours, and what
+    it does to the ceiling, whose ratio alone could hide that it fell."""
+    by = {(r.scenario, r.target): r for r in rows}
+    lines = [
+        "| scenario | layout | ours req/s | p99 ms | CPU µs/req | idle % | ceiling req/s "
+        "| ours ÷ ceiling | ours ÷ shipped ours | ceiling ÷ shipped ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in dict.fromkeys(r.scenario for r in rows):
+        base, base_ceiling = by.get((scenario, "ours")), by.get((scenario, "ceiling"))
+        if base is None or not any((scenario, f"ours/{layout}") in by for layout in layouts):
+            continue
+        for layout in ("", *layouts):
+            ours = by.get((scenario, f"ours/{layout}" if layout else "ours"))
+            ceiling = by.get((scenario, f"ceiling/{layout}" if layout else "ceiling"))
+            if ours is None:
+                continue
+            cpu = "—" if ours.cpu_us is None else f"{ours.cpu_us:,.0f}"
+            idle = "—" if ours.idle is None else f"{100 * ours.idle:.0f}"
+            lines.append(
+                f"| {scenario} | {layout or shipped + ' (shipped)'} | {fmt(ours.rps)} | {fmt(ours.p99)} | {cpu} "
+                f"| {idle} | {fmt(ceiling.rps) if ceiling else '—'} "
+                f"| {ratio_text(_over(ours, ceiling))} | {ratio_text(_over(ours, base))} "
+                f"| {ratio_text(_over(ceiling, base_ceiling))} |"
+            )
+    return "\n".join(lines)
+
+
+def _over(a: Row | None, b: Row | None) -> float | None:
+    return a.rps / b.rps if a and b and b.rps else None
+
+
 def scale_table(rows: list[Row]) -> str:
     """Each scaled twin (`ours@N`) next to its 15-ship target, scenario by scenario."""
     by = {(r.scenario, r.target): r for r in rows}

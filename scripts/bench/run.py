@@ -20,6 +20,10 @@ churn between rounds).
   pg       with BENCH_PG=1: ours on a throwaway PostgreSQL the bench starts
            (devtools.postgres, fsync and synchronous_commit on) and stops by
            PID; with BENCH_SCALE also pg@N
+  ours/WxT with BENCH_LAYOUTS=WxT,...: ours and the ceiling again under
+  ceiling/WxT  gunicorn.conf.py with W workers x T threads (WEB_CONCURRENCY,
+           GUNICORN_THREADS), in every scenario ours runs: the layout
+           choice measured side by side
   after    ours under plain gunicorn (the same worker layout, no config
            file, so no access log) with FLEET_METRICS=off, and
   before   the code before sessions (BENCH_BASELINE, checked out with
@@ -69,6 +73,7 @@ class Target:
     store_url: str | None = None
     access: str = ""
     refresh: str = ""
+    layout: str = ""  # "WxT" for a BENCH_LAYOUTS twin; "" under the shipped layout
 
     @property
     def url(self) -> str:
@@ -156,11 +161,13 @@ class Bench:
     def log(self, name: str) -> Path:
         return self.reports / f"bench-{name}.log"
 
-    def add(self, name: str, kind: str, ships: int = SHIP_COUNT, **server) -> Target:
+    def add(self, name: str, kind: str, ships: int = SHIP_COUNT, layout: str = "", **server) -> Target:
         server.setdefault("log_path", self.log(re.sub(r"[^A-Za-z0-9]+", "_", name)))
         server.setdefault("ready_path", "/api/ships/1")
         env = {**self.server_env, **server.pop("env", {})}
-        target = Target(name, kind, GunicornServer(env=env, **server), ships, env.get("FLEET_STORE"))
+        target = Target(
+            name, kind, GunicornServer(env=env, **server), ships, env.get("FLEET_STORE"), layout=layout
+        )
         self.targets.append(target)
         return target
 
@@ -293,7 +300,9 @@ def scaled_twin(bench: Bench, of: Target, scale: Scale) -> Target:
     return bench.add(name, of.kind, ships=scale.ships, env={"FLEET_STORE": url})
 
 
-def make_targets(bench: Bench, scenarios: list[Scenario], scale: Scale = Scale()) -> None:
+def make_targets(
+    bench: Bench, scenarios: list[Scenario], scale: Scale = Scale(), layouts: tuple[str, ...] = ()
+) -> None:
     """The servers the chosen scenarios run on (not started yet)."""
     kinds = {kind for s in scenarios for kind in s.targets} | {"ours"}  # ours: canned bodies, memory
     # FLEET_STORE from the environment is ours' store; every other app gets its own.
@@ -322,6 +331,14 @@ def make_targets(bench: Bench, scenarios: list[Scenario], scale: Scale = Scale()
         bench.add("ceiling", "ceiling", **canned)
     if "bare" in kinds:
         bench.add("bare", "bare", conf=None, args=plain_gunicorn(), **canned)
+    for layout in layouts:
+        workers, threads = layout.split("x")
+        env = {"WEB_CONCURRENCY": workers, "GUNICORN_THREADS": threads}
+        bench.add(f"ours/{layout}", "ours", layout=layout, env=env)
+        if "ceiling" in kinds:
+            bench.add(
+                f"ceiling/{layout}", "ceiling", layout=layout, **{**canned, "env": {**canned["env"], **env}}
+            )
     if "before" in kinds:
         make_session_pair(bench)
 

@@ -71,7 +71,12 @@ class Scenario:
         return ["-s", script, target.url, "--", *args]
 
     def runs_on(self, target: Target) -> bool:
-        return target.kind in self.targets and (target.ships == SHIP_COUNT or self.scales)
+        # A BENCH_LAYOUTS twin runs where ours does (not, e.g., in the eddsa pairs).
+        return (
+            target.kind in self.targets
+            and (target.ships == SHIP_COUNT or self.scales)
+            and (not target.layout or "ours" in self.targets)
+        )
 
 
 def _ship_path(_target, ctx: Context) -> str:
