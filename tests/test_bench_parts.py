@@ -56,8 +56,8 @@ def test_wrk_output_without_the_report_line_is_an_error():
 
 
 class FakeTarget:
-    def __init__(self, kind="ours", url="http://127.0.0.1:9", ships=15) -> None:
-        self.kind, self.name, self.url, self.ships = kind, kind, url, ships
+    def __init__(self, kind="ours", url="http://127.0.0.1:9", ships=15, layout="") -> None:
+        self.kind, self.name, self.url, self.ships, self.layout = kind, kind, url, ships, layout
         self.access, self.refresh = "ACCESS", "REFRESH"
 
 
