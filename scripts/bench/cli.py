@@ -187,8 +187,7 @@ def write_report(
         log(scaled)
         log(fills)
     if cfg.layouts:
-        workers, threads = shipped_layout()
-        layouts = report.layout_table(rows, cfg.layouts, f"{workers}x{threads}")
+        layouts = report.layout_table(rows, cfg.layouts, "x".join(shipped_layout()))
         sections.append(("Worker layouts (BENCH_LAYOUTS)", layouts))
         log("")
         log(layouts)

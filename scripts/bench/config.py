@@ -48,8 +48,9 @@ def parse_layouts(raw: str | None, shipped: tuple[str, str] | None = None) -> tu
                 f"BENCH_LAYOUTS: {item!r} is not WORKERSxTHREADS with 1-{MAX_WORKERS} workers"
                 f" and 1-{MAX_THREADS} threads (e.g. 2x16)"
             )
-        layout = f"{int(match[1])}x{int(match[2])}"
-        if layout not in found and (str(int(match[1])), str(int(match[2]))) != tuple(shipped):
+        workers, threads = str(int(match[1])), str(int(match[2]))  # "02x16" is 2x16
+        layout = f"{workers}x{threads}"
+        if layout not in found and (workers, threads) != tuple(shipped):
             found.append(layout)
     return tuple(found)
 

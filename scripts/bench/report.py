@@ -83,6 +83,12 @@ def _median(values) -> float | None:
     return statistics.median(known) if known else None
 
 
+def cost_cells(row: Row) -> str:
+    """The CPU µs/req and idle % cells, a dash where they were not measured."""
+    cpu = "—" if row.cpu_us is None else f"{row.cpu_us:,.0f}"
+    return cpu + " | " + ("—" if row.idle is None else f"{100 * row.idle:.0f}")
+
+
 def results_table(rows: list[Row]) -> str:
     """Every throughput with its p50 and p99, what each request cost the
     server in CPU and how idle the machine was, and its ratios to the references."""
@@ -97,10 +103,7 @@ def results_table(rows: list[Row]) -> str:
         span_text = "—" if span is None else f"{span[0]:.3f}–{span[1]:.3f}"
         lines.append(
             f"| {row.scenario} | {row.target} | {fmt(row.rps)} | {fmt(row.p50)} | {fmt(row.p99)} | "
-            + ("—" if row.cpu_us is None else f"{row.cpu_us:,.0f}")
-            + " | "
-            + ("—" if row.idle is None else f"{100 * row.idle:.0f}")
-            + " | "
+            f"{cost_cells(row)} | "
             + " | ".join(ratio_text(row.ratios[ref]) for ref in REFERENCES)
             + f" | {span_text} | {row.errors} |"
         )
@@ -253,7 +256,8 @@ def pair_text(runs: dict[tuple[str, str], list[Run]], scenario: str, after: str,
 def layout_table(rows: list[Row], layouts: tuple[str, ...], shipped: str) -> str:
     """Ours and the ceiling under each BENCH_LAYOUTS layout next to the
     shipped one, scenario by scenario: what the layout buys ours, and what
-    it does to the ceiling, whose ratio alone could hide that it fell."""
+    it does to the ceiling, whose ratio alone could hide that it fell. The
+    ratios to the shipped targets are the rows' own ÷ ours and ÷ ceiling."""
     by = {(r.scenario, r.target): r for r in rows}
     lines = [
         "| scenario | layout | ours req/s | p99 ms | CPU µs/req | idle % | ceiling req/s "
@@ -261,27 +265,20 @@ def layout_table(rows: list[Row], layouts: tuple[str, ...], shipped: str) -> str
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in dict.fromkeys(r.scenario for r in rows):
-        base, base_ceiling = by.get((scenario, "ours")), by.get((scenario, "ceiling"))
-        if base is None or not any((scenario, f"ours/{layout}") in by for layout in layouts):
+        if not any((scenario, f"ours/{layout}") in by for layout in layouts):
             continue
         for layout in ("", *layouts):
-            ours = by.get((scenario, f"ours/{layout}" if layout else "ours"))
-            ceiling = by.get((scenario, f"ceiling/{layout}" if layout else "ceiling"))
+            suffix = f"/{layout}" if layout else ""
+            ours, ceiling = by.get((scenario, "ours" + suffix)), by.get((scenario, "ceiling" + suffix))
             if ours is None:
                 continue
-            cpu = "—" if ours.cpu_us is None else f"{ours.cpu_us:,.0f}"
-            idle = "—" if ours.idle is None else f"{100 * ours.idle:.0f}"
+            own = ours.rps / ceiling.rps if ceiling and ceiling.rps else None
             lines.append(
-                f"| {scenario} | {layout or shipped + ' (shipped)'} | {fmt(ours.rps)} | {fmt(ours.p99)} | {cpu} "
-                f"| {idle} | {fmt(ceiling.rps) if ceiling else '—'} "
-                f"| {ratio_text(_over(ours, ceiling))} | {ratio_text(_over(ours, base))} "
-                f"| {ratio_text(_over(ceiling, base_ceiling))} |"
+                f"| {scenario} | {layout or shipped + ' (shipped)'} | {fmt(ours.rps)} | {fmt(ours.p99)} "
+                f"| {cost_cells(ours)} | {fmt(ceiling.rps) if ceiling else '—'} | {ratio_text(own)} "
+                f"| {ratio_text(ours.ratios['ours'])} | {ratio_text(ceiling.ratios['ceiling'] if ceiling else None)} |"
             )
     return "\n".join(lines)
-
-
-def _over(a: Row | None, b: Row | None) -> float | None:
-    return a.rps / b.rps if a and b and b.rps else None
 
 
 def scale_table(rows: list[Row]) -> str:
