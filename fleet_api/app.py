@@ -47,6 +47,7 @@ def create_app(
     seed_store(store, config.data_path, hasher)
     tokens = Tokens(keys, config.access_token_ttl, config.refresh_token_ttl, clock)
     metrics = Metrics(config.metrics_dir) if config.metrics else NoMetrics()
+    metrics.watch_store(store.write_stats)
     throttle = LoginThrottle(
         store,
         config.login_user_limit,

@@ -25,6 +25,7 @@ import time
 
 import falcon
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
@@ -55,6 +56,20 @@ REQUESTS = (
     ("method", "route", "status"),
 )
 DURATION = ("http_request_duration_seconds", "Time to answer a request, in the app.", ("method", "route"))
+# The store's write path (Store.write_stats keys -> metric, help), read when
+# scraped: SQLite's are the host's (store/writestats.py), so any worker's
+# /metrics gives the same sums and MultiProcessCollector has nothing to add.
+STORE_COUNTERS = (
+    ("commits", "store_commits", "Write transactions committed (each one COMMIT, at most one fsync)."),
+    ("writes", "store_writes", "Writes committed; per store_commits, how many shared each commit."),
+    ("lock_holds", "store_write_lock_holds", "Times a writer took the host-wide write lock."),
+    ("lock_wait_seconds", "store_write_lock_wait_seconds", "Time writers waited for the write lock."),
+    (
+        "lock_held_seconds",
+        "store_write_lock_held_seconds",
+        "Time the write lock was held: its rate is how busy it is.",
+    ),
+)
 
 
 class MetricsMisconfigured(RuntimeError):
@@ -113,6 +128,10 @@ class Metrics:
         for reason in REVOKE_REASONS:
             self._revoked.labels(reason)
 
+    def watch_store(self, write_stats) -> None:
+        """Serve the store's write-path counters (`Store.write_stats`) too."""
+        self.registry.register(StoreCollector(write_stats))
+
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._per_request.count(method, route, status, seconds)
 
@@ -135,6 +154,24 @@ class Metrics:
             except struct.error:
                 time.sleep(0.01)
         return generate_latest(self.registry)
+
+
+class StoreCollector:
+    """STORE_COUNTERS, read from the store at each scrape; nothing where
+    the store keeps no such counts."""
+
+    def __init__(self, write_stats) -> None:
+        self._write_stats = write_stats
+
+    def describe(self) -> list:
+        return []  # its names are known; the registry need not scrape to learn them
+
+    def collect(self):
+        stats = self._write_stats()
+        if stats is None:
+            return
+        for key, name, documentation in STORE_COUNTERS:
+            yield CounterMetricFamily(name, documentation, value=stats[key])
 
 
 class RequestCounts:
@@ -272,6 +309,9 @@ class NoMetrics:
         pass
 
     def refresh_reuse_detected(self) -> None:
+        pass
+
+    def watch_store(self, write_stats) -> None:
         pass
 
 

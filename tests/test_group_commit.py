@@ -18,12 +18,23 @@ import threading
 
 import pytest
 from support.bodies import STAR_DESTROYER
-from support.groups import WAIT, Recording, add_user, connect, make_db, make_group, read, set_crew
+from support.groups import (
+    WAIT,
+    Recording,
+    add_user,
+    connect,
+    make_db,
+    make_group,
+    read,
+    set_crew,
+    ships_counter,
+)
 from support.race import race
 
 from fleet_api.store import NameTaken, PreconditionFailed, open_store
 from fleet_api.store.groupcommit import GroupCommit
 from fleet_api.store.sharedversion import SharedVersion
+from fleet_api.store.writestats import WriteStats
 
 
 @pytest.fixture
@@ -387,3 +398,84 @@ def test_worker_processes_writing_at_once_through_their_stores_lose_nothing(stor
     assert store.ships_version() == before + 120  # seen here without a query
     assert read(store.path, "SELECT value FROM counters WHERE name = 'ships'") == [(before + 120,)]
     assert read(store.path, "PRAGMA integrity_check") == [("ok",)]
+
+
+class StepClock:
+    """perf_counter_ns standing in: each reading is `step` ns after the last."""
+
+    def __init__(self, step: int) -> None:
+        self.now, self.step = 0, step
+
+    def __call__(self) -> int:
+        self.now += self.step
+        return self.now
+
+
+def counted_group(path, clock=None) -> GroupCommit:
+    return GroupCommit(
+        lambda: connect(path),
+        f"{path}.lock",
+        SharedVersion(f"{path}.version"),
+        ships_counter,
+        stats=WriteStats(f"{path}.stats"),
+        clock=clock or StepClock(1_000),
+    )
+
+
+def _fail_with_integrity_error(db):
+    db.execute("INSERT INTO ships (id, crew) VALUES (1, 0)")  # id 1 exists
+
+
+def test_write_stats_count_each_hold_of_the_lock_its_wait_and_what_it_held(path):
+    group = counted_group(path, StepClock(1_000))
+    try:
+        group.run(set_crew(1, 11))
+        # asked, taken, released: 1 µs waited, 1 µs held
+        assert WriteStats(f"{path}.stats").read() == {
+            "lock_holds": 1,
+            "commits": 1,
+            "writes": 1,
+            "lock_wait_seconds": 1e-6,
+            "lock_held_seconds": 1e-6,
+        }
+    finally:
+        group.close()
+
+
+def test_write_stats_count_the_lock_but_no_commit_for_a_write_that_failed(path):
+    group = counted_group(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            group.run(_fail_with_integrity_error)
+        stats = WriteStats(f"{path}.stats").read()
+        assert (stats["lock_holds"], stats["commits"], stats["writes"]) == (1, 0, 0)
+    finally:
+        group.close()
+
+
+def test_write_stats_count_the_writes_a_commit_shared_and_not_the_failed_one(path):
+    group = counted_group(path)
+    try:
+        queued = Queued(
+            group,
+            jobs(group, put=set_crew(1, 1), taken=_fail_with_integrity_error, put_too=set_crew(2, 2)),
+        )
+        assert queued.run() == 2  # the holder alone, then the three together
+        stats = WriteStats(f"{path}.stats").read()
+        assert (stats["lock_holds"], stats["commits"], stats["writes"]) == (2, 2, 3)
+    finally:
+        group.close()
+
+
+def test_write_stats_are_the_hosts_summed_over_every_process(path):
+    workers = [counted_group(path) for _ in range(2)]  # two processes' groups, one page
+    try:
+        workers[0].run(set_crew(1, 1))
+        workers[1].run(set_crew(2, 2))
+        workers[1].run(set_crew(3, 3))
+        stats = WriteStats(f"{path}.stats").read()
+        assert (stats["lock_holds"], stats["commits"], stats["writes"]) == (3, 3, 3)
+        assert stats["lock_held_seconds"] == pytest.approx(3e-6)
+    finally:
+        for group in workers:
+            group.close()

@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -195,6 +196,51 @@ def test_fleet_metrics_setting(raw, enabled):
 def test_a_bad_fleet_metrics_value_refuses_to_start():
     with pytest.raises(SettingsError, match="FLEET_METRICS"):
         Settings.from_env({"FLEET_SECRET_KEY": "k" * 40, "FLEET_METRICS": "maybe"})
+
+
+STORE_COUNTS = ("store_commits_total", "store_writes_total", "store_write_lock_holds_total")
+
+
+def store_counts(text: str) -> tuple[float, ...]:
+    return tuple(total(text, name) for name in STORE_COUNTS)
+
+
+def put_crew(client, token: str, crew: int, **headers) -> int:
+    ship = client.simulate_get("/api/ships/2").json
+    del ship["id"]
+    headers["Authorization"] = f"Bearer {token}"
+    return client.simulate_put("/api/ships/2", json={**ship, "crew": crew}, headers=headers).status_code
+
+
+def test_each_committed_write_moves_the_store_counters_by_one(tmp_path):
+    settings = Settings(secret_key="k" * 48, store_url=f"sqlite:///{tmp_path / 'fleet.db'}", scrypt_n=16)
+    client = falcon.testing.TestClient(create_app(settings))
+    token = client.simulate_post("/auth/login", json={"username": "user", "password": "password"}).json[
+        "access_token"
+    ]
+    commits, writes, holds = store_counts(scrape(client))
+
+    assert put_crew(client, token, 7) == 200
+    text = scrape(client)
+    assert store_counts(text) == (commits + 1, writes + 1, holds + 1)
+    held = total(text, "store_write_lock_held_seconds_total")
+    assert held > 0
+
+    # A write its If-Match refuses took the lock, and committed nothing.
+    assert put_crew(client, token, 8, **{"If-Match": '"stale"'}) == 412
+    text = scrape(client)
+    assert store_counts(text) == (commits + 1, writes + 1, holds + 2)
+    assert total(text, "store_write_lock_held_seconds_total") > held
+    assert total(text, "store_write_lock_wait_seconds_total") >= 0
+
+
+def test_a_store_without_a_write_path_of_ours_serves_no_store_counters():
+    settings = Settings(secret_key="k" * 48, store_url="memory://", scrypt_n=16)
+    text = scrape(falcon.testing.TestClient(create_app(settings)))
+
+    assert not any(
+        name.startswith("store_") for name in (f.name for f in text_string_to_metric_families(text))
+    )
 
 
 # --- four real gunicorn workers ------------------------------------------------------
@@ -388,3 +434,42 @@ def test_a_worker_boots_while_a_siblings_metrics_file_is_still_empty(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "auth_tokens_revoked_total" in result.stdout
+
+
+def test_store_counters_are_the_hosts_whichever_worker_answers(tmp_path):
+    """The counts live in one page every worker maps: each worker's /metrics
+    gives the same sums, and every PUT is counted once, on whichever worker."""
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    puts = 24
+    with GunicornServer(workers=3, env=server_env(FLEET_STORE=store)) as server:
+        # Every worker has opened the store (its page is mapped) and so made
+        # its boot writes (schema, seed check); then the counts hold still.
+        page = str(tmp_path / "fleet.db.stats")
+        assert wait_for(
+            lambda: all(page in Path(f"/proc/{pid}/maps").read_text() for pid in server.worker_pids()), 30
+        )
+        token = login(server.url)["access_token"]
+        ship = call("GET", f"{server.url}/api/ships/2").json
+        del ship["id"]
+        before = wait_for(lambda: _settled_counts(server.url), 10)
+        assert before
+
+        def put(crew: int) -> int:
+            return call("PUT", f"{server.url}/api/ships/2", {**ship, "crew": crew}, token).status
+
+        with ThreadPoolExecutor(8) as pool:  # concurrent, so writes can share commits
+            assert set(pool.map(put, range(1, puts + 1))) == {200}
+        # Fresh connections, spread over the workers; all agree.
+        scrapes = {store_counts(scrape_http(server.url)) for _ in range(6)}
+        assert len(scrapes) == 1, scrapes
+        commits, writes, holds = (after - was for after, was in zip(scrapes.pop(), before, strict=True))
+        assert writes == puts
+        assert 1 <= commits <= puts and holds >= commits
+
+
+def _settled_counts(base: str) -> tuple[float, ...] | None:
+    """The counts, once two scrapes a moment apart agree (a worker that
+    mapped the page a moment ago may still be making its boot writes)."""
+    first = store_counts(scrape_http(base))
+    time.sleep(0.3)
+    return first if store_counts(scrape_http(base)) == first else None

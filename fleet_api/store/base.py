@@ -455,6 +455,11 @@ class Store(abc.ABC):
         """Before this thread's request is answered: whatever its reads saw is
         on disk. A no-op where a commit is durable once visible."""
 
+    def write_stats(self) -> dict[str, float] | None:
+        """Counts of the write path for /metrics (SQLite's group commit, see
+        writestats.py); None where the database keeps its own."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an optional hook: backends with resources override it
         pass
 

@@ -30,11 +30,13 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fleet_api.store.sharedversion import SharedVersion, SharedVersions
 from fleet_api.store.walsync import WALSync
+from fleet_api.store.writestats import WriteStats
 
 Job = Callable[[sqlite3.Connection], Any]
 
@@ -66,17 +68,22 @@ class GroupCommit:
         version: SharedVersion | SharedVersions | None = None,
         counter: Callable[[sqlite3.Connection], Any] | None = None,
         sync: WALSync | None = None,
+        stats: WriteStats | None = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         """`version` and `counter` (read through the given connection) go
         together: the version is moved around each COMMIT that moves the
         counter (see sharedversion.py); a SharedVersions and a tuple of
         counters move several at once. `sync`: fsync each group's commit
-        after the lock (see walsync.py)."""
+        after the lock (see walsync.py). `stats`: count each hold of the
+        lock, its wait and each commit (writestats.py), timed by `clock` (ns)."""
         self._connect = connect
         self._lock_path = lock_path
         self._version = version
         self._counter = counter
         self._sync = sync
+        self._stats = stats
+        self._clock = clock
         self._mutex = threading.Lock()  # guards the queue and who leads
         self._queue: list[_Slot] = []
         self._leading = False
@@ -112,7 +119,9 @@ class GroupCommit:
         handed_over = False
         try:
             db = self._connection()
+            asked = self._clock()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
+            taken = self._clock()
             try:
                 group = self._take()
                 number = self._commit(db, group)
@@ -121,6 +130,8 @@ class GroupCommit:
                     # may tell) what the commits before did.
                     number = self._sync.last_finished()
             finally:
+                if self._stats is not None:  # still under the lock: the sums stay exact
+                    self._stats.held(taken - asked, self._clock() - taken)
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             if self._sync is not None:
                 self._hand_over()  # the next group may commit during this fsync
@@ -192,6 +203,8 @@ class GroupCommit:
                 self._sync.finish(number)  # before the version moves: see WALSync.saw_finished
             if counter is not None:
                 self._version.end(counter)
+            if self._stats is not None:
+                self._stats.committed(sum(1 for slot in group if slot.error is None))
             self.groups += 1
             self.jobs += len(group)
             return number

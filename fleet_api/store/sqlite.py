@@ -39,6 +39,7 @@ from fleet_api.store.base import ListQuery
 from fleet_api.store.groupcommit import GroupCommit
 from fleet_api.store.sharedversion import AUTH, SHIPS, SharedVersion, SharedVersions, VersionedEntries
 from fleet_api.store.walsync import WALSync
+from fleet_api.store.writestats import WriteStats
 
 BUSY_TIMEOUT_MS = 30_000
 # full: a commit is on disk before we answer (an fsync of the WAL after the
@@ -127,6 +128,7 @@ class SQLiteStore(sql.SQLStore):
         self._auth = SharedVersion(f"{self.path}.version", AUTH)
         self._subjects = VersionedEntries(SUBJECTS_KEPT)  # token_subject's live answers: (user, until)
         self._sync = WALSync(f"{self.path}.sync", f"{self.path}-wal") if self._synchronous == "full" else None
+        self._stats = WriteStats(f"{self.path}.stats")  # stays mapped after close(), as the version
         self._write(_create_schema)  # its commit also publishes the counter of this database
 
     @property
@@ -186,6 +188,7 @@ class SQLiteStore(sql.SQLStore):
                         SharedVersions(self._version, self._auth),
                         _counters,
                         self._sync,
+                        self._stats,
                     )
                     self._group_pid = os.getpid()
                 group = self._group
@@ -232,6 +235,10 @@ class SQLiteStore(sql.SQLStore):
         if version is not None and self._sync is not None:
             self._sync.saw_finished()  # a page cached for it answers on its commit
         return version
+
+    def write_stats(self) -> dict[str, float]:
+        # The host's, from shared memory (writestats.py).
+        return self._stats.read()
 
     # --- the token check ------------------------------------------------------
     def token_subject(self, user_id: int, jti: str, sid: str | None, now: float):
