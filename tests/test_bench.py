@@ -66,6 +66,16 @@ def ratios(markdown: str) -> dict[tuple[str, str], float]:
     return {key: float(cells[8]) for key, cells in result_rows(markdown).items()}
 
 
+def write_path_rows(markdown: str) -> dict[tuple[str, str], list[float]]:
+    """(scenario, target) -> writes/commit, lock busy %, wait µs, held µs (the write-path table)."""
+    found = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and re.fullmatch(r"\d+\.\d\d", cells[2]):
+            found[(cells[0], cells[1])] = [float(c.replace(",", "")) for c in cells[2:]]
+    return found
+
+
 def test_bench_reports_ratios_and_chart(tmp_path):
     result = run_bench(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -87,6 +97,17 @@ def test_bench_reports_ratios_and_chart(tmp_path):
         cpu, idle = int(cells[5].replace(",", "")), int(cells[6])
         assert cpu > 0 and 0 <= idle <= 100, (scenario, target, cells)
     assert ratios(result.stdout) == found  # the same table on stdout
+    # What the write path did, from each app's /metrics: only where it wrote,
+    # never on the bare app or a read.
+    assert "## Write path (from each server's /metrics)" in md
+    writes = write_path_rows(md)
+    assert set(writes) == {
+        ("update_ship", "ours"),
+        ("update_ship", "normal"),
+        ("update_ship_eddsa", "eddsa"),
+    }, md
+    for key, (per_commit, busy, wait_us, held_us) in writes.items():
+        assert per_commit >= 1 and 0 < busy <= 100 and wait_us >= 0 and held_us > 0, (key, writes[key])
     assert "scrypt N=16, r=8, p=1" in md and "ms per hash" in md
     assert re.search(r"^\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-]\d+ \|$", md, re.M), md  # worker RSS rows
 

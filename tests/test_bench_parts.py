@@ -3,19 +3,29 @@ table, the report's rows and tables (scripts/bench/)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from devtools.gunicorn import GUNICORN_CONF, NO_CONF, PROJECT_ROOT
-from scripts.bench import report
+from scripts.bench import measure, report
 from scripts.bench.config import parse_layouts, shipped_layout
-from scripts.bench.measure import BenchError, Run, parse_wrk
+from scripts.bench.measure import (
+    STORE_STATS,
+    BenchError,
+    Run,
+    WritePath,
+    parse_wrk,
+    store_stats,
+    with_write_path,
+)
 from scripts.bench.run import plain_gunicorn
 from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
 from tests.support.bodies import STAR_DESTROYER
@@ -385,3 +395,67 @@ def test_bare_gets_the_layout_gunicorn_reads_from_our_config(monkeypatch, overri
 
     assert shipped_layout() == (workers, threads)
     assert plain_gunicorn() == ["--workers", workers, "--threads", threads, "--worker-class", "gthread"]
+
+
+# --- the write path, from /metrics --------------------------------------------------
+
+
+def stats(commits, writes, holds, wait, held) -> dict[str, float]:
+    return dict(zip(STORE_STATS, (commits, writes, holds, wait, held), strict=True))
+
+
+def test_with_write_path_keeps_what_the_counters_moved_by_over_the_run(monkeypatch):
+    scrapes = iter([stats(10, 30, 12, 0.5, 1.0), stats(110, 430, 112, 0.9, 3.0)])
+    monkeypatch.setattr(measure, "store_stats", lambda base: next(scrapes))
+    times = iter([100.0, 104.0])
+    run = with_write_path("http://x", lambda: Run(1, 1.0, 1.0, 1.0, 0, 0), clock=lambda: next(times))
+
+    assert run.write_path == WritePath(4.0, 100, 400, 100, pytest.approx(0.4), 2.0)
+    assert run.write_path.per_commit == 4.0
+    assert run.write_path.busy == 0.5  # 2 s held in a 4 s run
+    assert run.write_path.wait_us == pytest.approx(4_000)
+    assert run.write_path.held_us == 20_000
+
+
+@pytest.mark.parametrize("after", [None, stats(10, 30, 12, 0.5, 1.0)])
+def test_with_write_path_keeps_nothing_without_counters_or_writes(monkeypatch, after):
+    scrapes = iter([stats(10, 30, 12, 0.5, 1.0), after])
+    monkeypatch.setattr(measure, "store_stats", lambda base: next(scrapes))
+    assert with_write_path("http://x", lambda: Run(1, 1.0, 1.0, 1.0, 0, 0)).write_path is None
+
+
+def test_store_stats_reads_the_five_counters_off_a_metrics_page():
+    page = "\n".join(
+        ["# HELP store_commits_total x", "store_commits_total 3.0", 'http_requests_total{a="b"} 9.0']
+        + [f"{name} {i}.5" for i, name in enumerate(STORE_STATS[1:], start=1)]
+    ).encode()
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert store_stats(base) == stats(3.0, 1.5, 2.5, 3.5, 4.5)
+        assert store_stats(base + "/elsewhere") is None  # a 404: no counters
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_write_path_table_has_a_row_per_target_that_wrote():
+    path = WritePath(5.0, 100, 350, 110, 0.22, 1.1)
+    runs = {
+        ("update_ship", "ours"): [Run(1, 1.0, 1.0, 1.0, 0, 0, write_path=path)] * 3,
+        ("update_ship", "bare"): [Run(1, 1.0, 1.0, 1.0, 0, 0)],
+    }
+    table = report.write_path_table(runs)
+    assert table.splitlines()[2:] == ["| update_ship | ours | 3.50 | 22 | 2,000 | 10,000 |"]
+    assert report.write_path_table({("get_ship", "ours"): [Run(1, 1.0, 1.0, 1.0, 0, 0)]}) == ""

@@ -23,6 +23,7 @@ from scripts.bench.measure import (
     WRK_GRACE,
     BenchError,
     Results,
+    Run,
     hash_cost,
     interleave,
     py_spy,
@@ -31,6 +32,7 @@ from scripts.bench.measure import (
     settle,
     start_profilers,
     top_self,
+    with_write_path,
 )
 from scripts.bench.run import (
     PG_SETTINGS,
@@ -60,14 +62,19 @@ def cells(cfg: Config, bench: Bench, ctx: Context) -> list:
 
     def runner(scenario: Scenario, target: Target):
         conns = cfg.login_connections if scenario.login else cfg.connections
-        return lambda: run_wrk(
-            scenario.wrk_args(target, ctx),
-            cfg.duration,
-            conns,
-            min(cfg.threads, conns),
-            scenario.expect,
-            server=target.server.pid,
-        )
+
+        def run() -> Run:
+            return run_wrk(
+                scenario.wrk_args(target, ctx),
+                cfg.duration,
+                conns,
+                min(cfg.threads, conns),
+                scenario.expect,
+                server=target.server.pid,
+            )
+
+        # The app's /metrics tells what its write path did (not the bare app's).
+        return (lambda: with_write_path(target.url, run)) if target.is_app else run
 
     return [
         (scenario.name, target.name, runner(scenario, target), target.is_app)
@@ -186,6 +193,19 @@ def write_report(
         log("")
         log(scaled)
         log(fills)
+    writes = report.write_path_table(results.runs)
+    if writes:
+        sections.append(
+            (
+                "Write path (from each server's /metrics)",
+                "The change of the store_* counters over each run, medians of the rounds: writes that "
+                "shared one commit, the share of the run's wall time the host-wide write lock was held, "
+                "and per hold of the lock the wait for it and the time it was held (README, Benchmarks, "
+                '"Thirteenth pass").\n\n' + writes,
+            )
+        )
+        log("")
+        log(writes)
     if cfg.layouts:
         layouts = report.layout_table(rows, cfg.layouts, "x".join(shipped_layout()))
         sections.append(("Worker layouts (BENCH_LAYOUTS)", layouts))

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,75 @@ class Run:
     cpu_us: float | None = None  # the server's CPU (master + workers, user + system) per request
     idle: float | None = None  # the share of the machine's CPU time left idle meanwhile
     steal: float | None = None  # the share the hypervisor gave to other guests (noise, not us)
+    write_path: WritePath | None = None  # what the store's write path did meanwhile (with_write_path)
+
+
+# The store's write-path counters on /metrics (fleet_api/metrics.py STORE_COUNTERS).
+STORE_STATS = (
+    "store_commits_total",
+    "store_writes_total",
+    "store_write_lock_holds_total",
+    "store_write_lock_wait_seconds_total",
+    "store_write_lock_held_seconds_total",
+)
+
+
+@dataclasses.dataclass
+class WritePath:
+    """The change of STORE_STATS over one run (they are the host's: every
+    worker's writes) and the run's wall time."""
+
+    seconds: float
+    commits: float
+    writes: float
+    holds: float
+    wait_seconds: float
+    held_seconds: float
+
+    @property
+    def per_commit(self) -> float:
+        return self.writes / self.commits if self.commits else 0.0
+
+    @property
+    def busy(self) -> float:
+        """The share of the run's wall time the host-wide write lock was held."""
+        return self.held_seconds / self.seconds if self.seconds else 0.0
+
+    @property
+    def wait_us(self) -> float:
+        return 1e6 * self.wait_seconds / self.holds if self.holds else 0.0
+
+    @property
+    def held_us(self) -> float:
+        return 1e6 * self.held_seconds / self.holds if self.holds else 0.0
+
+
+def store_stats(base: str) -> dict[str, float] | None:
+    """STORE_STATS from the server's /metrics; None where it serves none
+    (another store, metrics off, the bare app)."""
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return None
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in STORE_STATS:
+            found[name] = float(value)
+    return found if len(found) == len(STORE_STATS) else None
+
+
+def with_write_path(base: str, measure: Callable[[], Run], clock=time.monotonic) -> Run:
+    """`measure()`, with what the write path did meanwhile when it wrote."""
+    before, started = store_stats(base), clock()
+    run = measure()
+    seconds, after = clock() - started, store_stats(base)
+    if before and after:
+        change = [after[name] - before[name] for name in STORE_STATS]
+        if change[1] > 0:  # writes
+            run.write_path = WritePath(seconds, *change)
+    return run
 
 
 def parse_wrk(out: str, expect: int = 0) -> Run:

@@ -298,3 +298,26 @@ def scale_table(rows: list[Row]) -> str:
             f"{fmt(row.rps)} | {fmt(row.p99)} | {row.rps / base.rps if base.rps else 0:.3f} |"
         )
     return "\n".join(lines)
+
+
+def write_path_table(runs: dict[tuple[str, str], list[Run]]) -> str:
+    """Each (scenario, target) that wrote: medians over the rounds of what
+    its store's write path did (from its /metrics, see measure.WritePath)."""
+    lines = [
+        "| scenario | target | writes / commit | write lock busy % | wait µs / hold | held µs / hold |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (scenario, target), side in runs.items():
+        paths = [r.write_path for r in side if r.write_path is not None]
+        if not paths:
+            continue
+        cells = (
+            statistics.median(p.per_commit for p in paths),
+            100 * statistics.median(p.busy for p in paths),
+            statistics.median(p.wait_us for p in paths),
+            statistics.median(p.held_us for p in paths),
+        )
+        lines.append(
+            f"| {scenario} | {target} | {cells[0]:.2f} | {cells[1]:.0f} | {fmt(cells[2])} | {fmt(cells[3])} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
