@@ -479,3 +479,10 @@ def test_write_stats_are_the_hosts_summed_over_every_process(path):
     finally:
         for group in workers:
             group.close()
+
+
+def test_write_stats_wrap_at_64_bits_instead_of_failing_the_write(path):
+    stats = WriteStats(f"{path}.stats")
+    stats.held(2**64 - 1, 0)
+    stats.held(2, 0)
+    assert stats.read()["lock_wait_seconds"] == 1e-9  # wrapped: (2**64 - 1 + 2) mod 2**64 ns

@@ -130,9 +130,11 @@ class GroupCommit:
                     # may tell) what the commits before did.
                     number = self._sync.last_finished()
             finally:
-                if self._stats is not None:  # still under the lock: the sums stay exact
-                    self._stats.held(taken - asked, self._clock() - taken)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                try:
+                    if self._stats is not None:  # still under the lock: the sums stay exact
+                        self._stats.held(taken - asked, self._clock() - taken)
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)  # whatever happened: never left held
             if self._sync is not None:
                 self._hand_over()  # the next group may commit during this fsync
                 handed_over = True

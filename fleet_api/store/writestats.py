@@ -20,6 +20,9 @@ from fleet_api.store.sharedversion import map_words
 
 # The page's words, in order; durations in nanoseconds.
 HOLDS, COMMITS, WRITES, WAIT_NS, HELD_NS = range(5)
+# Sums wrap at 2**64 (584 years of nanoseconds) instead of raising: a count
+# must never fail the write it counts. Prometheus reads a wrap as a reset.
+_WORD = 2**64 - 1
 
 
 class WriteStats:
@@ -32,15 +35,15 @@ class WriteStats:
     def held(self, wait_ns: int, held_ns: int) -> None:
         """Right before the lock is released: it was waited for and held this long."""
         words = self._words
-        words[HOLDS] += 1
-        words[WAIT_NS] += max(wait_ns, 0)
-        words[HELD_NS] += max(held_ns, 0)
+        words[HOLDS] = (words[HOLDS] + 1) & _WORD
+        words[WAIT_NS] = (words[WAIT_NS] + max(wait_ns, 0)) & _WORD
+        words[HELD_NS] = (words[HELD_NS] + max(held_ns, 0)) & _WORD
 
     def committed(self, writes: int) -> None:
         """Right after a COMMIT of `writes` writes (the jobs that did not fail)."""
         words = self._words
-        words[COMMITS] += 1
-        words[WRITES] += writes
+        words[COMMITS] = (words[COMMITS] + 1) & _WORD
+        words[WRITES] = (words[WRITES] + writes) & _WORD
 
     # --- readers -----------------------------------------------------------------
     def read(self) -> dict[str, float]:
