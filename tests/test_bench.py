@@ -7,20 +7,19 @@ draw a PNG; its PUTs must change the row each time.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from devtools.gunicorn import PROJECT_ROOT
 from scripts.bench.config import shipped_layout
 from tests.support.bodies import STAR_DESTROYER
+from tests.support.loopback import QuietHandler, serving
 
 SCENARIOS = ["get_ship", "update_ship", "update_ship_eddsa"]
 
@@ -189,7 +188,7 @@ def record_requests(script: str, *args: str, seconds: int = 1) -> list[tuple[str
     request (method, path, JSON body) and answers 200 {}."""
     seen: list[tuple[str, str, dict]] = []
 
-    class Recorder(http.server.BaseHTTPRequestHandler):
+    class Recorder(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def answer(self):
@@ -203,13 +202,7 @@ def record_requests(script: str, *args: str, seconds: int = 1) -> list[tuple[str
 
         do_GET = do_PUT = answer
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(Recorder) as url:
         script_path = str(PROJECT_ROOT / "benchmarks" / script)
         result = subprocess.run(
             ["wrk", "-t", "2", "-c", "2", "-d", f"{seconds}s", "-s", script_path, url, "--", *args],
@@ -217,9 +210,6 @@ def record_requests(script: str, *args: str, seconds: int = 1) -> list[tuple[str
             text=True,
             timeout=30,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0 and "BENCH_JSON" in result.stdout, result.stdout + result.stderr
     return seen
 

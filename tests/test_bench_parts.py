@@ -3,13 +3,11 @@ table, the report's rows and tables (scripts/bench/)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from scripts.bench.measure import (
 from scripts.bench.run import plain_gunicorn
 from scripts.bench.scenarios import BENCH_DIR, SCENARIOS, Context, choose
 from tests.support.bodies import STAR_DESTROYER
+from tests.support.loopback import QuietHandler, serving
 
 
 def wrk_output(**fields) -> str:
@@ -430,24 +429,15 @@ def test_store_stats_reads_the_five_counters_off_a_metrics_page():
         + [f"{name} {i}.5" for i, name in enumerate(STORE_STATS[1:], start=1)]
     ).encode()
 
-    class Metrics(http.server.BaseHTTPRequestHandler):
+    class Metrics(QuietHandler):
         def do_GET(self):
             self.send_response(200 if self.path == "/metrics" else 404)
             self.end_headers()
             self.wfile.write(page)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
+    with serving(Metrics) as base:
         assert store_stats(base) == stats(3.0, 1.5, 2.5, 3.5, 4.5)
         assert store_stats(base + "/elsewhere") is None  # a 404: no counters
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_write_path_table_has_a_row_per_target_that_wrote():
