@@ -55,14 +55,14 @@ def result_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
     found = {}
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 12 and re.fullmatch(r"\d+\.\d+", cells[8]):
+        if len(cells) == 13 and re.fullmatch(r"\d+\.\d+", cells[9]):
             found[(cells[0], cells[1])] = cells
     return found
 
 
 def ratios(markdown: str) -> dict[tuple[str, str], float]:
     """(scenario, target) -> req/s ÷ the ceiling's."""
-    return {key: float(cells[8]) for key, cells in result_rows(markdown).items()}
+    return {key: float(cells[9]) for key, cells in result_rows(markdown).items()}
 
 
 def write_path_rows(markdown: str) -> dict[tuple[str, str], list[float]]:
@@ -89,12 +89,15 @@ def test_bench_reports_ratios_and_chart(tmp_path):
     targets = {t for s, t in found if s == "update_ship"}
     assert targets == {"ours", "normal", "ceiling", "bare"}, md  # the write also on synchronous=normal
     assert re.search(
-        r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| \d+ \| 1\.000 \|", md, re.M
+        r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d.]+ \| \d+ \| 1\.000 \|",
+        md,
+        re.M,
     ), md
-    # What each request cost its server in CPU, and how idle the machine was, on every target.
+    # What each request cost its server in CPU and in hand-overs of the CPU,
+    # and how idle the machine was, on every target.
     for (scenario, target), cells in result_rows(md).items():
-        cpu, idle = int(cells[5].replace(",", "")), int(cells[6])
-        assert cpu > 0 and 0 <= idle <= 100, (scenario, target, cells)
+        cpu, switches, idle = int(cells[5].replace(",", "")), float(cells[6]), int(cells[7])
+        assert cpu > 0 and switches > 0 and 0 <= idle <= 100, (scenario, target, cells)
     assert ratios(result.stdout) == found  # the same table on stdout
     # What the write path did, from each app's /metrics: only where it wrote,
     # never on the bare app or a read.
@@ -133,7 +136,9 @@ def test_a_layout_runs_ours_and_the_ceiling_beside_the_shipped_layout(tmp_path):
     assert {("get_ship", "ours/1x2"), ("get_ship", "ceiling/1x2")} <= set(ratios(md)), md
     assert "## Worker layouts (BENCH_LAYOUTS)" in md
     row = re.search(
-        r"^\| get_ship \| 1x2 \| [\d,.]+ \| [\d.]+ \| [\d,]+ \| \d+ \| [\d,.]+ \| (\d+\.\d+) \|", md, re.M
+        r"^\| get_ship \| 1x2 \| [\d,.]+ \| [\d.]+ \| [\d,]+ \| [\d.]+ \| \d+ \| [\d,.]+ \| (\d+\.\d+) \|",
+        md,
+        re.M,
     )
     assert row and float(row.group(1)) > 0, md
     assert re.search(r"^\| get_ship \| \d+x\d+ \(shipped\) \| .* \| 1\.000 \| 1\.000 \|$", md, re.M), md

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,9 @@ def test_a_layout_out_of_bounds_or_shape_is_refused(bad):
         parse_layouts(f"2x16,{bad}", shipped=("3", "8"))
 
 
-def run(rps: float, p99: float = 10.0, status_errors: int = 0, cpu_us=None, idle=None, steal=None) -> Run:
+def run(
+    rps: float, p99: float = 10.0, status_errors: int = 0, cpu_us=None, idle=None, steal=None, switches=None
+) -> Run:
     return Run(
         requests=int(rps),
         rps=rps,
@@ -126,12 +129,17 @@ def run(rps: float, p99: float = 10.0, status_errors: int = 0, cpu_us=None, idle
         cpu_us=cpu_us,
         idle=idle,
         steal=steal,
+        switches=switches,
     )
 
 
 def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
     runs = {
-        ("get_ship", "ours"): [run(900, cpu_us=700, idle=0.1), run(1000, p99=20, cpu_us=600), run(1100)],
+        ("get_ship", "ours"): [
+            run(900, cpu_us=700, idle=0.1, switches=6.0),
+            run(1000, p99=20, cpu_us=600, switches=9.0),
+            run(1100),
+        ],
         ("get_ship", "ceiling"): [run(2000), run(2000), run(2000)],
         ("get_ship", "bare"): [run(4000), run(4000), run(4000)],
     }
@@ -142,19 +150,19 @@ def test_rows_carry_medians_p99_and_ratios_to_the_references_that_ran():
     assert ours.ratios == {"bare": 0.25, "ceiling": 0.5, "ours": 1.0}
     assert ours.ranges["bare"] == (900 / 4000, 1100 / 4000)
     table = report.results_table(rows)
-    # CPU and idle: the median of the rounds that measured them.
-    assert (ours.cpu_us, ours.idle) == (650, 0.1)
+    # CPU, switches and idle: the median of the rounds that measured them.
+    assert (ours.cpu_us, ours.switches, ours.idle) == (650, 7.5, 0.1)
     assert (
-        "| get_ship | ours | 1,000 | 1.00 | 10.0 | 650 | 10 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |"
+        "| get_ship | ours | 1,000 | 1.00 | 10.0 | 650 | 7.5 | 10 | 0.250 | 0.500 | 1.000 | 0.225–0.275 | 0 |"
         in table
     )
-    assert "| get_ship | ceiling | 2,000 | 1.00 | 10.0 | — | — | 0.500 |" in table
+    assert "| get_ship | ceiling | 2,000 | 1.00 | 10.0 | — | — | — | 0.500 |" in table
 
 
 def test_a_reference_that_did_not_run_reads_as_a_dash():
     runs = {("session_cost", "after"): [run(500)], ("session_cost", "before"): [run(1000)]}
     table = report.results_table(report.summarize([SCENARIOS["session_cost"]], ["after", "before"], runs))
-    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | — | — | 0 |" in table
+    assert "| session_cost | after | 500 | 1.00 | 10.0 | — | — | — | — | — | — | — | 0 |" in table
 
 
 def test_the_report_says_how_much_cpu_the_host_stole():
@@ -183,6 +191,41 @@ def test_machine_ticks_are_idle_and_stolen_within_all():
 
     idle, steal, total = machine_ticks()
     assert 0 <= idle + steal <= total and total > 0
+
+
+def test_thread_switches_count_each_time_a_thread_blocks():
+    # Two threads hand a turn back and forth 100 times: each wait blocks, so
+    # the process's threads switch at least that often in between.
+    from scripts.bench.measure import switches_between, thread_switches
+
+    ping, pong = threading.Event(), threading.Event()
+
+    def partner():
+        for _ in range(100):
+            ping.wait(10)
+            ping.clear()
+            pong.set()
+
+    before = thread_switches([os.getpid()])
+    assert (os.getpid(), threading.get_native_id()) in before
+    other = threading.Thread(target=partner)
+    other.start()
+    for _ in range(100):
+        ping.set()
+        pong.wait(10)
+        pong.clear()
+    other.join(10)
+    after = thread_switches([os.getpid()])
+    assert switches_between(before, after) >= 100
+
+
+def test_switches_between_count_a_new_thread_whole_and_never_go_negative():
+    from scripts.bench.measure import switches_between
+
+    before = {(1, 1): 10, (1, 2): 50}  # thread 2 ends before the second reading
+    after = {(1, 1): 15, (1, 3): 7}  # thread 3 was born in between
+    assert switches_between(before, after) == 5 + 7
+    assert switches_between({}, {}) == 0
 
 
 def test_the_pair_reports_after_over_before_with_each_round_and_the_p99s():
@@ -349,7 +392,7 @@ def test_a_layout_twin_of_ours_and_the_ceiling_runs_where_ours_runs(tmp_path, mo
 
 def test_the_layout_table_sets_each_layout_beside_the_shipped_one():
     runs = {
-        ("update_ship", "ours"): [run(1000, cpu_us=900, idle=0.08)],
+        ("update_ship", "ours"): [run(1000, cpu_us=900, idle=0.08, switches=14.0)],
         ("update_ship", "ceiling"): [run(4000)],
         ("update_ship", "ours/2x16"): [run(1200, p99=8.0, cpu_us=800, idle=0.05)],
         ("update_ship", "ceiling/2x16"): [run(3000)],
@@ -359,8 +402,8 @@ def test_the_layout_table_sets_each_layout_beside_the_shipped_one():
     rows = report.summarize([SCENARIOS["get_ship"], SCENARIOS["update_ship"]], names, runs)
     table = report.layout_table(rows, ("2x16",), "3x8").splitlines()
     assert table[2:] == [
-        "| update_ship | 3x8 (shipped) | 1,000 | 10.0 | 900 | 8 | 4,000 | 0.250 | 1.000 | 1.000 |",
-        "| update_ship | 2x16 | 1,200 | 8.00 | 800 | 5 | 3,000 | 0.400 | 1.200 | 0.750 |",
+        "| update_ship | 3x8 (shipped) | 1,000 | 10.0 | 900 | 14.0 | 8 | 4,000 | 0.250 | 1.000 | 1.000 |",
+        "| update_ship | 2x16 | 1,200 | 8.00 | 800 | — | 5 | 3,000 | 0.400 | 1.200 | 0.750 |",
     ]
 
 

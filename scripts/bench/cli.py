@@ -167,7 +167,9 @@ def write_report(
         "ceiling = the same bare app under our gunicorn.conf.py; ours = the real app on the default "
         "store (normal: the same with synchronous=normal). ratio range = the per-round ratios to the "
         "first reference. CPU µs/req = the server's CPU time (master and workers, user + system, from "
-        "/proc) over the run ÷ its requests; idle = the share of the machine's CPU time idle meanwhile "
+        "/proc) over the run ÷ its requests; switches/req = the context switches of the server's threads "
+        "(voluntary + involuntary, from /proc) over the run ÷ its requests: how often a request "
+        "handed the CPU over; idle = the share of the machine's CPU time idle meanwhile "
         "(wrk runs on the same machine). Errors = bad statuses + socket errors."
     )
     sections = [("", table)]

@@ -45,6 +45,7 @@ class Run:
     cpu_us: float | None = None  # the server's CPU (master + workers, user + system) per request
     idle: float | None = None  # the share of the machine's CPU time left idle meanwhile
     steal: float | None = None  # the share the hypervisor gave to other guests (noise, not us)
+    switches: float | None = None  # context switches of the server's threads per request
     write_path: WritePath | None = None  # what the store's write path did meanwhile (with_write_path)
 
 
@@ -167,19 +168,22 @@ def run_wrk(
         raise BenchError(f"wrk failed ({process.returncode}): {' '.join(cmd)}\n{out[-2000:]}")
     run = parse_wrk(out, expect)
     if before is not None:
-        server_cpu, idle, steal, machine = (b - a for a, b in zip(before, _usage(server), strict=True))
+        after = _usage(server)
+        server_cpu, idle, steal, machine = (b - a for a, b in zip(before[:4], after[:4], strict=True))
         # The requests wrk counted; the few it sent that were still in
         # flight when it stopped cost CPU too, a rounding error here.
         if run.requests:
             run.cpu_us = server_cpu / os.sysconf("SC_CLK_TCK") * 1e6 / run.requests
+            run.switches = switches_between(before[4], after[4]) / run.requests
         if machine > 0:
             run.idle, run.steal = idle / machine, steal / machine
     return run
 
 
-def _usage(server: int) -> tuple[int, int, int, int]:
-    """(the server's ticks, the machine's idle, stolen and all ticks) so far."""
-    return server_ticks(server), *machine_ticks()
+def _usage(server: int) -> tuple[int, int, int, int, dict[tuple[int, int], int]]:
+    """(the server's ticks, the machine's idle, stolen and all ticks, its
+    threads' context switches) so far."""
+    return server_ticks(server), *machine_ticks(), thread_switches([server, *worker_pids(server)])
 
 
 # --- CPU and memory, from /proc ---------------------------------------------------
@@ -215,6 +219,37 @@ def server_ticks(master: int) -> int:
     workers, and (the master's cutime + cstime) every worker it has reaped,
     so a worker recycled during a run (max_requests) still counts in full."""
     return cpu_ticks([master, *worker_pids(master)]) + _stat_ticks(master, 13)
+
+
+def thread_switches(pids: list[int]) -> dict[tuple[int, int], int]:
+    """Context switches (voluntary + involuntary) so far of every live thread
+    of `pids`, by (pid, thread id), from /proc/<pid>/task/<tid>/status.
+
+    Every time a thread blocks (a lock, the GIL, a socket, an fsync) or is
+    preempted counts one: how often a request hands the CPU over, which
+    CPU time alone does not show (README, Benchmarks, "Fourteenth pass")."""
+    counts = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # gone
+        for tid in tids:
+            try:
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            found = re.findall(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)$", status, re.M)
+            if found:
+                counts[(pid, int(tid))] = sum(map(int, found))
+    return counts
+
+
+def switches_between(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> int:
+    """The switches made in between: a thread born meanwhile counts all of
+    its own; one that ended meanwhile (a recycled worker's) is missing from
+    `after` and its last ones are lost, a slight undercount, never a negative."""
+    return sum(count - before.get(thread, 0) for thread, count in after.items())
 
 
 def machine_ticks() -> tuple[int, int, int]:

@@ -37,6 +37,7 @@ class Row:
     errors: int
     cpu_us: float | None  # median of the rounds' CPU per request (measure.run_wrk)
     idle: float | None  # median of the rounds' idle share of the machine
+    switches: float | None  # median of the rounds' context switches per request (measure.run_wrk)
     ratios: dict[str, float | None]  # reference target -> median req/s ÷ its median
     ranges: dict[str, tuple[float, float] | None]  # reference -> min, max of the per-round ratios
 
@@ -71,6 +72,7 @@ def summarize(scenarios, target_names: list[str], runs: dict[tuple[str, str], li
                     errors=sum(r.status_errors + r.socket_errors for r in mine),
                     cpu_us=_median(r.cpu_us for r in mine),
                     idle=_median(r.idle for r in mine),
+                    switches=_median(r.switches for r in mine),
                     ratios=ratios,
                     ranges=ranges,
                 )
@@ -83,19 +85,23 @@ def _median(values) -> float | None:
     return statistics.median(known) if known else None
 
 
+COST_HEADERS = "CPU µs/req | switches/req | idle %"
+
+
 def cost_cells(row: Row) -> str:
-    """The CPU µs/req and idle % cells, a dash where they were not measured."""
+    """The CPU µs/req, switches/req and idle % cells, a dash where they were not measured."""
     cpu = "—" if row.cpu_us is None else f"{row.cpu_us:,.0f}"
-    return cpu + " | " + ("—" if row.idle is None else f"{100 * row.idle:.0f}")
+    switches = "—" if row.switches is None else f"{row.switches:.1f}"
+    return f"{cpu} | {switches} | " + ("—" if row.idle is None else f"{100 * row.idle:.0f}")
 
 
 def results_table(rows: list[Row]) -> str:
     """Every throughput with its p50 and p99, what each request cost the
     server in CPU and how idle the machine was, and its ratios to the references."""
     lines = [
-        "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | idle % "
+        f"| scenario | target | req/s | p50 ms | p99 ms | {COST_HEADERS} "
         "| ÷ bare | ÷ ceiling | ÷ ours | ratio range | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         # The range of the first reference that ran: how much the rounds agree.
@@ -260,9 +266,9 @@ def layout_table(rows: list[Row], layouts: tuple[str, ...], shipped: str) -> str
     ratios to the shipped targets are the rows' own ÷ ours and ÷ ceiling."""
     by = {(r.scenario, r.target): r for r in rows}
     lines = [
-        "| scenario | layout | ours req/s | p99 ms | CPU µs/req | idle % | ceiling req/s "
+        f"| scenario | layout | ours req/s | p99 ms | {COST_HEADERS} | ceiling req/s "
         "| ours ÷ ceiling | ours ÷ shipped ours | ceiling ÷ shipped ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in dict.fromkeys(r.scenario for r in rows):
         if not any((scenario, f"ours/{layout}") in by for layout in layouts):
