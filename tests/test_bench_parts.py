@@ -225,6 +225,8 @@ def test_switches_between_count_a_new_thread_whole_and_never_go_negative():
     before = {(1, 1): 10, (1, 2): 50}  # thread 2 ends before the second reading
     after = {(1, 1): 15, (1, 3): 7}  # thread 3 was born in between
     assert switches_between(before, after) == 5 + 7
+    # A new thread under an ended one's id counts from zero.
+    assert switches_between({(1, 4): 900}, {(1, 4): 3}) == 3
     assert switches_between({}, {}) == 0
 
 

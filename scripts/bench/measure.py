@@ -247,9 +247,15 @@ def thread_switches(pids: list[int]) -> dict[tuple[int, int], int]:
 
 def switches_between(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> int:
     """The switches made in between: a thread born meanwhile counts all of
-    its own; one that ended meanwhile (a recycled worker's) is missing from
-    `after` and its last ones are lost, a slight undercount, never a negative."""
-    return sum(count - before.get(thread, 0) for thread, count in after.items())
+    its own (also under a reused id, whose count starts below the old
+    thread's); one that ended meanwhile (a recycled worker's) is missing
+    from `after` and its last ones are lost, a slight undercount, never a
+    negative."""
+    total = 0
+    for thread, count in after.items():
+        earlier = before.get(thread, 0)
+        total += count - earlier if count >= earlier else count
+    return total
 
 
 def machine_ticks() -> tuple[int, int, int]:
