@@ -22,8 +22,10 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from devtools.processes import spawn, stop_process, worker_pids
+from fleet_api.metrics import STORE_COUNTERS
 
 WRK_TIMEOUT = "10s"  # logins queue behind scrypt: don't count them as socket timeouts
 WRK_GRACE = 30  # seconds on top of the run before wrk is killed
@@ -49,14 +51,9 @@ class Run:
     write_path: WritePath | None = None  # what the store's write path did meanwhile (with_write_path)
 
 
-# The store's write-path counters on /metrics (fleet_api/metrics.py STORE_COUNTERS).
-STORE_STATS = (
-    "store_commits_total",
-    "store_writes_total",
-    "store_write_lock_holds_total",
-    "store_write_lock_wait_seconds_total",
-    "store_write_lock_held_seconds_total",
-)
+# The store's write-path counters as /metrics serves them, in WritePath's
+# field order (commits, writes, holds, wait, held): the app's own names.
+STORE_STATS = tuple(f"{name}_total" for _, name, _ in STORE_COUNTERS)
 
 
 @dataclasses.dataclass
@@ -111,9 +108,9 @@ def with_write_path(base: str, measure: Callable[[], Run], clock=time.monotonic)
     run = measure()
     seconds, after = clock() - started, store_stats(base)
     if before and after:
-        change = [after[name] - before[name] for name in STORE_STATS]
-        if change[1] > 0:  # writes
-            run.write_path = WritePath(seconds, *change)
+        path = WritePath(seconds, *(after[name] - before[name] for name in STORE_STATS))
+        if path.writes > 0:
+            run.write_path = path
     return run
 
 
@@ -169,21 +166,30 @@ def run_wrk(
     run = parse_wrk(out, expect)
     if before is not None:
         after = _usage(server)
-        server_cpu, idle, steal, machine = (b - a for a, b in zip(before[:4], after[:4], strict=True))
+        machine = after.machine - before.machine
         # The requests wrk counted; the few it sent that were still in
         # flight when it stopped cost CPU too, a rounding error here.
         if run.requests:
-            run.cpu_us = server_cpu / os.sysconf("SC_CLK_TCK") * 1e6 / run.requests
-            run.switches = switches_between(before[4], after[4]) / run.requests
+            run.cpu_us = (after.ticks - before.ticks) / os.sysconf("SC_CLK_TCK") * 1e6 / run.requests
+            run.switches = switches_between(before.switches, after.switches) / run.requests
         if machine > 0:
-            run.idle, run.steal = idle / machine, steal / machine
+            run.idle, run.steal = (after.idle - before.idle) / machine, (after.steal - before.steal) / machine
     return run
 
 
-def _usage(server: int) -> tuple[int, int, int, int, dict[tuple[int, int], int]]:
-    """(the server's ticks, the machine's idle, stolen and all ticks, its
-    threads' context switches) so far."""
-    return server_ticks(server), *machine_ticks(), thread_switches([server, *worker_pids(server)])
+class Usage(NamedTuple):
+    """What a server and the machine have used so far (run_wrk takes two)."""
+
+    ticks: int  # the server's CPU ticks (server_ticks)
+    idle: int  # the machine's idle, stolen and all ticks (machine_ticks)
+    steal: int
+    machine: int
+    switches: dict[tuple[int, int], int]  # its threads' context switches (thread_switches)
+
+
+def _usage(server: int) -> Usage:
+    pids = [server, *worker_pids(server)]  # one listing for both readings
+    return Usage(server_ticks(server, pids), *machine_ticks(), thread_switches(pids))
 
 
 # --- CPU and memory, from /proc ---------------------------------------------------
@@ -214,11 +220,12 @@ def cpu_ticks(pids: list[int]) -> int:
     return sum(_stat_ticks(pid, 11) for pid in pids)  # utime + stime
 
 
-def server_ticks(master: int) -> int:
+def server_ticks(master: int, pids: list[int] | None = None) -> int:
     """CPU ticks a gunicorn server has used so far: its master, its live
-    workers, and (the master's cutime + cstime) every worker it has reaped,
-    so a worker recycled during a run (max_requests) still counts in full."""
-    return cpu_ticks([master, *worker_pids(master)]) + _stat_ticks(master, 13)
+    workers (`pids`, the master's included, when already listed), and (the
+    master's cutime + cstime) every worker it has reaped, so a worker
+    recycled during a run (max_requests) still counts in full."""
+    return cpu_ticks(pids or [master, *worker_pids(master)]) + _stat_ticks(master, 13)
 
 
 def thread_switches(pids: list[int]) -> dict[tuple[int, int], int]:
