@@ -43,7 +43,7 @@ format: $(DEV_STAMP)  ## apply ruff's fixes and formatting
 load: $(DEV_STAMP)  ## Locust against a fresh gunicorn; env LOAD_USERS, LOAD_SPAWN_RATE, LOAD_DURATION, LOAD_P95_MS
 	$(BIN)/python -m scripts.load
 
-bench: $(DEV_STAMP)  ## wrk vs the bare-Falcon ceilings, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS, BENCH_SCALE, BENCH_PG, BENCH_BASELINE, BENCH_LAYOUTS (README: Benchmarks)
+bench: $(DEV_STAMP)  ## wrk vs the bare-Falcon ceilings, interleaved; env BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SCENARIOS, BENCH_SCALE, BENCH_PG, BENCH_BASELINE, BENCH_LAYOUTS, BENCH_CEILING_WORK (README: Benchmarks)
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "make bench needs wrk (https://github.com/wg/wrk), which is not on PATH. Install it:"; \
 	  echo "  Debian/Ubuntu:  apt-get install -y wrk   (as root, or with sudo)"; \

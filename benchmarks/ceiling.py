@@ -10,16 +10,24 @@ change to fleet_api can approach but not beat, so `ours / ceiling` says how
 much of the room is still ours to win.
 
     gunicorn -c gunicorn.conf.py 'benchmarks.ceiling:get_app()'
+
+With BENCH_CEILING_WORK_US=N its PUT also burns N µs of CPU in a plain
+Python loop (the GIL held throughout, as app code holds it): the ceiling
+plus an app that does nothing but compute for that long. Set to what ours
+costs in-process (scripts/bench/inprocess.py), it tells whether ours is
+slower under gunicorn than its own CPU work explains.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import falcon
 
 BODIES_ENV = "BENCH_CEILING_BODIES"
+WORK_ENV = "BENCH_CEILING_WORK_US"
 JSON = "application/json"
 
 
@@ -59,10 +67,30 @@ class Ships:
         _send(resp, data)
 
 
+def busy_loop(iterations: int) -> None:
+    for _ in range(iterations):
+        pass
+
+
+def iterations_for(microseconds: float, sample: int = 100_000, tries: int = 5) -> int:
+    """How many busy_loop iterations cost `microseconds` of this thread's
+    CPU here: from the fastest of a few timed samples, and in CPU time, so a
+    sample the scheduler interrupted does not count."""
+    if microseconds <= 0:
+        return 0
+    fastest = float("inf")
+    for _ in range(tries):
+        start = time.thread_time()
+        busy_loop(sample)
+        fastest = min(fastest, time.thread_time() - start)
+    return max(1, round(microseconds * 1e-6 * sample / max(fastest, 1e-9)))
+
+
 class Ship:
-    def __init__(self, bodies: dict) -> None:
+    def __init__(self, bodies: dict, work_iterations: int = 0) -> None:
         self._ships = bodies["ships"]
         self._put = bodies["put"]
+        self._work = work_iterations
 
     def on_get(self, req, resp, ship_id: int) -> None:
         data = self._ships.get(ship_id)
@@ -72,6 +100,7 @@ class Ship:
 
     def on_put(self, req, resp, ship_id: int) -> None:
         req.bounded_stream.read()  # read the body as the real app must
+        busy_loop(self._work)
         _send(resp, self._put)
 
 
@@ -86,10 +115,10 @@ class Canned:
         _send(resp, self._data, no_store=True)
 
 
-def create_app(bodies: dict) -> falcon.App:
+def create_app(bodies: dict, work_us: float = 0) -> falcon.App:
     app = falcon.App()
     app.add_route("/api/ships", Ships(bodies))
-    app.add_route("/api/ships/{ship_id:int}", Ship(bodies))
+    app.add_route("/api/ships/{ship_id:int}", Ship(bodies, iterations_for(work_us)))
     app.add_route("/auth/login", Canned(bodies["login"]))
     app.add_route("/auth/refresh", Canned(bodies["refresh"]))
     return app
@@ -99,4 +128,11 @@ def get_app() -> falcon.App:
     path = os.environ.get(BODIES_ENV)
     if not path:
         raise RuntimeError(f"{BODIES_ENV} must name the JSON file of canned bodies")
-    return create_app(_load(path))
+    raw = os.environ.get(WORK_ENV) or "0"
+    try:
+        work_us = float(raw)
+    except ValueError:
+        work_us = -1.0
+    if not 0 <= work_us <= 1_000_000:
+        raise RuntimeError(f"{WORK_ENV} must be a number of microseconds (0 to 1000000), got {raw!r}")
+    return create_app(_load(path), work_us)

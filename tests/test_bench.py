@@ -87,7 +87,10 @@ def test_bench_reports_ratios_and_chart(tmp_path):
     assert all(r > 0 for r in found.values()), found
     assert found[("get_ship", "ceiling")] == 1.0
     targets = {t for s, t in found if s == "update_ship"}
-    assert targets == {"ours", "normal", "ceiling", "bare"}, md  # the write also on synchronous=normal
+    # The write also on synchronous=normal, and on the ceiling burning ours' own CPU per PUT.
+    assert targets == {"ours", "normal", "ceiling", "ceiling+ours", "bare"}, md
+    own = re.search(r"Ours in-process, no server: (\d+) µs of CPU", md)
+    assert own and int(own[1]) > 0, md
     assert re.search(
         r"^\| get_ship \| bare \| [\d,.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d.]+ \| \d+ \| 1\.000 \|",
         md,

@@ -15,7 +15,7 @@ import pytest
 
 from devtools.gunicorn import GUNICORN_CONF, NO_CONF, PROJECT_ROOT
 from scripts.bench import measure, report
-from scripts.bench.config import parse_layouts, shipped_layout
+from scripts.bench.config import parse_layouts, parse_work, shipped_layout
 from scripts.bench.measure import (
     STORE_STATS,
     BenchError,
@@ -269,6 +269,62 @@ def test_the_ceiling_answers_each_benchmarked_query_with_its_canned_page():
     assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
 
 
+def test_the_ceiling_burns_the_cpu_it_is_given_per_put_and_answers_the_same_bytes():
+    import falcon.testing
+
+    from benchmarks.ceiling import create_app, iterations_for
+
+    assert iterations_for(0) == iterations_for(-5) == 0
+    assert iterations_for(50) >= 1
+    bodies = {"list": b"[]", "queries": {}, "ships": {}, "put": b"{put}", "login": b"{}", "refresh": b"{}"}
+    client = falcon.testing.TestClient(create_app(bodies, work_us=200))
+    assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "nan", "2000000"])
+def test_the_ceiling_refuses_a_work_that_is_not_microseconds(tmp_path, monkeypatch, bad):
+    from benchmarks.ceiling import BODIES_ENV, WORK_ENV, get_app
+
+    bodies = {"list": "[]", "queries": {}, "ships": {}, "put": "{}", "login": "{}", "refresh": "{}"}
+    (tmp_path / "bodies.json").write_text(json.dumps(bodies))
+    monkeypatch.setenv(BODIES_ENV, str(tmp_path / "bodies.json"))
+    monkeypatch.setenv(WORK_ENV, bad)
+    with pytest.raises(RuntimeError, match=WORK_ENV):
+        get_app()
+
+
+def test_ceiling_work_is_own_by_default_and_may_add_microseconds_or_be_off():
+    assert parse_work(None) == ("own",)
+    assert parse_work("own, 150,0150,OWN") == ("own", "150")
+    assert parse_work("250") == ("250",)
+    assert parse_work("") == parse_work("off") == parse_work("0") == ()
+
+
+@pytest.mark.parametrize("bad", ["-5", "abc", "1.5", "100001", "own,0"])
+def test_a_ceiling_work_that_is_not_own_or_microseconds_is_refused(bad):
+    with pytest.raises(ValueError, match="BENCH_CEILING_WORK"):
+        parse_work(bad)
+
+
+def test_ours_in_process_cost_is_measured_on_real_puts_in_a_process_of_its_own(tmp_path):
+    from scripts.bench.inprocess import put_cpu_us
+
+    ship = tmp_path / "ship.json"
+    ship.write_text(json.dumps(STAR_DESTROYER))
+    env = {"FLEET_SECRET_KEY": "s" * 40, "FLEET_SCRYPT_N": "16"}
+    assert put_cpu_us(ship, 2, threads=2, env=env, requests=40) > 0
+
+
+def test_an_in_process_put_that_fails_fails_the_measurement_with_its_answer(tmp_path):
+    from scripts.bench.inprocess import put_cpu_us
+
+    ship = tmp_path / "ship.json"
+    ship.write_text(json.dumps({**STAR_DESTROYER, "length": "long"}))
+    env = {"FLEET_SECRET_KEY": "s" * 40, "FLEET_SCRYPT_N": "16"}
+    with pytest.raises(BenchError, match="in-process PUT answered 400"):
+        put_cpu_us(ship, 2, threads=2, env=env, requests=10)
+
+
 def check_filled(url: str) -> None:
     """What the store's own reads see after fill(): every row, and the
     blocklist and sessions answering as the app asks them."""
@@ -360,6 +416,30 @@ def test_only_the_targets_the_chosen_scenarios_run_on_are_made(tmp_path, monkeyp
             assert bare[bare.index("--worker-class") + 1] == "gthread"
         if "normal" in names:
             assert bench.target("normal").store_url.endswith("?synchronous=normal")
+    finally:
+        bench.stop()
+
+
+def test_a_ceiling_work_twin_runs_on_the_write_only_with_its_microseconds(tmp_path, monkeypatch):
+    from benchmarks.ceiling import WORK_ENV
+    from scripts.bench.run import CEILING_APP, Bench, make_targets
+
+    monkeypatch.delenv("FLEET_STORE", raising=False)
+    bench = Bench(work=tmp_path, reports=tmp_path, server_env={})
+    try:
+        make_targets(bench, choose("get_ship,update_ship"), work={"own": 312.54, "150": 150.0})
+        names = [t.name for t in bench.targets]
+        assert names == ["ours", "normal", "ceiling", "ceiling+ours", "ceiling+150us", "bare"]
+        for name, us in (("ceiling+ours", "312.5"), ("ceiling+150us", "150.0")):
+            twin = bench.target(name)
+            assert twin.kind == "work" and not twin.is_app
+            assert twin.server.env[WORK_ENV] == us and twin.server.app == CEILING_APP
+            assert twin.server.env["BENCH_CEILING_BODIES"] == str(bench.bodies_file)
+        runs = {
+            s.name: [t.name for t in bench.targets if s.runs_on(t)] for s in choose("get_ship,update_ship")
+        }
+        assert runs["get_ship"] == ["ours", "ceiling", "bare"]
+        assert runs["update_ship"] == names
     finally:
         bench.stop()
 

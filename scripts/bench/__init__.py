@@ -9,6 +9,7 @@ Run as `python -m scripts.bench`. The pieces, each in its own module:
   measure.py    wrk runs (A, B, A, B ... every round), their parsing, CPU
                 and RSS from /proc, scrypt's cost, py-spy profiles
   report.py     rows, ratios, tables, the chart and reports/bench.md
+  inprocess.py  ours' own CPU per PUT, no server (for ceiling+ours)
   config.py     the environment below
   cli.py        main(): the three in order
 
@@ -40,6 +41,10 @@ Environment (all optional):
   BENCH_LAYOUTS      comma-separated WORKERSxTHREADS, e.g. 2x16: ours and the
                      ceiling also run under each, side by side with the
                      shipped layout (a "Worker layouts" table in bench.md)
+  BENCH_CEILING_WORK comma-separated `own` and/or µs, e.g. own,150: update_ship
+                     also on the ceiling burning that much CPU per PUT
+                     (`own`: ours' in-process cost, inprocess.py); off: none
+                                                                       (default own)
   FLEET_SECRET_KEY   signing key (random 48 characters when unset)
   FLEET_STORE, FLEET_SCRYPT_N, WEB_CONCURRENCY, GUNICORN_THREADS  passed to the servers
 Note: with FLEET_STORE set, ship BENCH_SHIP in that store is replaced by the

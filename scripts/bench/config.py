@@ -55,6 +55,34 @@ def parse_layouts(raw: str | None, shipped: tuple[str, str] | None = None) -> tu
     return tuple(found)
 
 
+# BENCH_CEILING_WORK: the µs of CPU each ceiling+work twin burns per PUT;
+# "own" is ours' in-process cost, measured at the start of the run.
+OWN_WORK = "own"
+MAX_WORK_US = 100_000
+
+
+def parse_work(raw: str | None) -> tuple[str, ...]:
+    """BENCH_CEILING_WORK, e.g. `own` (the default), `own,150` or `off`:
+    the update_ship ceilings that also burn CPU per PUT. ValueError on
+    anything else."""
+    raw = OWN_WORK if raw is None else raw
+    if raw.strip().lower() in ("", "off", "0"):
+        return ()
+    found: list[str] = []
+    for item in raw.split(","):
+        item = item.strip().lower()
+        if item != OWN_WORK:
+            if not re.fullmatch(r"\d+", item) or not 1 <= int(item) <= MAX_WORK_US:
+                raise ValueError(
+                    f"BENCH_CEILING_WORK: {item!r} is not {OWN_WORK} or a whole number of µs"
+                    f" from 1 to {MAX_WORK_US} (e.g. own,250), nor off"
+                )
+            item = str(int(item))
+        if item not in found:
+            found.append(item)
+    return tuple(found)
+
+
 def shipped_layout(conf: Path = ROOT / "gunicorn.conf.py") -> tuple[str, str]:
     """(workers, threads) as gunicorn.conf.py sets them: the environment's
     WEB_CONCURRENCY / GUNICORN_THREADS, else the file's own defaults, read
@@ -92,6 +120,7 @@ class Config:
     sessions: int  # sessions per user in them
     pg: bool  # also on PostgreSQL
     layouts: tuple[str, ...] = ()  # BENCH_LAYOUTS: other worker layouts for ours and the ceiling
+    work: tuple[str, ...] = ()  # BENCH_CEILING_WORK: µs per PUT (or "own") for ceiling+work twins
 
     @classmethod
     def from_env(cls, env=os.environ) -> Config:
@@ -117,6 +146,7 @@ class Config:
             sessions=env_int(env, "BENCH_SESSIONS", 100),
             pg=env.get("BENCH_PG", "") not in ("", "0"),
             layouts=parse_layouts(env.get("BENCH_LAYOUTS")),
+            work=parse_work(env.get("BENCH_CEILING_WORK")),
         )
 
     def layout(self) -> str:

@@ -14,6 +14,11 @@ churn between rounds).
            no config file, so no access log (what our config costs)
   normal   ours with ?synchronous=normal (no fsync per commit), for the
            writes: what durability costs
+  ceiling+ours  with BENCH_CEILING_WORK (default `own`): the ceiling that
+  ceiling+Nus   also burns, per PUT, ours' own in-process CPU per PUT
+           (inprocess.py, measured at the start of the run) or N µs, in a
+           plain Python loop: what ours would reach if its CPU were all it
+           cost (update_ship only)
   ours@N   with BENCH_SCALE=N: ours on a store bulk-filled (fill.py) with N
            ships, BENCH_REVOKED revoked ids and BENCH_SESSIONS sessions per
            user before it starts, for the scenarios that scale
@@ -45,11 +50,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.ceiling import WORK_ENV
 from devtools.gunicorn import PROJECT_ROOT, GunicornServer
 from devtools.http import call
 from fleet_api.keys import new_key
 from fleet_api.passwords import PasswordHasher
-from scripts.bench.config import DEFAULT_BASELINE, shipped_layout
+from scripts.bench.config import DEFAULT_BASELINE, OWN_WORK, shipped_layout
 from scripts.bench.fill import fill
 from scripts.bench.measure import BenchError
 from scripts.bench.scenarios import SEARCH, SHIP_COUNT, Context, Scenario, page_path
@@ -152,6 +158,7 @@ class Bench:
     session_bodies: str = ""  # whether after and before answer session_cost alike
     fills: list[str] = dataclasses.field(default_factory=list)  # what each scaled store got, how fast
     pg: str | None = None  # the DSN of the bench's PostgreSQL (BENCH_PG=1)
+    own_work_us: float | None = None  # ours' in-process CPU per PUT, when measured (inprocess.py)
     _worktree: Path | None = None
 
     @property
@@ -301,9 +308,15 @@ def scaled_twin(bench: Bench, of: Target, scale: Scale) -> Target:
 
 
 def make_targets(
-    bench: Bench, scenarios: list[Scenario], scale: Scale = Scale(), layouts: tuple[str, ...] = ()
+    bench: Bench,
+    scenarios: list[Scenario],
+    scale: Scale = Scale(),
+    layouts: tuple[str, ...] = (),
+    work: dict[str, float] | None = None,
 ) -> None:
-    """The servers the chosen scenarios run on (not started yet)."""
+    """The servers the chosen scenarios run on (not started yet). `work`
+    maps each BENCH_CEILING_WORK item (`own`, or µs) to the µs its
+    ceiling+work twin burns per PUT."""
     kinds = {kind for s in scenarios for kind in s.targets} | {"ours"}  # ours: canned bodies, memory
     # FLEET_STORE from the environment is ours' store; every other app gets its own.
     bench.add(
@@ -329,6 +342,10 @@ def make_targets(
     canned = {"app": CEILING_APP, "env": {"BENCH_CEILING_BODIES": str(bench.bodies_file)}}
     if "ceiling" in kinds:
         bench.add("ceiling", "ceiling", **canned)
+    if "work" in kinds:
+        for item, us in (work or {}).items():
+            name = "ceiling+ours" if item == OWN_WORK else f"ceiling+{item}us"
+            bench.add(name, "work", **{**canned, "env": {**canned["env"], WORK_ENV: f"{us:.1f}"}})
     if "bare" in kinds:
         bench.add("bare", "bare", conf=None, args=plain_gunicorn(), **canned)
     for layout in layouts:

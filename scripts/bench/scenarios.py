@@ -24,7 +24,8 @@ PAGE = 50  # page_deep: the last full page of this many ships
 
 # Target kinds (see run.py): the real app on some store, and the ceilings.
 READS = ("ours", "pg", "ceiling", "bare")
-WRITES = ("ours", "normal", "pg", "ceiling", "bare")  # normal: synchronous=normal, writes only
+# normal: synchronous=normal; work: the ceiling burning CPU per PUT (BENCH_CEILING_WORK); writes only
+WRITES = ("ours", "normal", "pg", "ceiling", "work", "bare")
 
 
 def page_path(ships: int) -> str:
