@@ -269,6 +269,39 @@ def test_the_ceiling_answers_each_benchmarked_query_with_its_canned_page():
     assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
 
 
+def test_each_round_rotates_every_scenarios_targets_by_one_place():
+    order = []
+
+    def cell(scenario, target):
+        return (scenario, target, lambda: order.append((scenario, target)) or run(1000), True)
+
+    cells = [
+        cell("get", "ours"),
+        cell("get", "ceiling"),
+        cell("get", "bare"),
+        cell("put", "ours"),
+        cell("put", "normal"),
+    ]
+    results = measure.interleave(
+        4,
+        cells,
+        before_round=lambda _: None,
+        after_round=lambda _: None,
+        after_run=lambda: None,
+        log=lambda _: None,
+    )
+    rounds = [order[i : i + 5] for i in range(0, 20, 5)]
+    assert [[t for s, t in r if s == "get"] for r in rounds] == [
+        ["ours", "ceiling", "bare"],
+        ["ceiling", "bare", "ours"],
+        ["bare", "ours", "ceiling"],
+        ["ours", "ceiling", "bare"],
+    ]
+    assert [[t for s, t in r if s == "put"] for r in rounds] == [["ours", "normal"], ["normal", "ours"]] * 2
+    assert all([s for s, _ in r] == ["get"] * 3 + ["put"] * 2 for r in rounds)  # scenario by scenario
+    assert {key: len(runs) for key, runs in results.runs.items()} == {(s, t): 4 for s, t, _, _ in cells}
+
+
 def test_the_ceiling_burns_the_cpu_it_is_given_per_put_and_answers_the_same_bytes():
     import falcon.testing
 

@@ -6,8 +6,9 @@ Run as `python -m scripts.bench`. The pieces, each in its own module:
                 request, body, token and the targets it runs on
   run.py        the targets: gunicorns started side by side on free
                 loopback ports (devtools.gunicorn), stopped by PID
-  measure.py    wrk runs (A, B, A, B ... every round), their parsing, CPU
-                and RSS from /proc, scrypt's cost, py-spy profiles
+  measure.py    wrk runs (each scenario's targets in turn, rotated one
+                place each round), their parsing, CPU and RSS from /proc,
+                scrypt's cost, py-spy profiles
   report.py     rows, ratios, tables, the chart and reports/bench.md
   inprocess.py  ours' own CPU per PUT, no server (for ceiling+ours)
   config.py     the environment below

@@ -362,6 +362,22 @@ class Results:
         self.runs.setdefault((scenario, target), []).append(run)
 
 
+def round_order(cells: list, round_no: int) -> list:
+    """The cells of round `round_no` (from 1): scenario by scenario as
+    given, each scenario's targets rotated by one place a round (A B C,
+    then B C A, then C A B), so that no target always runs first after the
+    churn or a scenario change and none always last: a median then holds no
+    bias of place."""
+    groups: dict[str, list] = {}
+    for cell in cells:
+        groups.setdefault(cell[0], []).append(cell)
+    ordered = []
+    for group in groups.values():
+        turn = (round_no - 1) % len(group)
+        ordered += group[turn:] + group[:turn]
+    return ordered
+
+
 def interleave(
     rounds: int,
     cells: list[tuple[str, str, Callable[[], Run], bool]],
@@ -371,15 +387,15 @@ def interleave(
     after_run: Callable[[], None],
     log: Callable[[str], None],
 ) -> Results:
-    """Run every cell once per round, in order (scenario by scenario, its
-    targets A, B, A, B ...), so each pair of figures comes from the same
+    """Run every cell once per round, scenario by scenario, each on its
+    targets in turn, so the figures of one scenario come from the same
     moment of the machine. A cell is (scenario, target, run it, whether a
     bad status fails the bench). The hooks: `before_round` (fresh tokens),
     `after_round` (churn, memory), `after_run` (let the servers settle)."""
     results = Results()
     for round_no in range(1, rounds + 1):
         before_round(round_no)
-        for scenario, target, run_cell, strict in cells:
+        for scenario, target, run_cell, strict in round_order(cells, round_no):
             run = run_cell()
             after_run()
             results.add(scenario, target, run)
