@@ -302,16 +302,26 @@ def test_each_round_rotates_every_scenarios_targets_by_one_place():
     assert {key: len(runs) for key, runs in results.runs.items()} == {(s, t): 4 for s, t, _, _ in cells}
 
 
-def test_the_ceiling_burns_the_cpu_it_is_given_per_put_and_answers_the_same_bytes():
+def test_the_ceiling_burns_the_cpu_it_is_given_per_put_and_answers_the_same_bytes(monkeypatch):
     import falcon.testing
 
+    from benchmarks import ceiling
     from benchmarks.ceiling import create_app, iterations_for
 
     assert iterations_for(0) == iterations_for(-5) == 0
     assert iterations_for(50) >= 1
+    # Calibrated from the fastest sample: samples of 1,000 iterations that
+    # took 40, 10 and 20 ms of CPU make 100 iterations per ms, so 2 ms is 200.
+    readings = iter([0.0, 0.040, 1.0, 1.010, 2.0, 2.020])
+    assert iterations_for(2000, sample=1000, tries=3, clock=lambda: next(readings)) == 200
+    burnt = []
+    monkeypatch.setattr(ceiling, "busy_loop", burnt.append)
+    monkeypatch.setattr(ceiling, "iterations_for", lambda us: int(us) * 3)
     bodies = {"list": b"[]", "queries": {}, "ships": {}, "put": b"{put}", "login": b"{}", "refresh": b"{}"}
     client = falcon.testing.TestClient(create_app(bodies, work_us=200))
     assert client.simulate_put("/api/ships/1", body=b"{}").content == b"{put}"
+    assert client.simulate_get("/api/ships").content == b"[]"
+    assert burnt == [600]  # the PUT burnt its iterations, the GET none
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1", "nan", "2000000"])
