@@ -12,6 +12,7 @@ from gunicorn.glogging import CONFIG_DEFAULTS
 
 from fleet_api.logs import OFF, log_format
 from fleet_api.settings import ALGORITHM_ENV, HS256, SECRET_ENV, ephemeral_secret
+from fleet_api.workers import choose_cpu, pin_worker, pinning_wanted
 
 wsgi_app = "fleet_api.app:get_app()"
 bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
@@ -33,6 +34,22 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # instead of piling onto whichever woke first (fleet_api/workers.py).
 worker_class = "fleet_api.workers.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Each worker pinned to one CPU, spread evenly over those the master may use
+# (fleet_api/workers.py: its threads then hand the GIL over on one core, not
+# across cores). FLEET_PIN_WORKERS=off leaves them to the kernel: for hosts
+# where the server shares its cores with other busy processes. Read here, so
+# a bad value stops the start with the reason.
+_pin_workers = pinning_wanted()
+
+
+def pre_fork(server, worker):
+    if _pin_workers:
+        choose_cpu(server, worker)
+
+
+def post_fork(server, worker):
+    pin_worker(server, worker)
+
 
 # Requests gunicorn refuses before the app sees them (bytes): a JWT header
 # is ~400 bytes, so these leave room while capping what a client can make us

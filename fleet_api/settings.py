@@ -134,7 +134,7 @@ class Settings:
             "store_url": env.get("FLEET_STORE", DEFAULT_STORE),
             "data_path": Path(env.get("FLEET_DATA", DEFAULT_DATA)),
             "trusted_proxies": env.get("FORWARDED_ALLOW_IPS", ""),
-            "metrics": _switch("FLEET_METRICS", env.get("FLEET_METRICS", "on")),
+            "metrics": switch("FLEET_METRICS", env.get("FLEET_METRICS", "on")),
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         }
         for field, var in (
@@ -150,7 +150,7 @@ class Settings:
             if env.get(var):
                 values[field] = _int(var, env[var])
         if env.get("FLEET_REFRESH_ROTATION"):
-            values["refresh_rotation"] = _switch("FLEET_REFRESH_ROTATION", env["FLEET_REFRESH_ROTATION"])
+            values["refresh_rotation"] = switch("FLEET_REFRESH_ROTATION", env["FLEET_REFRESH_ROTATION"])
         if env.get("FLEET_REFRESH_REUSE_GRACE"):
             values["refresh_reuse_grace"] = _number(
                 "FLEET_REFRESH_REUSE_GRACE", env["FLEET_REFRESH_REUSE_GRACE"]
@@ -167,7 +167,7 @@ def _int(name: str, raw: str) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _switch(name: str, raw: str) -> bool:
+def switch(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value not in ("on", "off"):
         raise SettingsError(f"{name} must be on or off, got {raw!r}")

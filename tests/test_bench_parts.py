@@ -358,6 +358,35 @@ def test_ours_in_process_cost_is_measured_on_real_puts_in_a_process_of_its_own(t
     assert put_cpu_us(ship, 2, threads=2, env=env, requests=40) > 0
 
 
+def affinity_after_pinning(monkeypatch, value: str | None) -> set[int]:
+    """What pin_like_a_worker leaves a fresh thread (affinity is per thread
+    on Linux, so pytest's own stays as it was)."""
+    from scripts.bench.inprocess import pin_like_a_worker
+
+    if value is None:
+        monkeypatch.delenv("FLEET_PIN_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("FLEET_PIN_WORKERS", value)
+    seen: list[set[int]] = []
+
+    def pin() -> None:
+        pin_like_a_worker()
+        seen.append(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=pin)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_ours_in_process_runs_on_one_cpu_as_a_pinned_worker_does(monkeypatch):
+    assert affinity_after_pinning(monkeypatch, None) == {min(os.sched_getaffinity(0))}
+
+
+def test_ours_in_process_keeps_every_cpu_when_workers_are_not_pinned(monkeypatch):
+    assert affinity_after_pinning(monkeypatch, "off") == os.sched_getaffinity(0)
+
+
 def test_an_in_process_put_that_fails_fails_the_measurement_with_its_answer(tmp_path):
     from scripts.bench.inprocess import put_cpu_us
 

@@ -7,7 +7,7 @@ first imported, and the bench's own threads stay out of the figure). There
 the app is create_app's, on a temporary SQLite store (synchronous=full, so
 every PUT is fsynced as under gunicorn), with metrics in a temporary
 multiprocess directory as under gunicorn, and `threads` request threads send
-PUTs at once, as one gunicorn worker's threads do: the figure includes what
+PUTs at once on one CPU, as one gunicorn worker's threads do: the figure includes what
 the group commit and the GIL cost between them, and leaves out HTTP and
 gunicorn. The harness's own work per PUT (the environ, the body's JSON) is
 in the figure too, a few µs, as gunicorn's would be. The ceiling burning
@@ -32,6 +32,7 @@ import falcon.testing
 import orjson
 
 from fleet_api.app import create_app
+from fleet_api.workers import pinning_wanted
 from scripts.bench.measure import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,15 @@ def _call(app, method: str, path: str, body: dict, token: str | None = None) -> 
     return answer["status"], data
 
 
+def pin_like_a_worker() -> None:
+    """On one CPU, as gunicorn.conf.py pins each worker (unless
+    FLEET_PIN_WORKERS=off): the threads then hand the GIL over as a worker's do."""
+    if pinning_wanted() and hasattr(os, "sched_getaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 if __name__ == "__main__":  # SHIP_FILE SHIP_ID THREADS REQUESTS
     ship_file, ship_id, threads, requests = sys.argv[1:5]
+    pin_like_a_worker()  # before any thread starts: they inherit it
     ship = json.loads(Path(ship_file).read_text())
     print(f"{PREFIX}{measure(ship, int(ship_id), int(threads), int(requests)):.1f}", flush=True)
