@@ -21,19 +21,19 @@ bind = os.environ.get("FLEET_BIND", "127.0.0.1:8000")
 # through fleet_api.settings.Settings.from_env(), the same way whatever starts
 # it; this file configures gunicorn only.
 
-# One process per core plus one, and threads enough that the writes of one
-# process meet: they share one SQLite commit (one fsync) through the store's
-# group commit, so more threads per process means fewer, fuller commits.
-# The extra process runs while another waits for the host-wide write lock or
-# its fsync with every thread blocked on a write, time that otherwise leaves
-# a core idle. Measured on a 2-core machine only (3 x 8 against 2 x 8 and
-# 4 x 8): the figures are in the README ("Deployment with gunicorn").
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# One process per core, each pinned to its own (below), and threads enough
+# that the writes of one process meet: they share one SQLite commit (one
+# fsync) through the store's group commit, so more threads per process means
+# fewer, fuller commits, and 16 keep a pinned core busy while some of them
+# wait for a commit. Measured on a 2-core machine only (2 x 16 pinned against
+# 3 x 8, pinned and not): the figures are in the README ("Deployment with
+# gunicorn"). On a larger host, start from its cores and measure.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread, except that a worker takes a new connection only while one of its
 # threads is free, so a burst of connections is shared between the workers
 # instead of piling onto whichever woke first (fleet_api/workers.py).
 worker_class = "fleet_api.workers.BalancedThreadWorker"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # Each worker pinned to one CPU, spread evenly over those the master may use
 # (fleet_api/workers.py: its threads then hand the GIL over on one core, not
 # across cores). FLEET_PIN_WORKERS=off leaves them to the kernel: for hosts
