@@ -1,7 +1,8 @@
 """SQLite's durability with the fsync outside the write lock (store/walsync.py):
-a write is answered after its fsync, the lock is free during it, the next
-write commits meanwhile, and a read that saw a commit whose fsync is still
-running is answered only after it."""
+a write is answered after its fsync, the lock is free during it (another
+process commits meanwhile, this one's next writes gather into one commit),
+and a read that saw a commit whose fsync is still running is answered only
+after it."""
 
 from __future__ import annotations
 
@@ -130,17 +131,40 @@ def test_a_write_returns_only_after_its_fsync(store, fsyncs):
     assert write.finish()["crew"] == 2
 
 
-def test_the_next_write_commits_while_the_last_ones_fsync_runs(store, fsyncs):
+def test_another_process_commits_while_this_ones_fsync_runs(store, fsyncs):
+    other = open_store(f"sqlite:///{store.path}")  # another worker: its own connections, flock and group
+    try:
+        fsyncs.hold()
+        first = Call(lambda: store.update_ship(1, {**STAR_DESTROYER, "crew": 2}))
+        assert fsyncs.entered.wait(WAIT)
+        second = Call(lambda: other.update_ship(1, {**STAR_DESTROYER, "crew": 3}))
+        # Its commit is made (the lock was free), but it is not answered before an fsync covers it.
+        assert wait_for(lambda: crew_on_disk(store) == 3, WAIT)
+        assert first.is_alive() and second.is_alive()
+        fsyncs.release()
+        assert first.finish()["crew"] == 2
+        assert second.finish()["crew"] == 3
+    finally:
+        fsyncs.release()
+        other.close()
+
+
+def test_writes_that_queue_during_this_process_fsync_share_the_next_commit(store, fsyncs):
     fsyncs.hold()
     first = Call(lambda: store.update_ship(1, {**STAR_DESTROYER, "crew": 2}))
     assert fsyncs.entered.wait(WAIT)
-    second = Call(lambda: store.update_ship(1, {**STAR_DESTROYER, "crew": 3}))
-    # Its commit is made (the lock was free), but it is not answered before an fsync covers it.
-    assert wait_for(lambda: crew_on_disk(store) == 3, WAIT)
-    assert first.is_alive() and second.is_alive()
+    before = fsyncs.calls
+    queued = [
+        Call(lambda crew=crew: store.update_ship(1, {**STAR_DESTROYER, "crew": crew})) for crew in (3, 4, 5)
+    ]
+    queued[-1].join(STILL)
+    # they wait for the fsync, not yet committed: no new leader commits the first of them alone
+    assert all(call.is_alive() for call in [first, *queued])
+    assert crew_on_disk(store) == 2
     fsyncs.release()
     assert first.finish()["crew"] == 2
-    assert second.finish()["crew"] == 3
+    assert sorted(call.finish()["crew"] for call in queued) == [3, 4, 5]
+    assert fsyncs.calls == before + 2  # the first's, then one for the three's shared commit
 
 
 def test_a_read_that_saw_a_commit_still_being_fsynced_waits_for_it_before_settling(store, fsyncs):
