@@ -125,6 +125,5 @@ def pin_worker(server, worker) -> None:
         os.sched_setaffinity(0, {cpu})
     except OSError as exc:  # the cpuset shrank since the master looked: run unpinned
         server.log.warning("worker %s not pinned to CPU %s: %s", os.getpid(), cpu, exc)
-        worker.fleet_cpu = None
         return
     server.log.info("worker %s pinned to CPU %s", os.getpid(), cpu)
